@@ -1,0 +1,273 @@
+"""The bot's configuration: one pydantic schema for `config.toml`, secrets from the environment.
+
+`config.example.toml` documents every setting; a setting absent from the file takes the default
+written here. Secrets (`DISCORD_TOKEN`, `OPENAI_API_KEY`) never live in the file: they come from the
+environment or a `.env` file next to the bot.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import zoneinfo
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+
+from bot.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("config.toml")
+DEFAULT_DATABASE_PATH = Path("data/bot.db")
+
+DEFAULT_INSTRUCTIONS = (
+    "You are a helpful, friendly assistant in a Discord server. Several people may talk to you in one "
+    "conversation: each user message starts with the speaker's display name and a colon. Answer in "
+    "Discord markdown, concisely. Use the tools you are given when they help; never invent the result "
+    "of a tool call."
+)
+
+# The names of the tools a guild can switch on. Function tools live in `tools/`; the hosted ones run
+# at OpenAI (Responses backend only) and cost money, so they are off by default.
+FUNCTION_TOOL_FAMILIES = ("restaurants", "rides", "knowledge")
+HOSTED_TOOLS = ("code_interpreter", "web_search")
+ALL_TOOLS = FUNCTION_TOOL_FAMILIES + HOSTED_TOOLS
+
+Backend = Literal["responses", "chat"]
+ModerationMode = Literal["off", "flag", "block"]
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a typo in config.toml must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GuildSettings(_Strict):
+    """What a server owner can tune for their server (`/config`); `[defaults]` in config.toml.
+
+    The single schema of every per-guild setting: the config file's defaults, the values stored per
+    guild in SQLite and the `/config set` commands are all validated by this model.
+    """
+
+    model: Annotated[str, Field(min_length=1, max_length=100)] = Field(
+        default="gpt-5.5", description="Model for conversations."
+    )
+    instructions: Annotated[str, Field(min_length=1, max_length=8000)] = Field(
+        default=DEFAULT_INSTRUCTIONS, description="System prompt sent with every turn."
+    )
+    backend: Backend = Field(
+        default="responses",
+        description="`responses` (OpenAI Conversations) or `chat` (any OpenAI-compatible server).",
+    )
+    enabled_tools: tuple[str, ...] = Field(
+        default=FUNCTION_TOOL_FAMILIES, description="Tools the model may use here."
+    )
+    channels: tuple[int, ...] = Field(
+        default=(), description="Channel ids where the bot answers mentions; empty means everywhere."
+    )
+    mention_opens_thread: bool = Field(
+        default=True, description="A mention in a channel opens a thread (else: reply in place)."
+    )
+    images_enabled: bool = Field(default=True, description="Whether /imagine is available.")
+    image_model: Annotated[str, Field(min_length=1, max_length=100)] = Field(
+        default="gpt-image-2", description="Model for /imagine."
+    )
+    embedding_model: Annotated[str, Field(min_length=1, max_length=100)] = Field(
+        default="text-embedding-3-small", description="Model for /remember and /search."
+    )
+    confirm_side_effects: bool = Field(
+        default=True, description="Ask the user before a tool books or orders anything."
+    )
+    timezone: str = Field(default="UTC", description="IANA time zone for bookings, e.g. Europe/Paris.")
+    user_cooldown_s: Annotated[float, Field(ge=0, le=3600)] = Field(
+        default=0.0, description="Seconds a member waits between two messages to the bot."
+    )
+    max_queued_turns_per_user: Annotated[int, Field(ge=1, le=50)] = Field(
+        default=3, description="Messages one member may have waiting for an answer."
+    )
+    daily_token_budget_guild: Annotated[int, Field(ge=0)] = Field(
+        default=0, description="Tokens the whole server may use per UTC day; 0 means unlimited."
+    )
+    daily_token_budget_user: Annotated[int, Field(ge=0)] = Field(
+        default=0, description="Tokens one member may use per UTC day; 0 means unlimited."
+    )
+    moderation: ModerationMode = Field(
+        default="off", description="Check each message with OpenAI moderation: off, flag or block."
+    )
+    mod_log_channel: int | None = Field(
+        default=None, description="Channel id that receives moderation flags."
+    )
+    moderation_fail_open: bool = Field(
+        default=True, description="If the moderation API fails, let the message through."
+    )
+
+    @field_validator("enabled_tools", mode="before")
+    @classmethod
+    def _known_tools(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            unknown = [name for name in value if name not in ALL_TOOLS]
+            if unknown:
+                raise ValueError(f"unknown tool {unknown[0]!r}; choose from {', '.join(ALL_TOOLS)}")
+            return tuple(dict.fromkeys(value))  # de-duplicated, order kept
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/Paris)") from exc
+        return value
+
+
+class DiscordConfig(_Strict):
+    """How the bot behaves on Discord as a whole (not per guild)."""
+
+    allow_dms: bool = Field(default=True, description="Answer direct messages.")
+    command_guild_ids: tuple[int, ...] = Field(
+        default=(), description="Sync slash commands to these guilds at start-up (instant, for testing)."
+    )
+    sync_commands: bool = Field(default=True, description="Sync slash commands at start-up.")
+    max_text_attachment_chars: Annotated[int, Field(ge=0, le=100_000)] = Field(
+        default=20_000, description="Text attachments are inlined into the turn up to this many characters."
+    )
+
+
+class OpenAIConfig(_Strict):
+    """The model API client (the SDK reads OPENAI_BASE_URL itself)."""
+
+    request_timeout_s: Annotated[float, Field(gt=0, le=600)] = 60.0
+    max_retries: Annotated[int, Field(ge=0, le=10)] = 2
+    moderation_model: str = "omni-moderation-latest"
+
+
+class ChatBackendConfig(_Strict):
+    """The `chat` backend: any server speaking Chat Completions (Ollama, vLLM, llama.cpp, gateways)."""
+
+    base_url: str | None = Field(
+        default=None, description="e.g. http://localhost:11434/v1; unset means the OpenAI client's URL."
+    )
+    api_key_env: str = Field(
+        default="CHAT_API_KEY", description="Environment variable holding this server's key, if any."
+    )
+    history_token_budget: Annotated[int, Field(ge=256, le=1_000_000)] = Field(
+        default=8000, description="Older messages are dropped to keep the history under this."
+    )
+
+
+class EngineConfig(_Strict):
+    """Limits of the conversation engine."""
+
+    max_tool_rounds: Annotated[int, Field(ge=1, le=50)] = 8
+    max_queued_turns: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=10, description="Turns waiting in one conversation before new ones are refused."
+    )
+    turn_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 300.0
+    max_concurrent_model_calls: Annotated[int, Field(ge=1, le=100_000)] = 2000
+    max_waiting_model_calls: Annotated[int, Field(ge=0, le=1_000_000)] = 5000
+    confirmation_timeout_s: Annotated[float, Field(gt=0, le=900)] = 120.0
+
+
+class StreamingConfig(_Strict):
+    """How replies are written into Discord."""
+
+    edit_interval_s: Annotated[float, Field(ge=0.2, le=10)] = 1.0
+    global_writes_per_s: Annotated[float, Field(gt=0, le=50)] = 45.0
+
+
+class StorageConfig(_Strict):
+    database: Path = DEFAULT_DATABASE_PATH
+
+
+class AppConfig(_Strict):
+    """Everything in config.toml."""
+
+    discord: DiscordConfig = DiscordConfig()
+    openai: OpenAIConfig = OpenAIConfig()
+    chat_backend: ChatBackendConfig = ChatBackendConfig()
+    engine: EngineConfig = EngineConfig()
+    streaming: StreamingConfig = StreamingConfig()
+    storage: StorageConfig = StorageConfig()
+    defaults: GuildSettings = GuildSettings()
+
+
+class Secrets(BaseModel):
+    """Credentials, only ever from the environment."""
+
+    model_config = ConfigDict(frozen=True)
+
+    discord_token: SecretStr
+    openai_api_key: SecretStr | None = None
+    chat_api_key: SecretStr | None = None
+    discord_api_base_url: str | None = None
+
+
+def load_config(path: Path, *, required: bool, env: Mapping[str, str] | None = None) -> AppConfig:
+    """Read and validate `path`; a missing file gives the defaults unless it was asked for by name.
+
+    Raises `ConfigError` naming the file and the setting, never a traceback-worthy exception.
+    """
+    env = os.environ if env is None else env
+    data: dict[str, object] = {}
+    if path.exists() or required:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(str(path), "file", "not found (copy config.example.toml to start)") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(str(path), "file", f"cannot be read: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(str(path), "file", f"is not valid TOML: {exc}") from None
+    try:
+        config = AppConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(str(path), *_first_problem(exc)) from None
+    database = env.get("BOT_DATABASE")
+    if database:
+        config = config.model_copy(update={"storage": StorageConfig(database=Path(database))})
+    return config
+
+
+def load_secrets(config: AppConfig, *, env: Mapping[str, str] | None = None) -> Secrets:
+    """Take the credentials from the environment; the ones the configuration needs must be there."""
+    env = os.environ if env is None else env
+    token = env.get("DISCORD_TOKEN", "").strip()
+    if not token:
+        raise ConfigError("environment", "DISCORD_TOKEN", "is not set (put it in .env or the environment)")
+    openai_key = env.get("OPENAI_API_KEY", "").strip() or None
+    needs_openai = config.defaults.backend == "responses" or config.chat_backend.base_url is None
+    if needs_openai and openai_key is None:
+        raise ConfigError(
+            "environment",
+            "OPENAI_API_KEY",
+            'is not set (put it in .env, or use backend = "chat" with [chat_backend] base_url)',
+        )
+    chat_key = env.get(config.chat_backend.api_key_env, "").strip() or None
+    return Secrets(
+        discord_token=SecretStr(token),
+        openai_api_key=SecretStr(openai_key) if openai_key else None,
+        chat_api_key=SecretStr(chat_key) if chat_key else None,
+        discord_api_base_url=env.get("DISCORD_API_BASE_URL", "").strip().rstrip("/") or None,
+    )
+
+
+def _first_problem(exc: ValidationError) -> tuple[str, str]:
+    """The first validation error as (dotted setting name, human message)."""
+    error = exc.errors()[0]
+    setting = ".".join(str(part) for part in error["loc"]) or "file"
+    if error["type"] == "extra_forbidden":
+        return setting, "is not a known setting (see config.example.toml)"
+    message = error["msg"].removeprefix("Value error, ")
+    return setting, f"{message} (got {error.get('input')!r})"

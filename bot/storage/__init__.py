@@ -1,0 +1,50 @@
+"""All of the bot's SQL lives in this package; the rest of the code calls these stores.
+
+`Storage` is the interface a second backend (PostgreSQL, for several shard processes) would implement;
+nothing outside this package builds a query.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.storage.conversations import ConversationRecord, ConversationStore
+from bot.storage.database import Database
+from bot.storage.history import HistoryMessage, HistoryStore
+from bot.storage.settings import GuildSettingsStore, SettingChange
+from bot.storage.tool_calls import CallClaim, ToolCallLedger
+from bot.storage.turns import InterruptedTurn, TurnJournal
+from bot.storage.usage import UsageStore, UsageTotals, utc_day
+
+__all__ = [
+    "CallClaim",
+    "ConversationRecord",
+    "Database",
+    "GuildSettingsStore",
+    "HistoryMessage",
+    "InterruptedTurn",
+    "SettingChange",
+    "Storage",
+    "UsageTotals",
+    "utc_day",
+]
+
+
+class Storage:
+    """The database and every store on it, opened and migrated together."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.conversations = ConversationStore(db)
+        self.history = HistoryStore(db)
+        self.usage = UsageStore(db)
+        self.settings = GuildSettingsStore(db)
+        self.turns = TurnJournal(db)
+        self.tool_calls = ToolCallLedger(db)
+
+    @classmethod
+    async def open(cls, path: str | Path) -> Storage:
+        return cls(await Database.open(path))
+
+    async def close(self) -> None:
+        await self.db.close()

@@ -109,6 +109,12 @@ class GuildSettings(_Strict):
     moderation_fail_open: bool = Field(
         default=True, description="If the moderation API fails, let the message through."
     )
+    booking_provider: Annotated[str, Field(min_length=1, max_length=50)] = Field(
+        default="builtin", description="Where table bookings go: `builtin` or a [providers] entry."
+    )
+    ride_provider: Annotated[str, Field(min_length=1, max_length=50)] = Field(
+        default="builtin", description="Where ride orders go: `builtin` or a [providers] entry."
+    )
 
     @field_validator("enabled_tools", mode="before")
     @classmethod
@@ -187,6 +193,15 @@ class StreamingConfig(_Strict):
     global_writes_per_s: Annotated[float, Field(gt=0, le=50)] = 45.0
 
 
+class ProviderConfig(_Strict):
+    """An external HTTP booking or ride service a guild can send its tool calls to."""
+
+    serves: Literal["restaurants", "rides"]
+    base_url: Annotated[str, Field(pattern=r"^https?://")]
+    api_key_env: str | None = Field(default=None, description="Environment variable holding its API key.")
+    timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+
+
 class StorageConfig(_Strict):
     database: Path = DEFAULT_DATABASE_PATH
 
@@ -200,6 +215,7 @@ class AppConfig(_Strict):
     engine: EngineConfig = EngineConfig()
     streaming: StreamingConfig = StreamingConfig()
     storage: StorageConfig = StorageConfig()
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     defaults: GuildSettings = GuildSettings()
 
 

@@ -1,0 +1,164 @@
+"""What a turn produces, as a stream of small immutable events.
+
+The engine yields these and knows nothing of how they are shown; the Discord renderer (or a test, or a
+console) turns them into messages. Every turn ends with exactly one terminal event: ``Completed``,
+``Failed``, ``Busy`` or ``Cancelled``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens one turn consumed (all model calls of the turn added up)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens)
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """The conversation is busy; this turn waits behind ``ahead`` others."""
+
+    ahead: int
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """The turn holds the conversation and is about to call the model."""
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of the answer's text, in order."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolStarted:
+    """The model asked for a tool; ``label`` is a short human line ("Searching restaurants...")."""
+
+    call_id: str
+    name: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolFinished:
+    """A tool ran (or was refused, declined or failed); ``summary`` is a short human line."""
+
+    call_id: str
+    name: str
+    ok: bool
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    """A source the answer cites (web search ``url_citation`` or a knowledge entry)."""
+
+    title: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class CodeRun:
+    """Code the hosted code interpreter ran, with its logs."""
+
+    call_id: str
+    code: str
+    logs: str
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedFile:
+    """A file the model made (e.g. a code interpreter plot), already downloaded."""
+
+    filename: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """The turn finished; ``text`` is the whole answer (the deltas joined)."""
+
+    text: str
+    usage: Usage
+    citations: tuple[Citation, ...] = ()
+    files: tuple[GeneratedFile, ...] = ()
+    code_runs: tuple[CodeRun, ...] = ()
+    refusal: bool = False
+
+
+FailureKind = Literal[
+    "rate_limited",
+    "quota",
+    "auth",
+    "model_not_found",
+    "bad_request",
+    "timeout",
+    "connection",
+    "server",
+    "incomplete",
+    "content_filter",
+    "failed",
+    "tool_rounds",
+    "budget",
+    "cooldown",
+    "moderation",
+    "internal",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The turn could not be answered; ``reason`` is one short sentence for the user.
+
+    ``partial_text`` is what had streamed before the failure: shown, never stored as a complete answer.
+    """
+
+    kind: FailureKind
+    reason: str
+    partial_text: str = ""
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass(frozen=True, slots=True)
+class Busy:
+    """The conversation's queue is full; the turn was not accepted (nothing was sent to the model)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    """The turn was stopped (``/stop``) before it finished."""
+
+    partial_text: str = ""
+
+
+TurnEvent = (
+    Queued
+    | Started
+    | TextDelta
+    | ToolStarted
+    | ToolFinished
+    | CodeRun
+    | Completed
+    | Failed
+    | Busy
+    | Cancelled
+)
+TerminalEvent = Completed | Failed | Busy | Cancelled
+TERMINAL_EVENTS = (Completed, Failed, Busy, Cancelled)

@@ -1,0 +1,224 @@
+"""The `responses` backend: one OpenAI Conversation per channel, driven by the Responses API.
+
+OpenAI keeps the history: each turn sends only the new input with `conversation=<id>`, and the
+server appends input and output items to the conversation. Instructions and tools are ours and go
+with every call (they are not carried from turn to turn).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from openai import AsyncOpenAI, omit
+from openai.types.responses import (
+    Response,
+    ResponseCompletedEvent,
+    ResponseFailedEvent,
+    ResponseFunctionToolCall,
+    ResponseIncompleteEvent,
+    ResponseOutputItemDoneEvent,
+    ResponseRefusalDeltaEvent,
+    ResponseTextDeltaEvent,
+)
+
+from bot.config import GuildSettings
+from bot.engine.events import Completed, Failed, TextDelta, TurnEvent, Usage
+from bot.engine.tool_round import RequestedCall, run_tool_round
+from bot.engine.turn import TurnRequest, UserTurn
+from bot.process_state import ModelCallGate
+from bot.storage import Storage
+from bot.tooling import ToolRegistry, ToolResult
+
+log = logging.getLogger(__name__)
+
+ROUND_SEPARATOR = "\n\n"
+
+
+def user_input_item(turn: UserTurn) -> dict[str, Any]:
+    content: list[dict[str, Any]] = [{"type": "input_text", "text": turn.labelled_text()}]
+    content.extend({"type": "input_image", "image_url": url, "detail": "auto"} for url in turn.image_urls)
+    return {"type": "message", "role": "user", "content": content}
+
+
+def function_output_item(call_id: str, output: str) -> dict[str, Any]:
+    return {"type": "function_call_output", "call_id": call_id, "output": output}
+
+
+class ResponsesBackend:
+    name = "responses"
+
+    def __init__(
+        self,
+        client: AsyncOpenAI,
+        storage: Storage,
+        tools: ToolRegistry,
+        gate: ModelCallGate,
+        *,
+        max_tool_rounds: int,
+    ) -> None:
+        self._client = client
+        self._storage = storage
+        self._tools = tools
+        self._gate = gate
+        self._max_tool_rounds = max_tool_rounds
+
+    async def _conversation_id(self, request: TurnRequest) -> str:
+        record = request.conversation
+        if record.conversation_id:
+            return record.conversation_id
+        conversation = await self._client.conversations.create(metadata=request.metadata or omit)
+        await self._storage.conversations.set_conversation_id(record.key, record.generation, conversation.id)
+        return conversation.id
+
+    async def run(self, request: TurnRequest) -> AsyncIterator[TurnEvent]:
+        settings = request.context.settings
+        conversation_id = await self._conversation_id(request)
+        tools = self._tools.schemas(settings.enabled_tools, "responses")
+        input_items: list[dict[str, Any]] = [user_input_item(request.turn)]
+        # function_call_output items sent but not yet known to be in the conversation: if the call
+        # carrying them fails, they are added directly, so the conversation never holds a function
+        # call without its output (OpenAI would refuse every later turn).
+        unsent_outputs: list[dict[str, Any]] = []
+        usage = Usage()
+        text = ""
+        refusal = False
+        try:
+            for round_number in range(self._max_tool_rounds + 1):
+                round_ = _Round(separate=bool(text) and not text.endswith("\n"))
+                async with self._gate.slot():
+                    async for delta in self._stream_round(
+                        settings, conversation_id, input_items, tools, round_
+                    ):
+                        text += delta.text
+                        yield delta
+                refusal = refusal or round_.refusal
+                response, calls = round_.response, round_.calls
+                if response is None:
+                    yield Failed("connection", "The answer was cut off before it finished.", text, usage)
+                    return
+                usage = usage + _usage_of(response)
+                if response.status != "failed":
+                    unsent_outputs = []  # the round's input is now part of the conversation
+                if response.status != "completed":
+                    yield _unfinished(response, text, usage)
+                    return
+                if not calls:
+                    yield Completed(text=text, usage=usage, refusal=refusal)
+                    return
+                if round_number == self._max_tool_rounds:
+                    await self._close_calls(
+                        conversation_id, calls, "Too many tool rounds in one turn; stopped."
+                    )
+                    yield Failed(
+                        "tool_rounds",
+                        "The model kept calling tools without answering, so I stopped it.",
+                        text,
+                        usage,
+                    )
+                    return
+                results: dict[str, ToolResult] = {}
+                try:
+                    async for progress in run_tool_round(calls, request, self._tools, results):
+                        yield progress
+                finally:
+                    if len(results) < len(calls):  # cancelled or failed while the tools ran
+                        await self._close_calls(conversation_id, calls, "The turn was interrupted.", results)
+                input_items = [function_output_item(c.call_id, results[c.call_id].to_output()) for c in calls]
+                unsent_outputs = list(input_items)
+        finally:
+            if unsent_outputs:
+                await self._add_items(conversation_id, unsent_outputs)
+
+    async def _stream_round(
+        self,
+        settings: GuildSettings,
+        conversation_id: str,
+        input_items: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        round_: _Round,
+    ) -> AsyncIterator[TextDelta]:
+        """One `responses.create` call: text deltas out, function calls and the response collected."""
+        stream = await self._client.responses.create(
+            model=settings.model,
+            conversation=conversation_id,
+            input=cast(Any, input_items),
+            instructions=settings.instructions,
+            tools=cast(Any, tools) or omit,
+            stream=True,
+        )
+        async with stream:
+            async for event in stream:
+                if isinstance(event, ResponseTextDeltaEvent | ResponseRefusalDeltaEvent):
+                    round_.refusal = round_.refusal or isinstance(event, ResponseRefusalDeltaEvent)
+                    if round_.separate:
+                        round_.separate = False
+                        yield TextDelta(ROUND_SEPARATOR)
+                    yield TextDelta(event.delta)
+                elif isinstance(event, ResponseOutputItemDoneEvent) and isinstance(
+                    event.item, ResponseFunctionToolCall
+                ):
+                    round_.calls.append(
+                        RequestedCall(event.item.call_id, event.item.name, event.item.arguments)
+                    )
+                elif isinstance(
+                    event, ResponseCompletedEvent | ResponseFailedEvent | ResponseIncompleteEvent
+                ):
+                    round_.response = event.response
+
+    async def _close_calls(
+        self,
+        conversation_id: str,
+        calls: list[RequestedCall],
+        reason: str,
+        results: dict[str, ToolResult] | None = None,
+    ) -> None:
+        """Answer every call of the round, so the conversation stays usable after a broken turn."""
+        interrupted = ToolResult.failure("interrupted", reason)
+        outputs = [
+            function_output_item(call.call_id, (results or {}).get(call.call_id, interrupted).to_output())
+            for call in calls
+        ]
+        await self._add_items(conversation_id, outputs)
+
+    async def _add_items(self, conversation_id: str, items: list[dict[str, Any]]) -> None:
+        try:
+            for start in range(0, len(items), 20):  # the API takes up to 20 items at a time
+                await self._client.conversations.items.create(
+                    conversation_id,
+                    items=cast(Any, items[start : start + 20]),
+                )
+        except Exception:
+            log.exception("Could not add tool outputs to conversation %s", conversation_id)
+
+
+@dataclass
+class _Round:
+    """What one model call produced besides text."""
+
+    separate: bool  # the turn already has text: put a paragraph break before this round's text
+    refusal: bool = False
+    response: Response | None = None
+    calls: list[RequestedCall] = field(default_factory=list)
+
+
+def _usage_of(response: Response) -> Usage:
+    if response.usage is None:
+        return Usage()
+    return Usage(response.usage.input_tokens, response.usage.output_tokens)
+
+
+def _unfinished(response: Response, text: str, usage: Usage) -> TurnEvent:
+    if response.status == "incomplete":
+        reason = response.incomplete_details.reason if response.incomplete_details else None
+        if reason == "content_filter":
+            return Failed("content_filter", "The answer was stopped by the content filter.", text, usage)
+        if reason == "max_output_tokens":
+            return Failed("incomplete", "The answer hit the length limit and was cut short.", text, usage)
+        return Failed("incomplete", "The answer was cut short.", text, usage)
+    if response.status == "cancelled":
+        return Failed("failed", "The model cancelled the answer.", text, usage)
+    message = response.error.message if response.error else "no reason given"
+    return Failed("failed", f"The model could not answer: {message}", text, usage)

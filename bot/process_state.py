@@ -1,0 +1,188 @@
+"""Everything this process keeps in memory: conversation lanes, caches, cooldowns, the model gate.
+
+Kept in one place on purpose. Several shard processes would each own a disjoint set of guilds (and
+DMs live on shard 0), so per-conversation locks stay correct per process; the caches here are
+write-through copies of what the database holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+
+from bot.config import GuildSettings
+
+
+class Ticket:
+    """A place in one conversation's line; `ahead` is how many turns go first."""
+
+    __slots__ = ("_future", "ahead", "key", "task")
+
+    def __init__(self, key: str, ahead: int, future: asyncio.Future[None]) -> None:
+        self.key = key
+        self.ahead = ahead
+        self._future = future
+        self.task: asyncio.Task[None] | None = None
+
+    async def wait(self) -> None:
+        await self._future
+
+
+@dataclass
+class _Lane:
+    holder: Ticket | None = None
+    waiting: deque[Ticket] = field(default_factory=deque)
+
+
+class ConversationLanes:
+    """One turn at a time per conversation, the rest waiting in arrival order (bounded)."""
+
+    def __init__(self) -> None:
+        self._lanes: dict[str, _Lane] = {}
+
+    def enter(self, key: str, *, max_waiting: int) -> Ticket | None:
+        """Take a place in line, or None when `max_waiting` turns already wait."""
+        lane = self._lanes.setdefault(key, _Lane())
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if lane.holder is None:
+            ticket = Ticket(key, 0, future)
+            lane.holder = ticket
+            future.set_result(None)
+            return ticket
+        if len(lane.waiting) >= max_waiting:
+            return None
+        ticket = Ticket(key, len(lane.waiting) + 1, future)
+        lane.waiting.append(ticket)
+        return ticket
+
+    def leave(self, ticket: Ticket) -> None:
+        """Give up the place (done, failed or abandoned while waiting); the next in line goes."""
+        lane = self._lanes.get(ticket.key)
+        if lane is None:
+            return
+        if lane.holder is ticket:
+            lane.holder = None
+            while lane.waiting:
+                successor = lane.waiting.popleft()
+                if not successor._future.done():
+                    lane.holder = successor
+                    successor._future.set_result(None)
+                    break
+        else:
+            with suppress(ValueError):
+                lane.waiting.remove(ticket)
+            ticket._future.cancel()
+        if lane.holder is None and not lane.waiting:
+            del self._lanes[ticket.key]
+
+    def active(self, key: str) -> Ticket | None:
+        lane = self._lanes.get(key)
+        return lane.holder if lane else None
+
+    def waiting(self, key: str) -> int:
+        lane = self._lanes.get(key)
+        return len(lane.waiting) if lane else 0
+
+
+class GateFullError(Exception):
+    """Too many turns already wait for a model call slot."""
+
+
+class ModelCallGate:
+    """A global cap on concurrent model calls, with a bounded waiting room."""
+
+    def __init__(self, max_concurrent: int, max_waiting: int) -> None:
+        self._semaphore = asyncio.Semaphore(max_concurrent)
+        self._max_waiting = max_waiting
+        self._waiting = 0
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self._semaphore.locked():
+            if self._waiting >= self._max_waiting:
+                raise GateFullError
+            self._waiting += 1
+            try:
+                await self._semaphore.acquire()
+            finally:
+                self._waiting -= 1
+        else:
+            await self._semaphore.acquire()
+        try:
+            yield
+        finally:
+            self._semaphore.release()
+
+
+class Cooldowns:
+    """When each member last started a turn, per guild (the per-user cooldown)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._last: dict[tuple[int, int], float] = {}
+
+    def remaining_s(self, guild_id: int | None, user_id: int, cooldown_s: float) -> float:
+        last = self._last.get((guild_id or 0, user_id))
+        if last is None or cooldown_s <= 0:
+            return 0.0
+        return max(0.0, cooldown_s - (self._clock() - last))
+
+    def mark(self, guild_id: int | None, user_id: int) -> None:
+        self._last[(guild_id or 0, user_id)] = self._clock()
+
+
+class PendingTurns:
+    """How many turns each member has waiting or running, per guild (the per-user queue limit)."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[int, int], int] = {}
+
+    def count(self, guild_id: int | None, user_id: int) -> int:
+        return self._counts.get((guild_id or 0, user_id), 0)
+
+    def add(self, guild_id: int | None, user_id: int) -> None:
+        key = (guild_id or 0, user_id)
+        self._counts[key] = self._counts.get(key, 0) + 1
+
+    def remove(self, guild_id: int | None, user_id: int) -> None:
+        key = (guild_id or 0, user_id)
+        left = self._counts.get(key, 0) - 1
+        if left > 0:
+            self._counts[key] = left
+        else:
+            self._counts.pop(key, None)
+
+
+class SettingsCache:
+    """Effective settings per guild, written through by the settings service."""
+
+    def __init__(self) -> None:
+        self._by_guild: dict[int, GuildSettings] = {}
+
+    def get(self, guild_id: int) -> GuildSettings | None:
+        return self._by_guild.get(guild_id)
+
+    def put(self, guild_id: int, settings: GuildSettings) -> None:
+        self._by_guild[guild_id] = settings
+
+    def drop(self, guild_id: int) -> None:
+        self._by_guild.pop(guild_id, None)
+
+
+@dataclass
+class ProcessState:
+    """The one home of per-process state; built once at start-up and passed down."""
+
+    model_gate: ModelCallGate
+    lanes: ConversationLanes = field(default_factory=ConversationLanes)
+    cooldowns: Cooldowns = field(default_factory=Cooldowns)
+    pending: PendingTurns = field(default_factory=PendingTurns)
+    settings: SettingsCache = field(default_factory=SettingsCache)
+
+    @classmethod
+    def create(cls, *, max_concurrent_model_calls: int, max_waiting_model_calls: int) -> ProcessState:
+        return cls(model_gate=ModelCallGate(max_concurrent_model_calls, max_waiting_model_calls))

@@ -1,0 +1,98 @@
+"""The core, assembled: storage, model clients, tools, settings and the engine, with no Discord.
+
+The Discord bot builds one of these in `setup_hook`; tests and benchmarks build it directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from openai import AsyncOpenAI
+
+from bot.config import AppConfig, Secrets
+from bot.engine import Backend, ConversationEngine
+from bot.engine.chat_backend import ChatBackend
+from bot.engine.responses_backend import ResponsesBackend
+from bot.guild_settings import SettingsService
+from bot.process_state import ProcessState
+from bot.storage import Storage
+from bot.tooling import ToolRegistry
+
+PLACEHOLDER_KEY = "not-needed"  # local servers (Ollama, llama.cpp) ignore the key but the SDK wants one
+
+
+@dataclass
+class Services:
+    config: AppConfig
+    storage: Storage
+    state: ProcessState
+    openai: AsyncOpenAI
+    chat_client: AsyncOpenAI
+    tools: ToolRegistry
+    settings: SettingsService
+    engine: ConversationEngine
+
+    @classmethod
+    async def start(
+        cls,
+        config: AppConfig,
+        secrets: Secrets,
+        *,
+        openai_base_url: str | None = None,
+    ) -> Services:
+        """Open the database (migrating it) and build everything on top of it."""
+        storage = await Storage.open(config.storage.database)
+        state = ProcessState.create(
+            max_concurrent_model_calls=config.engine.max_concurrent_model_calls,
+            max_waiting_model_calls=config.engine.max_waiting_model_calls,
+        )
+        openai_key = secrets.openai_api_key.get_secret_value() if secrets.openai_api_key else PLACEHOLDER_KEY
+        openai_client = AsyncOpenAI(
+            api_key=openai_key,
+            base_url=openai_base_url,  # None: the SDK's default, or OPENAI_BASE_URL
+            timeout=config.openai.request_timeout_s,
+            max_retries=config.openai.max_retries,
+        )
+        chat_base_url = config.chat_backend.base_url
+        if chat_base_url is None:
+            chat_client = openai_client
+        else:
+            chat_key = secrets.chat_api_key.get_secret_value() if secrets.chat_api_key else PLACEHOLDER_KEY
+            chat_client = AsyncOpenAI(
+                api_key=chat_key,
+                base_url=chat_base_url,
+                timeout=config.openai.request_timeout_s,
+                max_retries=config.openai.max_retries,
+            )
+        tools = ToolRegistry(storage.tool_calls, confirmation_timeout_s=config.engine.confirmation_timeout_s)
+        backends: dict[str, Backend] = {
+            "responses": ResponsesBackend(
+                openai_client, storage, tools, state.model_gate, max_tool_rounds=config.engine.max_tool_rounds
+            ),
+            "chat": ChatBackend(
+                chat_client,
+                storage,
+                tools,
+                state.model_gate,
+                max_tool_rounds=config.engine.max_tool_rounds,
+                history_token_budget=config.chat_backend.history_token_budget,
+            ),
+        }
+        engine = ConversationEngine(storage=storage, state=state, backends=backends, config=config.engine)
+        settings = SettingsService(storage, state.settings, config.defaults)
+        return cls(
+            config=config,
+            storage=storage,
+            state=state,
+            openai=openai_client,
+            chat_client=chat_client,
+            tools=tools,
+            settings=settings,
+            engine=engine,
+        )
+
+    async def close(self) -> None:
+        await self.openai.close()
+        if self.chat_client is not self.openai:
+            await self.chat_client.close()
+        await self.storage.close()

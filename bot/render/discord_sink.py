@@ -1,0 +1,142 @@
+"""The discord.py side of ``MessageSink``: one reply's writes to a thread, channel or DM.
+
+Everything carrying model text goes out with ``AllowedMentions.none()``: a model can be talked into
+writing ``@everyone`` or a user's mention, and the bot must never ping on its behalf. Discord errors
+become a ``WriteOutcome`` (logged here) so a failed write never crashes the reply.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import aiohttp
+import discord
+
+from bot.engine.events import GeneratedFile
+from bot.render.stream import DEFAULT_MAX_FILE_BYTES, PostResult, SentMessage, WriteOutcome
+
+if TYPE_CHECKING:
+    from discord.abc import MessageableChannel
+
+log = logging.getLogger(__name__)
+
+
+def outcome_of(error: Exception) -> WriteOutcome:
+    """What a failed write means for the streamer (see ``WriteOutcome``)."""
+    if isinstance(error, discord.Forbidden | discord.NotFound):
+        return WriteOutcome.GONE
+    if isinstance(error, discord.DiscordServerError | discord.RateLimited):
+        return WriteOutcome.FAILED
+    if isinstance(error, discord.HTTPException):
+        return WriteOutcome.FAILED if error.status == 429 or error.status >= 500 else WriteOutcome.REJECTED
+    return WriteOutcome.FAILED
+
+
+class DiscordSink:
+    """Posts, edits, typing and deletes in one channel for one reply.
+
+    ``reply_to``: answer as a reply to that message (when no thread could be made), without pinging
+    its author; only the reply's first message is a reply, continuations are plain messages.
+    """
+
+    def __init__(
+        self,
+        channel: MessageableChannel,
+        *,
+        reply_to: discord.Message | None = None,
+        max_file_bytes: int | None = None,
+        suppress_embeds: bool = False,
+    ) -> None:
+        self._channel = channel
+        self._reply_to = reply_to
+        self._suppress_embeds = suppress_embeds
+        self._no_mentions = discord.AllowedMentions.none()
+        if max_file_bytes is None:
+            guild = getattr(channel, "guild", None)
+            max_file_bytes = guild.filesize_limit if guild is not None else DEFAULT_MAX_FILE_BYTES
+        self._max_file_bytes = max_file_bytes
+
+    @property
+    def channel_id(self) -> int:
+        return self._channel.id
+
+    @property
+    def max_file_bytes(self) -> int:
+        return self._max_file_bytes
+
+    async def post(self, text: str, files: Sequence[GeneratedFile] = ()) -> PostResult:
+        reference = None
+        if self._reply_to is not None:
+            reference = self._reply_to.to_reference(fail_if_not_exists=False)
+        try:
+            message = await self._channel.send(
+                content=text,
+                files=_files(files) if files else None,  # type: ignore[arg-type]
+                allowed_mentions=self._no_mentions,
+                reference=reference,  # type: ignore[arg-type]
+                mention_author=False,
+                suppress_embeds=self._suppress_embeds,
+            )
+        except (discord.DiscordException, aiohttp.ClientError, OSError) as error:
+            return PostResult(None, self._failed("post", error))
+        self._reply_to = None  # continuations are plain messages
+        return PostResult(message, WriteOutcome.OK)
+
+    async def edit(
+        self, message: SentMessage, text: str, files: Sequence[GeneratedFile] = ()
+    ) -> WriteOutcome:
+        target = self._editable(message)
+        try:
+            if files:
+                await target.edit(content=text, attachments=_files(files), allowed_mentions=self._no_mentions)
+            else:
+                await target.edit(content=text, allowed_mentions=self._no_mentions)
+        except (discord.DiscordException, aiohttp.ClientError, OSError) as error:
+            return self._failed("edit", error)
+        return WriteOutcome.OK
+
+    async def typing(self) -> WriteOutcome:
+        try:
+            await self._channel.typing()
+        except (discord.DiscordException, aiohttp.ClientError, OSError) as error:
+            return self._failed("typing", error)
+        return WriteOutcome.OK
+
+    async def delete(self, message: SentMessage) -> WriteOutcome:
+        try:
+            await self._editable(message).delete()
+        except (discord.DiscordException, aiohttp.ClientError, OSError) as error:
+            return self._failed("delete", error)
+        return WriteOutcome.OK
+
+    def _editable(self, message: SentMessage) -> discord.Message | discord.PartialMessage:
+        if isinstance(message, discord.Message | discord.PartialMessage):
+            return message
+        get_partial = getattr(self._channel, "get_partial_message", None)
+        if get_partial is None:
+            raise TypeError(f"cannot edit messages in {type(self._channel).__name__}")
+        partial: discord.PartialMessage = get_partial(message.id)
+        return partial
+
+    def _failed(self, action: str, error: Exception) -> WriteOutcome:
+        outcome = outcome_of(error)
+        if isinstance(error, discord.HTTPException):
+            log.warning(
+                "Discord refused a %s in channel %s: %s %s (code %s): %s",
+                action,
+                self.channel_id,
+                error.status,
+                outcome.value,
+                error.code,
+                error.text,
+            )
+        else:
+            log.warning("A %s in channel %s failed (%s): %r", action, self.channel_id, outcome.value, error)
+        return outcome
+
+
+def _files(files: Sequence[GeneratedFile]) -> list[discord.File]:
+    return [discord.File(io.BytesIO(f.data), filename=f.filename) for f in files]

@@ -1,0 +1,862 @@
+"""The one gate every outgoing Discord message write passes through.
+
+Discord allows a bot about 50 requests a second in total and 5 writes per 5 seconds in each channel;
+past either it answers 429, and a bot that keeps hitting limits gets banned at the edge for a while.
+discord.py only reacts to a global 429 after the fact, so the bot plans its own writes:
+
+- ``SchedulerCore`` is the decision: pure and synchronous, every method takes ``now``, so it is tested
+  on a fake clock. It holds queued writes, decides which may start, and learns from responses.
+- ``WriteScheduler`` is the thin asyncio driver: it runs each released write's job as its own task
+  (jobs run concurrently; the scheduler only gates start times) and sleeps until the next one may go.
+
+Decisions, in order:
+- priority: FINAL (a finished reply's writes, error notes) > FIRST (a reply's first post, thread
+  creation) > REFRESH (edits of a visible, growing reply) > TYPING;
+- at most one queued write per target (a message): a newer write replaces the queued one's job, keeps
+  its place and takes the more urgent kind, so a final drops the refresh that was waiting;
+- one write per target in flight at a time (edits never overtake each other);
+- a REFRESH starts at most once per ``edit_interval_s`` per target; FINAL and FIRST go at once;
+- REFRESH order is fair: fewest refreshes so far for the reply first, then the longest waiting;
+- global budget: at most ``global_per_s`` starts in any rolling ``global_window_s`` (a sliding log of
+  start times); REFRESH and TYPING leave ``urgent_reserve`` of it to FINAL and FIRST, plus
+  (``adaptive_reserve``) a share of the slots FINAL and FIRST took in the current window: answers
+  started together finish together, and refreshes should yield before those finals have to queue.
+  TYPING only starts while the bot is nearly idle (``typing_max_per_s``);
+- pacing: REFRESH and TYPING starts are spaced evenly (their share of the window divided by their
+  cap), so the log never fills in one burst and a final arriving under load waits at most one gap
+  (about 25 ms by default) for a slot, instead of up to a whole window;
+- per-channel buckets: a sliding log per (channel, bucket) (each route has its own bucket unless
+  ``shared_buckets`` merges them; ``post`` and ``edit`` are separate, as on Discord) where a write
+  occupies its slot from its start until ``window_s`` after its response came back (so latency can
+  never let Discord's window see more than the limit); ``final_reserve`` slots of each bucket are kept
+  for FINAL writes;
+- learning: ``observe`` takes Discord's ``X-RateLimit-*`` headers and 429s (global or not) and pauses
+  or narrows the bucket accordingly; ``rate_limit_trace_config`` feeds it from discord.py's HTTP client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import math
+import re
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Hashable, Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    import aiohttp
+
+log = logging.getLogger(__name__)
+
+GLOBAL_PER_S = 45
+"""Writes started per rolling second, whole bot (Discord's global limit is about 50)."""
+GLOBAL_WINDOW_S = 1.0
+EDIT_INTERVAL_S = 1.0
+"""Least time between two refresh edits of one message."""
+URGENT_RESERVE = 5
+"""Global starts per window that refreshes and typing leave to final writes and first posts."""
+TYPING_MAX_PER_S = 10
+"""Typing starts only while fewer writes than this started in the last window."""
+CHANNEL_LIMIT = 5
+CHANNEL_WINDOW_S = 5.0
+"""Discord's documented per-channel limits: 5 message creates and 5 edits per 5 s."""
+FINAL_RESERVE = 1
+"""Slots of each channel bucket that only final writes may use, so a finished answer goes at once."""
+ADAPTIVE_RESERVE_SHARE = 0.5
+"""Share of the FINAL/FIRST starts in the current window also kept free for more of them: finals come
+in waves (replies started together finish together); 0 gives refreshes the most, 1 finals the fastest."""
+MIN_WAKE_S = 0.001
+"""Shortest sleep of the driver, against busy-looping on float edges."""
+REPLY_FORGET_S = 120.0
+"""A reply nobody ended is forgotten after this long without writes."""
+SWEEP_EVERY_WRITES = 256
+"""How often (in finished writes) idle buckets, timestamps and replies are swept."""
+
+POST_ROUTE = "post"
+EDIT_ROUTE = "edit"
+TYPING_ROUTE = "typing"
+THREAD_ROUTE = "thread"
+DELETE_ROUTE = "delete"
+
+
+class WriteKind(IntEnum):
+    """What a write is for; lower values go first."""
+
+    FINAL = 0
+    FIRST = 1
+    REFRESH = 2
+    TYPING = 3
+
+
+class _Skipped:
+    """Returned by a job that decided not to send anything; its budget is given back."""
+
+    def __repr__(self) -> str:
+        return "SKIPPED"
+
+
+SKIPPED: Final = _Skipped()
+
+Job = Callable[[], Awaitable[object]]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteLimit:
+    """A bucket's size: ``limit`` writes per ``window_s`` seconds."""
+
+    limit: int
+    window_s: float
+
+
+def _default_route_limits() -> dict[str, RouteLimit]:
+    return {
+        POST_ROUTE: RouteLimit(CHANNEL_LIMIT, CHANNEL_WINDOW_S),
+        EDIT_ROUTE: RouteLimit(CHANNEL_LIMIT, CHANNEL_WINDOW_S),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    """Every knob of the scheduler; the defaults follow Discord's documented limits."""
+
+    global_per_s: int = GLOBAL_PER_S
+    global_window_s: float = GLOBAL_WINDOW_S
+    edit_interval_s: float = EDIT_INTERVAL_S
+    urgent_reserve: int = URGENT_RESERVE
+    typing_max_per_s: int = TYPING_MAX_PER_S
+    route_limits: Mapping[str, RouteLimit] = field(default_factory=_default_route_limits)
+    """Per-channel bucket size by bucket name (a route's name unless ``shared_buckets`` says else)."""
+    default_route_limit: RouteLimit = RouteLimit(CHANNEL_LIMIT, CHANNEL_WINDOW_S)
+    adaptive_reserve: float = ADAPTIVE_RESERVE_SHARE
+    """Also keep for FINAL/FIRST this share of the slots they took in the window (see the docstring)."""
+    pace_refreshes: bool = True
+    """Space REFRESH and TYPING starts evenly over the window (see the module docstring)."""
+    shared_buckets: Mapping[str, str] = field(default_factory=dict)
+    """Routes counted in another route's bucket, e.g. ``{"edit": "post"}`` for one bucket per channel."""
+    final_reserve: int = FINAL_RESERVE
+
+    def __post_init__(self) -> None:
+        if self.global_per_s < 1 or not 0 <= self.urgent_reserve < self.global_per_s:
+            raise ValueError("need global_per_s >= 1 and 0 <= urgent_reserve < global_per_s")
+        if self.edit_interval_s < 0 or self.global_window_s <= 0:
+            raise ValueError("intervals must be positive")
+
+    def bucket_of(self, route: str) -> str:
+        return self.shared_buckets.get(route, route)
+
+    def route_limit(self, route: str) -> RouteLimit:
+        return self.route_limits.get(self.bucket_of(route), self.default_route_limit)
+
+
+@dataclass(eq=False, slots=True)
+class Write:
+    """One outgoing request: what it is for, where it goes, and the job that sends it.
+
+    ``target`` names the message (any hashable; ``None`` for a one-off write), ``reply`` the reply it
+    belongs to (for fairness and for dropping typing). The core never looks at ``job``.
+    """
+
+    kind: WriteKind
+    channel: Hashable
+    job: Job | None = None
+    route: str = EDIT_ROUTE
+    target: Hashable | None = None
+    reply: Hashable | None = None
+    not_before: float = 0.0
+    enqueued_at: float = 0.0
+    seq: int = 0
+    started_at: float | None = None
+    _previous_start: float | None = None
+
+    @property
+    def key(self) -> Hashable:
+        return self.target if self.target is not None else self
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    """Where a submitted write ended up: ``write`` is the queued one holding its job."""
+
+    write: Write
+    wake: bool
+    """Whether something new may be released (a new entry, a more urgent kind or an earlier start)."""
+    dropped: tuple[Write, ...] = ()
+    """Queued writes this submission made pointless (typing of a reply whose text is on its way)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What one Discord response said about rate limits."""
+
+    status: int
+    channel: Hashable | None = None
+    route: str | None = None
+    limit: int | None = None
+    remaining: int | None = None
+    reset_after_s: float | None = None
+    retry_after_s: float | None = None
+    is_global: bool = False
+
+
+@dataclass(slots=True)
+class SchedulerStats:
+    """Counters for logs and the benchmark."""
+
+    started: Counter[WriteKind] = field(default_factory=Counter)
+    refunded: int = 0
+    rate_limited: int = 0
+    global_rate_limited: int = 0
+
+
+@dataclass(slots=True)
+class _Bucket:
+    limit: int
+    window_s: float
+    expiries: deque[float] = field(default_factory=deque)
+    """When each finished write stops counting (response time + window), in order."""
+    in_flight: int = 0
+    blocked_until: float = 0.0
+    hint_left: int = 0
+    hint_until: float = 0.0
+
+    def expire(self, now: float) -> None:
+        while self.expiries and self.expiries[0] <= now:
+            self.expiries.popleft()
+
+    def allowed(self, kind: WriteKind, reserve: int) -> int:
+        return self.limit - (0 if kind == WriteKind.FINAL else reserve)
+
+    def has_room(self, kind: WriteKind, reserve: int, now: float) -> bool:
+        if now < self.blocked_until:
+            return False
+        if now < self.hint_until and self.hint_left <= 0:
+            return False
+        return len(self.expiries) + self.in_flight < self.allowed(kind, reserve)
+
+    def free_at(self, kind: WriteKind, reserve: int, now: float) -> float | None:
+        """Earliest time a write of ``kind`` fits, or ``None`` if only a response can free a slot."""
+        at = self.blocked_until
+        if now < self.hint_until and self.hint_left <= 0:
+            at = max(at, self.hint_until)
+        free_slots = self.allowed(kind, reserve) - self.in_flight
+        if free_slots <= 0:
+            return None
+        must_expire = len(self.expiries) - free_slots + 1
+        if must_expire > 0:
+            at = max(at, self.expiries[must_expire - 1])
+        return at
+
+    def idle(self, now: float) -> bool:
+        return not self.expiries and not self.in_flight and now >= max(self.blocked_until, self.hint_until)
+
+
+@dataclass(slots=True)
+class _Reply:
+    refreshes: int = 0
+    last_active: float = 0.0
+    writes: int = 0
+    """Queued and in-flight writes of the reply."""
+    urgent: int = 0
+    """Queued and in-flight FIRST/FINAL writes: the reply's text is on its way, typing is pointless."""
+    joined: bool = False
+    """Whether its refresh count was set to the fewest among the others (on its first refresh)."""
+    ended: bool = False
+    """``end_reply`` was called while writes were still queued: forget it when they are done."""
+
+
+class SchedulerCore:
+    """The pure decision core; see the module docstring. Single-threaded, no I/O, no clock."""
+
+    def __init__(self, config: SchedulerConfig | None = None) -> None:
+        self.config = config or SchedulerConfig()
+        self.stats = SchedulerStats()
+        self._seq = itertools.count()
+        self._queued: dict[Hashable, Write] = {}
+        self._in_flight: set[Hashable] = set()
+        self._last_start: dict[Hashable, float] = {}
+        self._starts: deque[tuple[float, bool]] = deque()
+        """Start time of each write in the global window, and whether it was urgent (FINAL/FIRST)."""
+        self._urgent_in_window = 0
+        self._global_blocked_until = 0.0
+        self._paced_at = 0.0
+        """When the next REFRESH or TYPING may start (pacing)."""
+        self._buckets: dict[tuple[Hashable, str], _Bucket] = {}
+        self._replies: dict[Hashable, _Reply] = {}
+        self._done_count = itertools.count()
+
+    # -- queue -------------------------------------------------------------------------------------
+
+    def submit(self, write: Write, now: float) -> SubmitResult:
+        """Queue ``write``, merging it into a queued write for the same target."""
+        key = write.key
+        existing = self._queued.get(key)
+        if existing is not None:
+            if existing.channel != write.channel or existing.route != write.route:
+                raise ValueError(f"target {key!r} moved between channels or routes")
+            existing.job = write.job
+            wake = False
+            if write.kind < existing.kind:
+                if existing.kind > WriteKind.FIRST >= write.kind:
+                    self._reply(existing.reply).urgent += 1
+                existing.kind = write.kind
+                wake = True
+            if write.not_before < existing.not_before:
+                existing.not_before = write.not_before
+                wake = True
+            merged_away = (
+                self._drop_typing(existing.reply) if wake and existing.kind <= WriteKind.FIRST else ()
+            )
+            return SubmitResult(existing, wake, merged_away)
+
+        known = self._replies.get(write.reply) if write.reply is not None else None
+        if write.kind == WriteKind.TYPING and known is not None and known.urgent:
+            return SubmitResult(write, False, (write,))
+        reply = self._reply(write.reply)
+        reply.last_active = now
+        if write.kind == WriteKind.REFRESH and not reply.joined:
+            reply.refreshes = self._fair_start()
+            reply.joined = True
+        write.enqueued_at = now
+        write.seq = next(self._seq)
+        self._queued[key] = write
+        reply.writes += 1
+        dropped: tuple[Write, ...] = ()
+        if write.kind <= WriteKind.FIRST:
+            reply.urgent += 1
+            dropped = self._drop_typing(write.reply)
+        return SubmitResult(write, True, dropped)
+
+    def cancel(self, target: Hashable) -> Write | None:
+        """Take a queued (not started) write off the queue; returns it, if there was one."""
+        write = self._queued.pop(target, None)
+        if write is not None:
+            self._forget(write)
+        return write
+
+    def queued(self) -> list[Write]:
+        return list(self._queued.values())
+
+    def end_reply(self, reply: Hashable) -> None:
+        """The reply is finished: forget its refresh count (its queued writes, if any, still run)."""
+        state = self._replies.get(reply)
+        if state is not None and state.writes <= 0:
+            del self._replies[reply]
+        elif state is not None:
+            state.joined = False
+            state.refreshes = 0
+            state.ended = True
+
+    # -- releasing ---------------------------------------------------------------------------------
+
+    def release(self, now: float) -> list[Write]:
+        """The writes that may start at ``now``, marked started; each must later get ``done``."""
+        self._expire(now)
+        if not self._queued or now < self._global_blocked_until:
+            return []
+        if len(self._starts) >= self.config.global_per_s:
+            return []
+        heap: list[tuple[int, int, float, int, Write]] = []
+        for write in self._queued.values():
+            if self._eligible(write, now):
+                heap.append(self._rank(write))
+        heapq.heapify(heap)
+        released: list[Write] = []
+        while heap:
+            entry = heapq.heappop(heap)
+            write = entry[-1]
+            if write.kind == WriteKind.REFRESH and entry != (ranked := self._rank(write)):
+                heapq.heappush(heap, ranked)  # its reply got a refresh meanwhile: back in line
+                continue
+            if len(self._starts) >= self._global_cap(write.kind):
+                break  # kinds come in order and later kinds have smaller caps
+            if write.kind >= WriteKind.REFRESH and now < self._paced_at:
+                break  # only REFRESH and TYPING are left, and they are paced
+            if not self._bucket(write).has_room(write.kind, self.config.final_reserve, now):
+                continue
+            self._start(write, now)
+            released.append(write)
+        return released
+
+    def done(self, write: Write, now: float, *, sent: bool = True) -> None:
+        """A released write finished (``sent=False``: it sent nothing, so its budget is given back)."""
+        self._in_flight.discard(write.key)
+        bucket = self._bucket(write)
+        bucket.in_flight = max(0, bucket.in_flight - 1)
+        if sent:
+            bucket.expire(now)
+            bucket.expiries.append(now + bucket.window_s)
+        else:
+            self.stats.refunded += 1
+            self.stats.started[write.kind] -= 1
+            entry = (write.started_at, write.kind <= WriteKind.FIRST)
+            if write.started_at is not None and entry in self._starts:
+                self._starts.remove(entry)  # type: ignore[arg-type]
+                self._urgent_in_window -= entry[1]
+            if now < bucket.hint_until:
+                bucket.hint_left += 1
+            if write.kind >= WriteKind.REFRESH:
+                self._paced_at = min(self._paced_at, now)
+            if write._previous_start is None:
+                self._last_start.pop(write.key, None)
+            else:
+                self._last_start[write.key] = write._previous_start
+        self._forget(write)
+        if write.target is None:
+            self._last_start.pop(write.key, None)
+        if next(self._done_count) % SWEEP_EVERY_WRITES == SWEEP_EVERY_WRITES - 1:
+            self._sweep(now)
+
+    def next_wake(self, now: float) -> float | None:
+        """The earliest time a queued write could start; ``None`` if only a ``done`` or a submit can."""
+        self._expire(now)
+        best: float | None = None
+        for write in self._queued.values():
+            at = self._ready_at(write, now)
+            if at is not None and (best is None or at < best):
+                best = at
+        return best
+
+    # -- learning ----------------------------------------------------------------------------------
+
+    def observe(self, seen: Observation, now: float) -> None:
+        """Learn from a response: pause on a 429, follow the headers' limit and remaining count."""
+        if seen.status == 429:
+            self.stats.rate_limited += 1
+            wait_s = seen.retry_after_s if seen.retry_after_s is not None else seen.reset_after_s
+            if seen.is_global:
+                self.stats.global_rate_limited += 1
+                self._global_blocked_until = max(self._global_blocked_until, now + (wait_s or 1.0))
+            elif seen.channel is not None and seen.route is not None:
+                bucket = self._bucket_for(seen.channel, seen.route)
+                pause = wait_s if wait_s is not None else bucket.window_s
+                bucket.blocked_until = max(bucket.blocked_until, now + pause)
+            log.warning("Discord answered 429 (global=%s, retry after %s s)", seen.is_global, wait_s)
+            return
+        if seen.channel is None or seen.route is None:
+            return
+        bucket = self._bucket_for(seen.channel, seen.route)
+        if seen.limit is not None and seen.limit > 0:
+            bucket.limit = seen.limit
+        if seen.remaining is not None and seen.reset_after_s is not None:
+            # other writes of this bucket still in flight may not be counted in Discord's answer yet
+            others = max(0, bucket.in_flight - 1)
+            bucket.hint_left = seen.remaining - others
+            bucket.hint_until = now + seen.reset_after_s
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _reply(self, reply: Hashable | None) -> _Reply:
+        if reply is None:
+            return _Reply()  # a throwaway: one-off writes have no reply to be fair to
+        state = self._replies.get(reply)
+        if state is None:
+            state = self._replies[reply] = _Reply()
+        return state
+
+    def _fair_start(self) -> int:
+        """A reply starting to refresh joins at the fewest refreshes among the replies refreshing.
+
+        Joining at zero would let a newcomer take every turn until it caught up with replies that have
+        streamed for a while; joining at the fewest puts it in line with the least served.
+        """
+        return min((r.refreshes for r in self._replies.values() if r.joined), default=0)
+
+    def _drop_typing(self, reply: Hashable | None) -> tuple[Write, ...]:
+        if reply is None:
+            return ()
+        dropped = [w for w in self._queued.values() if w.kind == WriteKind.TYPING and w.reply == reply]
+        for write in dropped:
+            del self._queued[write.key]
+            self._forget(write)
+        return tuple(dropped)
+
+    def _forget(self, write: Write) -> None:
+        """One queued or in-flight write of the reply is gone."""
+        if write.reply is None:
+            return
+        state = self._replies.get(write.reply)
+        if state is None:
+            return
+        state.writes -= 1
+        if write.kind <= WriteKind.FIRST:
+            state.urgent -= 1
+        if state.writes <= 0 and (state.ended or not state.joined):
+            del self._replies[write.reply]
+
+    def _rank(self, write: Write) -> tuple[int, int, float, int, Write]:
+        fairness = (
+            self._replies[write.reply].refreshes
+            if write.kind == WriteKind.REFRESH and (write.reply in self._replies)
+            else 0
+        )
+        return (int(write.kind), fairness, write.enqueued_at, write.seq, write)
+
+    def _global_cap(self, kind: WriteKind, urgent: int | None = None) -> int:
+        """How many starts the window may hold for ``kind`` to start (given ``urgent`` ones in it)."""
+        config = self.config
+        if kind <= WriteKind.FIRST:
+            return config.global_per_s
+        cap = config.global_per_s - config.urgent_reserve
+        if config.adaptive_reserve:
+            cap -= math.ceil(config.adaptive_reserve * (self._urgent_in_window if urgent is None else urgent))
+        if kind == WriteKind.TYPING:
+            cap = min(cap, config.typing_max_per_s)
+        return max(cap, 0)
+
+    def _global_free_at(self, kind: WriteKind, now: float) -> float:
+        """When the window will let ``kind`` start, if nothing else starts meanwhile."""
+        total, urgent = len(self._starts), self._urgent_in_window
+        if total < self._global_cap(kind, urgent):
+            return now
+        for started, was_urgent in self._starts:
+            total -= 1
+            urgent -= was_urgent
+            if total < self._global_cap(kind, urgent):
+                return started + self.config.global_window_s
+        return now  # unreachable: an empty window fits any kind
+
+    def _eligible(self, write: Write, now: float) -> bool:
+        if now < write.not_before or write.key in self._in_flight:
+            return False
+        if write.kind >= WriteKind.REFRESH and now < self._paced_at:
+            return False
+        if write.kind == WriteKind.REFRESH:
+            last = self._last_start.get(write.key)
+            if last is not None and now < last + self.config.edit_interval_s:
+                return False
+        bucket = self._bucket(write)
+        bucket.expire(now)
+        return bucket.has_room(write.kind, self.config.final_reserve, now)
+
+    def _ready_at(self, write: Write, now: float) -> float | None:
+        if write.key in self._in_flight:
+            return None
+        at = max(write.not_before, self._global_blocked_until)
+        if write.kind >= WriteKind.REFRESH:
+            at = max(at, self._paced_at)
+        if write.kind == WriteKind.REFRESH:
+            last = self._last_start.get(write.key)
+            if last is not None:
+                at = max(at, last + self.config.edit_interval_s)
+        bucket = self._bucket(write)
+        bucket.expire(now)
+        bucket_at = bucket.free_at(write.kind, self.config.final_reserve, now)
+        if bucket_at is None:
+            return None
+        at = max(at, bucket_at)
+        return max(at, self._global_free_at(write.kind, now))
+
+    def _start(self, write: Write, now: float) -> None:
+        del self._queued[write.key]
+        self._in_flight.add(write.key)
+        write.started_at = now
+        write._previous_start = self._last_start.get(write.key)
+        self._last_start[write.key] = now
+        urgent = write.kind <= WriteKind.FIRST
+        self._starts.append((now, urgent))
+        self._urgent_in_window += urgent
+        bucket = self._bucket(write)
+        bucket.in_flight += 1
+        if now < bucket.hint_until:
+            bucket.hint_left -= 1
+        if write.kind == WriteKind.REFRESH and write.reply in self._replies:
+            self._replies[write.reply].refreshes += 1
+        if write.kind >= WriteKind.REFRESH and self.config.pace_refreshes:
+            base_cap = self.config.global_per_s - self.config.urgent_reserve
+            self._paced_at = now + self.config.global_window_s / max(1, base_cap)
+        self.stats.started[write.kind] += 1
+
+    def _expire(self, now: float) -> None:
+        window_s = self.config.global_window_s
+        starts = self._starts
+        while starts and starts[0][0] + window_s <= now:  # the same sum next_wake reports
+            self._urgent_in_window -= starts.popleft()[1]
+
+    def _bucket(self, write: Write) -> _Bucket:
+        return self._bucket_for(write.channel, write.route)
+
+    def _bucket_for(self, channel: Hashable, route: str) -> _Bucket:
+        key = (channel, self.config.bucket_of(route))
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            size = self.config.route_limit(route)
+            bucket = self._buckets[key] = _Bucket(size.limit, size.window_s)
+        return bucket
+
+    def _sweep(self, now: float) -> None:
+        """Forget idle buckets and old per-message timestamps (a long-running bot sees many)."""
+        busy = {(w.channel, self.config.bucket_of(w.route)) for w in self._queued.values()}
+        for key, bucket in list(self._buckets.items()):
+            bucket.expire(now)
+            if key not in busy and bucket.idle(now):
+                del self._buckets[key]
+        horizon = now - self.config.edit_interval_s
+        for target, started in list(self._last_start.items()):
+            if started < horizon and target not in self._queued and target not in self._in_flight:
+                del self._last_start[target]
+        for reply, state in list(self._replies.items()):
+            if state.writes <= 0 and now - state.last_active > REPLY_FORGET_S:
+                del self._replies[reply]
+
+
+# -- the asyncio driver ------------------------------------------------------------------------------
+
+
+def _consume_exception(future: asyncio.Future[object]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+class WriteScheduler:
+    """Runs released writes as concurrent tasks and sleeps until the next may start.
+
+    Time is the running loop's ``time()`` (a virtual-time loop makes tests instant). Construct it
+    anywhere; it starts on the first submit, or with ``start()`` inside a running loop.
+    """
+
+    def __init__(self, config: SchedulerConfig | None = None) -> None:
+        self.core = SchedulerCore(config)
+        self._futures: dict[Write, asyncio.Future[object]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake: asyncio.Event | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def config(self) -> SchedulerConfig:
+        return self.core.config
+
+    @property
+    def stats(self) -> SchedulerStats:
+        return self.core.stats
+
+    def now(self) -> float:
+        loop = self._loop or asyncio.get_running_loop()
+        return loop.time()
+
+    def start(self) -> None:
+        """Start the driver on the running loop (idempotent)."""
+        if self._runner is not None and not self._runner.done():
+            return
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._runner = self._loop.create_task(self._drive(), name="discord-write-scheduler")
+
+    async def close(self) -> None:
+        """Stop: queued writes are cancelled, running ones are cancelled and awaited."""
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+            self._runner = None
+        for write in self.core.queued():
+            self.core.cancel(write.key)
+        for future in self._futures.values():
+            future.cancel()
+        self._futures.clear()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def submit(
+        self,
+        kind: WriteKind,
+        channel: Hashable,
+        job: Job,
+        *,
+        route: str,
+        target: Hashable | None = None,
+        reply: Hashable | None = None,
+        delay_s: float = 0.0,
+    ) -> asyncio.Future[object]:
+        """Queue a write; the future gets the result of the job run that carries it.
+
+        A write merged into a queued one for the same target shares that one's future (the latest job
+        runs). The future is cancelled if the write is dropped or cancelled before it starts.
+        """
+        self.start()
+        assert self._loop is not None and self._wake is not None
+        now = self._loop.time()
+        write = Write(kind, channel, job, route, target, reply, not_before=now + delay_s)
+        result = self.core.submit(write, now)
+        for dropped in result.dropped:
+            future = self._futures.pop(dropped, None)
+            if future is not None:
+                future.cancel()
+        if result.write in result.dropped:
+            cancelled: asyncio.Future[object] = self._loop.create_future()
+            cancelled.cancel()
+            return cancelled
+        future = self._futures.get(result.write)
+        if future is None:
+            future = self._futures[result.write] = self._loop.create_future()
+        if result.wake:
+            self._wake.set()
+        return future
+
+    async def run(
+        self,
+        kind: WriteKind,
+        channel: Hashable,
+        job: Job,
+        *,
+        route: str,
+        target: Hashable | None = None,
+        reply: Hashable | None = None,
+    ) -> object:
+        """Submit and wait for the result (e.g. the cog's thread creation or an error note)."""
+        return await self.submit(kind, channel, job, route=route, target=target, reply=reply)
+
+    def cancel(self, target: Hashable) -> bool:
+        """Drop the queued write for ``target`` (a started one runs to its end)."""
+        write = self.core.cancel(target)
+        if write is None:
+            return False
+        future = self._futures.pop(write, None)
+        if future is not None:
+            future.cancel()
+        return True
+
+    def end_reply(self, reply: Hashable) -> None:
+        """The reply is finished; its fairness state can go (see ``SchedulerCore.end_reply``)."""
+        self.core.end_reply(reply)
+
+    def observe(self, seen: Observation) -> None:
+        """Feed a response's rate-limit information (see ``rate_limit_trace_config``)."""
+        loop = self._loop or asyncio.get_running_loop()
+        self.core.observe(seen, loop.time())
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _drive(self) -> None:
+        loop = asyncio.get_running_loop()
+        wake = self._wake
+        assert wake is not None
+        while True:
+            wake.clear()
+            now = loop.time()
+            for write in self.core.release(now):
+                self._launch(write, now)
+            at = self.core.next_wake(now)
+            timer = loop.call_at(max(at, now + MIN_WAKE_S), wake.set) if at is not None else None
+            await wake.wait()
+            if timer is not None:
+                timer.cancel()
+
+    def _launch(self, write: Write, now: float) -> None:
+        future = self._futures.pop(write, None)
+        if future is None or future.cancelled():
+            self.core.done(write, now, sent=False)
+            return
+        assert self._loop is not None
+        task = self._loop.create_task(self._run(write, future))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, write: Write, future: asyncio.Future[object]) -> None:
+        assert self._loop is not None and self._wake is not None and write.job is not None
+        try:
+            result = await write.job()
+        except asyncio.CancelledError:
+            self.core.done(write, self._loop.time())
+            future.cancel()
+            raise
+        except Exception as exc:
+            log.exception("A Discord write (%s to %r) failed", write.kind.name, write.channel)
+            self.core.done(write, self._loop.time())
+            self._wake.set()
+            if not future.done():
+                future.add_done_callback(_consume_exception)
+                future.set_exception(exc)
+            return
+        self.core.done(write, self._loop.time(), sent=result is not SKIPPED)
+        self._wake.set()
+        if not future.done():
+            future.set_result(result)
+
+
+# -- learning from discord.py's HTTP traffic ---------------------------------------------------------
+
+_CHANNEL_PATH = re.compile(r"/channels/(\d+)/(typing|threads|messages(?:/\d+)?(?:/threads)?)/?$")
+
+
+def parse_rate_limit(method: str, path: str, status: int, headers: Mapping[str, str]) -> Observation | None:
+    """Read one Discord response's rate-limit headers into an ``Observation`` (``None``: nothing to learn).
+
+    The route is named the way the bot's writes are: ``post`` and ``edit`` for messages in a channel,
+    ``delete``, ``typing``, ``thread``.
+    """
+    lower = {k.lower(): v for k, v in headers.items() if k.lower().startswith(("x-ratelimit", "retry-after"))}
+    channel: int | None = None
+    route: str | None = None
+    match = _CHANNEL_PATH.search(path)
+    if match is not None:
+        channel = int(match.group(1))
+        tail = match.group(2)
+        if tail == "typing":
+            route = TYPING_ROUTE
+        elif tail.endswith("threads"):
+            route = THREAD_ROUTE
+        elif method.upper() == "DELETE":
+            route = DELETE_ROUTE
+        elif method.upper() == "POST" and tail == "messages":
+            route = POST_ROUTE
+        elif method.upper() == "PATCH" and tail != "messages":
+            route = EDIT_ROUTE
+    is_global = lower.get("x-ratelimit-global", "").lower() == "true" or (
+        lower.get("x-ratelimit-scope", "").lower() == "global"
+    )
+    if status != 429 and route is None:
+        return None
+    if status != 429 and "x-ratelimit-remaining" not in lower:
+        return None
+    return Observation(
+        status=status,
+        channel=channel,
+        route=route,
+        limit=_int(lower.get("x-ratelimit-limit")),
+        remaining=_int(lower.get("x-ratelimit-remaining")),
+        reset_after_s=_float(lower.get("x-ratelimit-reset-after")),
+        retry_after_s=_float(lower.get("retry-after")),
+        is_global=is_global,
+    )
+
+
+def rate_limit_trace_config(scheduler: WriteScheduler) -> aiohttp.TraceConfig:
+    """An aiohttp trace that tells ``scheduler`` what each Discord response said about rate limits.
+
+    Pass it as ``discord.Client(..., http_trace=rate_limit_trace_config(scheduler))``. It reads headers
+    only (never the body, which discord.py still has to read).
+    """
+    import aiohttp
+
+    async def on_request_end(
+        session: aiohttp.ClientSession, context: Any, params: aiohttp.TraceRequestEndParams
+    ) -> None:
+        response = params.response
+        seen = parse_rate_limit(params.method, params.url.path, response.status, response.headers)
+        if seen is not None:
+            scheduler.observe(seen)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(on_request_end)
+    return trace
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

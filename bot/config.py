@@ -190,7 +190,7 @@ class StreamingConfig(_Strict):
     """How replies are written into Discord."""
 
     edit_interval_s: Annotated[float, Field(ge=0.2, le=10)] = 1.0
-    global_writes_per_s: Annotated[float, Field(gt=0, le=50)] = 45.0
+    global_writes_per_s: Annotated[int, Field(ge=1, le=50)] = 45
 
 
 class ProviderConfig(_Strict):

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 
 from bot.config import GuildSettings
+from bot.vector_index import VectorIndex
 
 
 class Ticket:
@@ -43,9 +44,12 @@ class ConversationLanes:
 
     def __init__(self) -> None:
         self._lanes: dict[str, _Lane] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def enter(self, key: str, *, max_waiting: int) -> Ticket | None:
         """Take a place in line, or None when `max_waiting` turns already wait."""
+        self._idle.clear()
         lane = self._lanes.setdefault(key, _Lane())
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if lane.holder is None:
@@ -78,6 +82,12 @@ class ConversationLanes:
             ticket._future.cancel()
         if lane.holder is None and not lane.waiting:
             del self._lanes[ticket.key]
+            if not self._lanes:
+                self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Until no conversation has a turn running or waiting (shutdown, tests)."""
+        await self._idle.wait()
 
     def active(self, key: str) -> Ticket | None:
         lane = self._lanes.get(key)
@@ -157,6 +167,31 @@ class PendingTurns:
             self._counts.pop(key, None)
 
 
+class IntakeLocks:
+    """One message intake at a time per channel, in arrival order (asyncio.Lock is first come, first
+    served), so messages enter their conversation's line in the order Discord delivered them."""
+
+    def __init__(self) -> None:
+        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, channel_id: int) -> AsyncIterator[None]:
+        lock, users = self._locks.get(channel_id, (asyncio.Lock(), 0))
+        self._locks[channel_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[channel_id]
+            if users <= 1:
+                del self._locks[channel_id]
+            else:
+                self._locks[channel_id] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
 class SettingsCache:
     """Effective settings per guild, written through by the settings service."""
 
@@ -173,6 +208,30 @@ class SettingsCache:
         self._by_guild.pop(guild_id, None)
 
 
+SpaceKey = tuple[int, str, int]  # (guild id, embedding model, dimensions)
+
+
+class KnowledgeIndexes:
+    """Each guild's knowledge vectors per embedding space, loaded once, written through on remember/forget.
+
+    The lock of a space serialises its loading and its changes, so a load never misses or doubles a
+    write that lands meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self._indexes: dict[SpaceKey, VectorIndex] = {}
+        self._locks: dict[SpaceKey, asyncio.Lock] = {}
+
+    def get(self, key: SpaceKey) -> VectorIndex | None:
+        return self._indexes.get(key)
+
+    def put(self, key: SpaceKey, index: VectorIndex) -> None:
+        self._indexes[key] = index
+
+    def lock(self, key: SpaceKey) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+
 @dataclass
 class ProcessState:
     """The one home of per-process state; built once at start-up and passed down."""
@@ -182,6 +241,8 @@ class ProcessState:
     cooldowns: Cooldowns = field(default_factory=Cooldowns)
     pending: PendingTurns = field(default_factory=PendingTurns)
     settings: SettingsCache = field(default_factory=SettingsCache)
+    intake: IntakeLocks = field(default_factory=IntakeLocks)
+    knowledge: KnowledgeIndexes = field(default_factory=KnowledgeIndexes)
 
     @classmethod
     def create(cls, *, max_concurrent_model_calls: int, max_waiting_model_calls: int) -> ProcessState:

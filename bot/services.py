@@ -14,6 +14,7 @@ from bot.engine import Backend, ConversationEngine
 from bot.engine.chat_backend import ChatBackend
 from bot.engine.responses_backend import ResponsesBackend
 from bot.guild_settings import SettingsService
+from bot.knowledge import KnowledgeBase
 from bot.process_state import ProcessState
 from bot.storage import Storage
 from bot.tooling import ToolRegistry
@@ -31,6 +32,7 @@ class Services:
     tools: ToolRegistry
     settings: SettingsService
     engine: ConversationEngine
+    knowledge: KnowledgeBase
 
     @classmethod
     async def start(
@@ -89,6 +91,7 @@ class Services:
             tools=tools,
             settings=settings,
             engine=engine,
+            knowledge=KnowledgeBase(openai_client, storage, state.knowledge),
         )
 
     async def close(self) -> None:

@@ -31,9 +31,11 @@ def make_config(tmp_path: Path, **sections: dict[str, Any]) -> AppConfig:
 
 
 def fake_secrets(**overrides: Any) -> Secrets:
-    return Secrets(
-        discord_token=SecretStr("discord-test-token"), openai_api_key=SecretStr("test"), **overrides
-    )
+    values: dict[str, Any] = {
+        "discord_token": SecretStr("discord-test-token"),
+        "openai_api_key": SecretStr("test"),
+    }
+    return Secrets(**{**values, **overrides})
 
 
 @pytest.fixture

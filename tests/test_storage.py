@@ -47,10 +47,14 @@ async def test_newer_schema_is_refused(tmp_path: Path) -> None:
 
 
 async def test_conversation_id_survives_and_reset_starts_a_new_generation(storage: Storage) -> None:
-    record = await storage.conversations.get_or_create("channel:1", backend="responses", guild_id=5, channel_id=1)
+    record = await storage.conversations.get_or_create(
+        "channel:1", backend="responses", guild_id=5, channel_id=1
+    )
     assert record.conversation_id is None and record.generation == 1
     assert await storage.conversations.set_conversation_id("channel:1", 1, "conv_a")
-    again = await storage.conversations.get_or_create("channel:1", backend="responses", guild_id=5, channel_id=1)
+    again = await storage.conversations.get_or_create(
+        "channel:1", backend="responses", guild_id=5, channel_id=1
+    )
     assert again.conversation_id == "conv_a"
     assert await storage.conversations.reset("channel:1")
     fresh = await storage.conversations.get("channel:1")
@@ -62,7 +66,9 @@ async def test_conversation_id_survives_and_reset_starts_a_new_generation(storag
 async def test_switching_backend_starts_fresh(storage: Storage) -> None:
     await storage.conversations.get_or_create("channel:1", backend="responses", guild_id=5, channel_id=1)
     await storage.conversations.set_conversation_id("channel:1", 1, "conv_a")
-    switched = await storage.conversations.get_or_create("channel:1", backend="chat", guild_id=5, channel_id=1)
+    switched = await storage.conversations.get_or_create(
+        "channel:1", backend="chat", guild_id=5, channel_id=1
+    )
     assert switched.backend == "chat" and switched.conversation_id is None and switched.generation == 2
 
 
@@ -110,12 +116,18 @@ async def test_settings_changes_are_audited(storage: Storage) -> None:
     await storage.settings.reset(1, "model", user_id=9)
     assert await storage.settings.overrides(1) == {}
     audit = await storage.settings.audit(1)
-    assert [(c.user_id, c.old_value, c.new_value) for c in audit] == [(9, "m2", None), (8, "m1", "m2"), (7, None, "m1")]
+    assert [(c.user_id, c.old_value, c.new_value) for c in audit] == [
+        (9, "m2", None),
+        (8, "m1", "m2"),
+        (7, None, "m1"),
+    ]
 
 
 async def test_turn_journal_reports_interrupted_turns_once(storage: Storage) -> None:
     await storage.conversations.get_or_create("channel:1", backend="chat", guild_id=1, channel_id=1)
-    done = await storage.turns.start(conversation_key="channel:1", guild_id=1, channel_id=1, user_id=3, message_id=9)
+    done = await storage.turns.start(
+        conversation_key="channel:1", guild_id=1, channel_id=1, user_id=3, message_id=9
+    )
     await storage.turns.finish(done, "completed", input_tokens=4, output_tokens=6)
     running = await storage.turns.start(
         conversation_key="channel:1", guild_id=1, channel_id=1, user_id=3, message_id=10

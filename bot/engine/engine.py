@@ -8,9 +8,8 @@ timeout, cancellation, the turn journal and usage accounting. It knows nothing o
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Protocol
 
 from bot.config import EngineConfig
@@ -28,8 +27,9 @@ from bot.engine.events import (
 )
 from bot.engine.openai_errors import describe_error
 from bot.engine.turn import TurnContext, TurnRequest, UserTurn
+from bot.limits import budget_problem, cooldown_problem
 from bot.process_state import GateFullError, ProcessState, Ticket
-from bot.storage import Storage, utc_day
+from bot.storage import Storage
 from bot.storage.turns import TurnStatus
 
 log = logging.getLogger(__name__)
@@ -62,16 +62,18 @@ class ConversationEngine:
         self._backends = dict(backends)
         self._config = config
 
-    async def reply(self, key: str, turn: UserTurn, context: TurnContext) -> AsyncIterator[TurnEvent]:
+    async def reply(self, key: str, turn: UserTurn, context: TurnContext) -> AsyncGenerator[TurnEvent, None]:
         """Answer `turn` in conversation `key`: events in order, ending with exactly one terminal event.
 
         Closing the iterator early (the consumer went away) cancels the turn.
         """
         settings = context.settings
         state = self._state
-        wait_s = state.cooldowns.remaining_s(context.guild_id, turn.author_id, settings.user_cooldown_s)
-        if wait_s > 0:
-            yield Failed("cooldown", f"Slow down a little: you can send the next message in {wait_s:.0f} s.")
+        waiting = cooldown_problem(
+            state.cooldowns, settings, guild_id=context.guild_id, user_id=turn.author_id
+        )
+        if waiting is not None:
+            yield Failed("cooldown", waiting)
             return
         if state.pending.count(context.guild_id, turn.author_id) >= settings.max_queued_turns_per_user:
             yield Busy("You already have messages waiting for an answer; please wait for them first.")
@@ -82,16 +84,23 @@ class ConversationEngine:
             return
         state.cooldowns.mark(context.guild_id, turn.author_id)
         state.pending.add(context.guild_id, turn.author_id)
-        events: asyncio.Queue[TurnEvent] = asyncio.Queue()
+        events: asyncio.Queue[TurnEvent | _ProducerEnded] = asyncio.Queue()
         producer: asyncio.Task[None] | None = None
         try:
             if ticket.ahead:
                 yield Queued(ticket.ahead)
             await ticket.wait()
             producer = asyncio.create_task(self._run(key, turn, context, events.put_nowait))
+            producer.add_done_callback(lambda _: events.put_nowait(_ProducerEnded()))
             ticket.task = producer
+            text = ""
             while True:
                 event = await events.get()
+                if isinstance(event, _ProducerEnded):  # stopped before it said how the turn ended
+                    yield Cancelled(text)
+                    return
+                if isinstance(event, TextDelta):
+                    text += event.text
                 yield event
                 if isinstance(event, TERMINAL_EVENTS):
                     return
@@ -110,6 +119,10 @@ class ConversationEngine:
         ticket.task.cancel()
         return True
 
+    async def wait_idle(self) -> None:
+        """Until every turn has ended and its consumer let go (used for a graceful shutdown)."""
+        await self._state.lanes.wait_idle()
+
     def is_busy(self, key: str) -> bool:
         return self._state.lanes.active(key) is not None
 
@@ -126,9 +139,11 @@ class ConversationEngine:
     ) -> None:
         """The turn itself, in its own task so `/stop` can cancel it without touching the consumer."""
         emit(Started())
-        over_budget = await self._budget_refusal(turn, context)
+        over_budget = await budget_problem(
+            self._storage.usage, context.settings, guild_id=context.guild_id, user_id=turn.author_id
+        )
         if over_budget is not None:
-            emit(over_budget)
+            emit(Failed("budget", over_budget))
             return
         backend = self._backends.get(context.settings.backend)
         if backend is None:
@@ -193,22 +208,9 @@ class ConversationEngine:
         )
         emit(final)
 
-    async def _budget_refusal(self, turn: UserTurn, context: TurnContext) -> Failed | None:
-        """Refuse before calling the model when today's budget is spent, saying when it resets."""
-        settings = context.settings
-        if not settings.daily_token_budget_user and not settings.daily_token_budget_guild:
-            return None
-        today = utc_day()
-        usage = self._storage.usage
-        if settings.daily_token_budget_user:
-            used = await usage.user_total(context.guild_id, turn.author_id, since_day=today)
-            if used.total_tokens >= settings.daily_token_budget_user:
-                return Failed("budget", f"You have used your daily token budget here; {_reset_time()}.")
-        if settings.daily_token_budget_guild:
-            used = await usage.guild_total(context.guild_id, since_day=today)
-            if used.total_tokens >= settings.daily_token_budget_guild:
-                return Failed("budget", f"This server has used its daily token budget; {_reset_time()}.")
-        return None
+
+class _ProducerEnded:
+    """Put in the event queue when the turn's task ends, so a turn cancelled early still ends."""
 
 
 class _Emit(Protocol):
@@ -228,12 +230,3 @@ def _status_of(event: TurnEvent) -> TurnStatus:
     if isinstance(event, Cancelled):
         return "cancelled"
     return "failed"
-
-
-def _reset_time(now: dt.datetime | None = None) -> str:
-    now = now or dt.datetime.now(dt.UTC)
-    midnight = (now + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    minutes = max(1, int((midnight - now).total_seconds() // 60))
-    hours, minutes = divmod(minutes, 60)
-    left = f"{hours} h {minutes} min" if hours else f"{minutes} min"
-    return f"it resets at 00:00 UTC (in {left})"

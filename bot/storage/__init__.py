@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bot.storage.bookings import BookingStore
 from bot.storage.conversations import ConversationRecord, ConversationStore
 from bot.storage.database import Database
 from bot.storage.history import HistoryMessage, HistoryStore
+from bot.storage.knowledge import KnowledgeEntry, KnowledgeStore, StoredChunk
+from bot.storage.rides import RideStore
 from bot.storage.settings import GuildSettingsStore, SettingChange
 from bot.storage.tool_calls import CallClaim, ToolCallLedger
 from bot.storage.turns import InterruptedTurn, TurnJournal
@@ -23,8 +26,10 @@ __all__ = [
     "GuildSettingsStore",
     "HistoryMessage",
     "InterruptedTurn",
+    "KnowledgeEntry",
     "SettingChange",
     "Storage",
+    "StoredChunk",
     "UsageTotals",
     "utc_day",
 ]
@@ -41,6 +46,9 @@ class Storage:
         self.settings = GuildSettingsStore(db)
         self.turns = TurnJournal(db)
         self.tool_calls = ToolCallLedger(db)
+        self.knowledge = KnowledgeStore(db)
+        self.bookings = BookingStore(db)
+        self.rides = RideStore(db)
 
     @classmethod
     async def open(cls, path: str | Path) -> Storage:

@@ -99,6 +99,109 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        2,
+        "bookings and rides: restaurant catalog (with a demo catalog), reservations, ride orders",
+        """
+        CREATE TABLE restaurants (
+            id               INTEGER PRIMARY KEY AUTOINCREMENT,
+            name             TEXT NOT NULL,
+            cuisine          TEXT NOT NULL,             -- lower case, e.g. 'italian'
+            area             TEXT NOT NULL,
+            opening_hours    TEXT NOT NULL,             -- e.g. 'mon-fri 12:00-14:30,18:00-23:00; sat closed'
+            tables_per_slot  INTEGER NOT NULL CHECK (tables_per_slot >= 0),
+            timezone         TEXT,                      -- IANA name; NULL = the guild's time zone
+            active           INTEGER NOT NULL DEFAULT 1,-- 0: kept for old reservations, not bookable
+            created_at       REAL NOT NULL
+        );
+        CREATE UNIQUE INDEX restaurants_active_name ON restaurants (name COLLATE NOCASE) WHERE active = 1;
+
+        CREATE TABLE reservations (
+            id               INTEGER PRIMARY KEY AUTOINCREMENT,
+            call_id          TEXT UNIQUE,               -- the tool call that made it: never booked twice
+            restaurant_id    INTEGER NOT NULL REFERENCES restaurants (id),
+            user_id          INTEGER NOT NULL,
+            user_name        TEXT NOT NULL,
+            guild_id         INTEGER,                   -- NULL: booked in a DM
+            starts_at        INTEGER NOT NULL,          -- unix seconds (UTC), on a half-hour slot
+            party_size       INTEGER NOT NULL CHECK (party_size BETWEEN 1 AND 20),
+            tables           INTEGER NOT NULL CHECK (tables >= 1),
+            notes            TEXT NOT NULL DEFAULT '',
+            status           TEXT NOT NULL,             -- confirmed | cancelled
+            created_at       REAL NOT NULL,
+            cancelled_at     REAL
+        );
+        CREATE INDEX reservations_by_slot
+            ON reservations (restaurant_id, starts_at) WHERE status = 'confirmed';
+        CREATE INDEX reservations_by_user ON reservations (user_id, guild_id, starts_at);
+        CREATE UNIQUE INDEX reservations_one_per_user_and_slot
+            ON reservations (restaurant_id, user_id, starts_at) WHERE status = 'confirmed';
+
+        CREATE TABLE rides (
+            id               INTEGER PRIMARY KEY AUTOINCREMENT,
+            call_id          TEXT UNIQUE,               -- the tool call that ordered it
+            user_id          INTEGER NOT NULL,
+            user_name        TEXT NOT NULL,
+            guild_id         INTEGER,
+            pickup           TEXT NOT NULL,
+            dropoff          TEXT NOT NULL,
+            ride_type        TEXT NOT NULL,             -- standard | comfort | xl
+            pickup_at        INTEGER NOT NULL,          -- unix seconds (UTC)
+            distance_km      REAL NOT NULL,
+            duration_min     INTEGER NOT NULL,
+            fare_cents       INTEGER NOT NULL,          -- as quoted when ordered
+            currency         TEXT NOT NULL,
+            status           TEXT NOT NULL,             -- requested | scheduled | cancelled
+            created_at       REAL NOT NULL,
+            cancelled_at     REAL
+        );
+        CREATE INDEX rides_by_user ON rides (user_id, guild_id, pickup_at);
+
+        -- The demo catalog, seeded once on first start; edit it freely (BookingStore.update_restaurant).
+        INSERT INTO restaurants (name, cuisine, area, opening_hours, tables_per_slot, created_at)
+        SELECT column1, column2, column3, column4, column5, strftime('%s', 'now') FROM (VALUES
+            ('Trattoria Roma', 'italian', 'Old Town', 'tue-sun 12:00-14:30,18:00-23:00', 6),
+            ('Pizzeria Napoli', 'italian', 'Harbour', 'daily 11:30-23:00', 8),
+            ('Osteria del Ponte', 'italian', 'University', 'mon-sat 18:00-23:30', 3),
+            ('Sakura Sushi', 'japanese', 'City Centre', 'mon-sat 12:00-14:00,17:30-22:30', 5),
+            ('Le Petit Bistro', 'french', 'Old Town', 'wed-sun 18:00-23:00', 4),
+            ('Taj Mahal', 'indian', 'University', 'daily 12:00-15:00,17:00-23:00', 7),
+            ('El Camino', 'mexican', 'Harbour', 'tue-sun 17:00-24:00', 6),
+            ('Golden Dragon', 'chinese', 'City Centre', 'daily 11:00-22:00', 10),
+            ('The Green Table', 'vegetarian', 'North Park', 'mon-fri 08:00-16:00; sat-sun 09:00-15:00', 5),
+            ('Olive & Thyme', 'greek', 'University', 'mon-sat 12:00-22:00', 6),
+            ('Smokehouse 51', 'barbecue', 'Stadium', 'thu-sun 17:00-23:30', 8),
+            ('Seoul Kitchen', 'korean', 'City Centre', 'tue-sun 11:30-14:30,17:30-22:00', 5));
+        """,
+    ),
+    Migration(
+        3,
+        "knowledge: entries and their chunks with float32 embedding vectors, per guild",
+        """
+        CREATE TABLE knowledge_entries (
+            id               INTEGER PRIMARY KEY AUTOINCREMENT,
+            guild_id         INTEGER NOT NULL,
+            author_id        INTEGER NOT NULL,
+            title            TEXT NOT NULL,             -- a short label: the first words or the file name
+            source           TEXT NOT NULL,             -- 'text' or the attachment's file name
+            jump_url         TEXT,                      -- the Discord message that recorded it
+            model            TEXT NOT NULL,             -- embedding model of every chunk's vector
+            dims             INTEGER NOT NULL,          -- and their dimensions: searched only with both
+            chunk_count      INTEGER NOT NULL,
+            created_at       REAL NOT NULL
+        );
+        CREATE INDEX knowledge_entries_by_space ON knowledge_entries (guild_id, model, dims);
+
+        CREATE TABLE knowledge_chunks (
+            id               INTEGER PRIMARY KEY AUTOINCREMENT,
+            entry_id         INTEGER NOT NULL REFERENCES knowledge_entries (id) ON DELETE CASCADE,
+            ordinal          INTEGER NOT NULL,
+            text             TEXT NOT NULL,
+            vector           BLOB NOT NULL,             -- dims little-endian float32, as the model gave them
+            UNIQUE (entry_id, ordinal)
+        );
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -1,0 +1,122 @@
+"""Image generation for /imagine: size choices, the API call, decoding, and errors as one sentence.
+
+GPT image models always answer with base64 (`b64_json`), never URLs, so the images are decoded here
+and handed on as PNG bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import openai
+from openai import AsyncOpenAI
+
+from bot.engine.openai_errors import describe_error
+from bot.errors import UserFacingError
+
+SizeChoice = Literal["square", "landscape", "portrait", "auto"]
+SIZE_CHOICES: tuple[SizeChoice, ...] = get_args(SizeChoice)
+MAX_IMAGES = 4
+MAX_PROMPT_CHARS = 4000
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# What each choice means per model family; every gpt-image model takes these three plus "auto".
+_GPT_IMAGE_SIZES: dict[SizeChoice, str] = {
+    "square": "1024x1024",
+    "landscape": "1536x1024",
+    "portrait": "1024x1536",
+    "auto": "auto",
+}
+_SIZES_BY_FAMILY: dict[str, dict[SizeChoice, str]] = {"gpt-image": _GPT_IMAGE_SIZES}
+_CONTENT_POLICY_CODES = frozenset(
+    {"moderation_blocked", "content_policy_violation", "image_generation_user_error"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedImages:
+    """PNG files and the tokens the call used (0 when the API does not report them)."""
+
+    images: tuple[bytes, ...]
+    size: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+def api_size(model: str, choice: SizeChoice) -> str:
+    """The `size` parameter for `model` (unknown families get the gpt-image sizes)."""
+    for family, sizes in _SIZES_BY_FAMILY.items():
+        if model.startswith(family):
+            return sizes[choice]
+    return _GPT_IMAGE_SIZES[choice]
+
+
+async def generate_images(
+    client: AsyncOpenAI, *, model: str, prompt: str, size: SizeChoice, count: int
+) -> GeneratedImages:
+    """Generate `count` images; raises `UserFacingError` saying plainly why it could not."""
+    prompt = prompt.strip()
+    if not prompt:
+        raise UserFacingError("Describe the image you want: the prompt is empty.")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise UserFacingError(
+            f"The prompt is too long ({len(prompt):,} characters; at most {MAX_PROMPT_CHARS:,})."
+        )
+    if not 1 <= count <= MAX_IMAGES:
+        raise UserFacingError(f"Ask for between 1 and {MAX_IMAGES} images.")
+    try:
+        response = await client.images.generate(
+            model=model,
+            prompt=prompt,
+            n=count,
+            size=api_size(model, size),
+        )
+    except openai.OpenAIError as exc:
+        raise UserFacingError(describe_image_error(exc, model)) from exc
+    images = tuple(_decode(item.b64_json) for item in response.data or [])
+    if not images:
+        raise UserFacingError("The image model answered without an image; please try again.")
+    usage = response.usage
+    return GeneratedImages(
+        images=images,
+        size=response.size or api_size(model, size),
+        input_tokens=usage.input_tokens if usage else 0,
+        output_tokens=usage.output_tokens if usage else 0,
+    )
+
+
+def describe_image_error(exc: BaseException, model: str) -> str:
+    """Content policy, rate limit, unknown model... as one sentence for the user."""
+    if isinstance(exc, openai.BadRequestError) and (
+        _code(exc) in _CONTENT_POLICY_CODES or "safety system" in str(exc).lower()
+    ):
+        return "The image model refused this prompt under its content policy; try describing it differently."
+    kind, reason = describe_error(exc, model=model)
+    if kind == "rate_limited":
+        return "The image model is rate-limiting the bot right now; please try again in a minute."
+    if kind == "model_not_found":
+        return f"The image model `{model}` is not available; an admin can pick another (image_model)."
+    return reason
+
+
+def _code(exc: openai.APIStatusError) -> str | None:
+    body = exc.body
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict) and isinstance(error.get("code"), str):
+            return str(error["code"])
+    code = getattr(exc, "code", None)
+    return code if isinstance(code, str) else None
+
+
+def _decode(data: str | None) -> bytes:
+    try:
+        image = base64.b64decode(data or "", validate=True)
+    except (binascii.Error, ValueError):
+        image = b""
+    if not image.startswith(PNG_SIGNATURE):
+        raise UserFacingError("The image model sent something that is not a PNG image; please try again.")
+    return image

@@ -1,0 +1,388 @@
+"""A guild's knowledge: chunk what members ask the bot to remember, embed it, find it again.
+
+Chunking keeps paragraphs together and repeats the end of each chunk at the start of the next, so a
+fact split across a boundary is still found. Vectors live in SQLite (the truth) and in a per-guild
+in-memory `VectorIndex` per embedding space (see `bot/vector_index.py` for why), keyed by guild, model
+and dimensions: a query is only ever compared with vectors of the model and size it was embedded with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import openai
+from openai import AsyncOpenAI
+
+from bot.engine.openai_errors import describe_error
+from bot.errors import UserFacingError
+from bot.process_state import KnowledgeIndexes, SpaceKey
+from bot.storage import KnowledgeEntry, Storage
+from bot.storage.knowledge import EmbeddingSpace, KnowledgeStore, VectorRows
+from bot.vector_index import DimensionMismatchError, VectorIndex
+
+MAX_CHUNK_CHARS = 1500  # ~350 tokens: small enough to be specific, big enough to carry context
+CHUNK_OVERLAP_CHARS = 200
+EMBEDDING_BATCH_SIZE = 96  # inputs per embeddings.create call (the API takes up to 2048)
+MAX_REMEMBER_CHARS = 200_000
+MAX_QUERY_CHARS = 2000
+MAX_SEARCH_RESULTS = 10
+LOAD_PAGE_ENTRIES = 100  # entries (up to ~150 chunks each) read per query when loading an index
+TITLE_CHARS = 80
+
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n")
+_SENTENCE_END = re.compile(r"[.!?…:;][\"'”’)\]]*$")
+
+# How good a place to end a chunk the gap after a word is.
+_BREAK_NONE, _BREAK_WORD, _BREAK_LINE, _BREAK_PARAGRAPH = 0, 1, 2, 3
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """`text` is exactly `source[start:end]`."""
+
+    start: int
+    end: int
+    text: str
+
+
+def chunk_text(
+    text: str, *, max_chars: int = MAX_CHUNK_CHARS, overlap_chars: int = CHUNK_OVERLAP_CHARS
+) -> list[Chunk]:
+    """Split `text` into chunks of at most `max_chars`, preferring paragraph, then sentence ends.
+
+    Guarantees: every non-blank character is in some chunk; each chunk is a slice of `text` that
+    starts and ends on a non-blank character; chunk starts strictly increase. Each chunk after the
+    first starts with the last whole words of the previous chunk, at most `overlap_chars` of them
+    (fewer when the chunk would exceed `max_chars`). A word longer than `max_chars - overlap_chars`
+    is cut into pieces of that length.
+    """
+    if max_chars < 2 or not 0 <= overlap_chars <= max_chars // 2:
+        raise ValueError("need max_chars >= 2 and 0 <= overlap_chars <= max_chars // 2")
+    budget = max_chars - overlap_chars  # the new text of a chunk
+    units = _units(text, budget)
+    if not units:
+        return []
+    ranks = [_break_rank(text, units, i) for i in range(len(units))]
+    chunks: list[Chunk] = []
+    first = 0
+    previous: tuple[int, int] | None = None  # (first unit, last unit) of the last chunk
+    while first < len(units):
+        body_start = units[first][0]
+        last = first
+        while last + 1 < len(units) and units[last + 1][1] - body_start <= budget:
+            last += 1
+        if last + 1 < len(units):
+            last = _best_break(units, ranks, first, last, min_chars=budget // 3)
+        body_end = units[last][1]
+        start = body_start
+        if previous is not None:
+            previous_first, previous_last = previous
+            for unit in range(previous_last, previous_first, -1):
+                candidate = units[unit][0]
+                if units[previous_last][1] - candidate > overlap_chars or body_end - candidate > max_chars:
+                    break
+                start = candidate
+        chunks.append(Chunk(start, body_end, text[start:body_end]))
+        previous = (_unit_at(units, start, first), last)
+        first = last + 1
+    return chunks
+
+
+def _units(text: str, max_len: int) -> list[tuple[int, int]]:
+    """Words as (start, end), words longer than `max_len` cut into pieces."""
+    units: list[tuple[int, int]] = []
+    for match in re.finditer(r"\S+", text):
+        start, end = match.span()
+        while end - start > max_len:
+            units.append((start, start + max_len))
+            start += max_len
+        units.append((start, end))
+    return units
+
+
+def _break_rank(text: str, units: list[tuple[int, int]], index: int) -> int:
+    if index + 1 == len(units):
+        return _BREAK_PARAGRAPH
+    end, next_start = units[index][1], units[index + 1][0]
+    gap = text[end:next_start]
+    if not gap:
+        return _BREAK_NONE  # inside a word that was cut
+    if _PARAGRAPH_BREAK.search(gap):
+        return _BREAK_PARAGRAPH
+    if "\n" in gap or _SENTENCE_END.search(text[units[index][0] : end]):
+        return _BREAK_LINE
+    return _BREAK_WORD
+
+
+def _best_break(
+    units: list[tuple[int, int]], ranks: list[int], first: int, last: int, *, min_chars: int
+) -> int:
+    """The last unit of the chunk: the strongest break that leaves at least `min_chars`, latest first."""
+    start = units[first][0]
+    best = last
+    best_rank = -1
+    for index in range(last, first - 1, -1):
+        if units[index][1] - start < min_chars and best_rank >= 0:
+            break
+        if ranks[index] > best_rank:
+            best, best_rank = index, ranks[index]
+    return best
+
+
+def _unit_at(units: list[tuple[int, int]], start: int, hint: int) -> int:
+    index = hint
+    while index > 0 and units[index][0] > start:
+        index -= 1
+    return index
+
+
+def title_of(text: str) -> str:
+    """A short label for an entry: its first line, cut at a word."""
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    line = line.lstrip("#>*- ").strip() or line
+    if len(line) <= TITLE_CHARS:
+        return line
+    cut = line[: TITLE_CHARS - 1]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut) + "…"
+
+
+# ------------------------------------------------------------------------------------------- service
+
+
+@dataclass(frozen=True, slots=True)
+class Remembered:
+    entry: KnowledgeEntry
+    tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    entry: KnowledgeEntry
+    chunk_id: int
+    ordinal: int
+    text: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResults:
+    hits: list[SearchHit]
+    model: str
+    dims: int
+    tokens: int
+    other_spaces: list[EmbeddingSpace]  # entries embedded with another model or size: not searched
+
+    @property
+    def skipped_entries(self) -> int:
+        return sum(space.entries for space in self.other_spaces)
+
+
+class KnowledgeSpaceMismatchError(UserFacingError):
+    """Everything the guild stored was embedded in another space than the one searches use now."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Embedded:
+    vectors: npt.NDArray[np.float32]
+    tokens: int
+
+    @property
+    def dims(self) -> int:
+        return int(self.vectors.shape[1])
+
+
+class KnowledgeBase:
+    """Remember, search and forget per guild; holds no state of its own (the indexes are process state)."""
+
+    def __init__(
+        self,
+        client: AsyncOpenAI,
+        storage: Storage,
+        indexes: KnowledgeIndexes,
+        *,
+        batch_size: int = EMBEDDING_BATCH_SIZE,
+    ) -> None:
+        self._client = client
+        self._storage = storage
+        self._indexes = indexes
+        self._batch_size = batch_size
+
+    async def remember(
+        self,
+        *,
+        guild_id: int,
+        author_id: int,
+        text: str,
+        model: str,
+        source: str = "text",
+        jump_url: str | None = None,
+    ) -> Remembered:
+        """Chunk, embed (in batches) and store `text` as one entry; the index learns it at once."""
+        text = text.strip()
+        if not text:
+            raise UserFacingError("There is nothing to remember: the text is empty.")
+        if len(text) > MAX_REMEMBER_CHARS:
+            raise UserFacingError(
+                f"That is too long to remember at once ({len(text):,} characters; "
+                f"the limit is {MAX_REMEMBER_CHARS:,}). Split it into smaller parts."
+            )
+        chunks = chunk_text(text)
+        embedded = await self._embed([chunk.text for chunk in chunks], model)
+        key: SpaceKey = (guild_id, model, embedded.dims)
+        async with self._indexes.lock(key):
+            entry, chunk_ids = await self._storage.knowledge.add(
+                guild_id=guild_id,
+                author_id=author_id,
+                title=title_of(text) if source == "text" else source,
+                source=source,
+                jump_url=jump_url,
+                model=model,
+                dims=embedded.dims,
+                chunks=[
+                    (chunk.text, row.astype("<f4").tobytes())
+                    for chunk, row in zip(chunks, embedded.vectors, strict=True)
+                ],
+            )
+            index = self._indexes.get(key)
+            if index is not None:
+                index.add(chunk_ids, [entry.id] * len(chunk_ids), embedded.vectors)
+        await self._record_usage(guild_id, author_id, embedded.tokens)
+        return Remembered(entry, embedded.tokens)
+
+    async def search(
+        self, *, guild_id: int, query: str, count: int, model: str, user_id: int | None = None
+    ) -> SearchResults:
+        """The `count` chunks closest to `query` among the entries embedded with `model`."""
+        query = query.strip()
+        if not query:
+            raise UserFacingError("Give something to search for.")
+        count = max(1, min(count, MAX_SEARCH_RESULTS))
+        embedded = await self._embed([query[:MAX_QUERY_CHARS]], model)
+        if user_id is not None:
+            await self._record_usage(guild_id, user_id, embedded.tokens)
+        key: SpaceKey = (guild_id, model, embedded.dims)
+        index = await self._index(key)
+        others = [
+            space
+            for space in await self._storage.knowledge.spaces(guild_id)
+            if (space.model, space.dims) != (model, embedded.dims)
+        ]
+        if len(index) == 0 and others:
+            stored = ", ".join(f"`{s.model}` ({s.dims} dimensions)" for s in others)
+            raise KnowledgeSpaceMismatchError(
+                f"This server's knowledge was embedded with {stored}, but searches now use `{model}` "
+                f"({embedded.dims} dimensions), and vectors of different models cannot be compared: "
+                "set `embedding_model` back or /remember the entries again."
+            )
+        snapshot = index.snapshot()
+        matches = await asyncio.to_thread(snapshot.search, embedded.vectors[0], count)
+        chunks = await self._storage.knowledge.chunks([match.chunk_id for match in matches])
+        hits = [
+            SearchHit(chunk.entry, chunk.id, chunk.ordinal, chunk.text, match.score)
+            for match in matches
+            if (chunk := chunks.get(match.chunk_id)) is not None
+        ]
+        return SearchResults(hits, model, embedded.dims, embedded.tokens, others)
+
+    async def forget(self, *, guild_id: int, entry_id: int, user_id: int, is_admin: bool) -> KnowledgeEntry:
+        """Remove an entry and its chunks; only its author or a server admin may."""
+        entry = await self._storage.knowledge.get(guild_id, entry_id)
+        if entry is None:
+            raise UserFacingError(f"There is no knowledge entry #{entry_id} in this server.")
+        if entry.author_id != user_id and not is_admin:
+            raise UserFacingError(
+                f"Entry #{entry_id} was added by someone else; only they or an admin can remove it."
+            )
+        key: SpaceKey = (guild_id, entry.model, entry.dims)
+        async with self._indexes.lock(key):
+            removed = await self._storage.knowledge.delete(guild_id, entry_id)
+            index = self._indexes.get(key)
+            if index is not None:
+                index.remove_entry(entry_id)
+        if removed is None:  # someone else removed it meanwhile
+            raise UserFacingError(f"There is no knowledge entry #{entry_id} in this server.")
+        return removed
+
+    async def link(self, entry_id: int, jump_url: str) -> None:
+        """Record where the entry was announced, once that message exists."""
+        await self._storage.knowledge.set_jump_url(entry_id, jump_url)
+
+    async def entries(
+        self, guild_id: int, *, author_id: int | None = None, matching: str = "", limit: int = 25
+    ) -> list[KnowledgeEntry]:
+        return await self._storage.knowledge.entries(
+            guild_id, author_id=author_id, matching=matching, limit=limit
+        )
+
+    async def _index(self, key: SpaceKey) -> VectorIndex:
+        index = self._indexes.get(key)
+        if index is not None:
+            return index
+        async with self._indexes.lock(key):
+            index = self._indexes.get(key)
+            if index is None:
+                index = await load_index(self._storage.knowledge, *key)
+                self._indexes.put(key, index)
+        return index
+
+    async def _embed(self, texts: Sequence[str], model: str) -> _Embedded:
+        """Embed in batches; every vector must come back, all of one dimension."""
+        rows: list[list[float]] = []
+        tokens = 0
+        for first in range(0, len(texts), self._batch_size):
+            batch = list(texts[first : first + self._batch_size])
+            try:
+                response = await self._client.embeddings.create(model=model, input=batch)
+            except openai.OpenAIError as exc:
+                raise UserFacingError(_embedding_error(exc, model)) from exc
+            if len(response.data) != len(batch):
+                raise UserFacingError("The embedding model answered for fewer texts than it was sent.")
+            rows.extend(item.embedding for item in sorted(response.data, key=lambda item: item.index))
+            tokens += response.usage.prompt_tokens if response.usage else 0
+        dims = {len(row) for row in rows}
+        if len(dims) != 1 or 0 in dims:
+            raise UserFacingError(
+                f"The embedding model `{model}` returned vectors of different sizes ({sorted(dims)}), "
+                "which cannot be searched together; nothing was stored."
+            )
+        return _Embedded(np.asarray(rows, dtype=np.float32), tokens)
+
+    async def _record_usage(self, guild_id: int, user_id: int, tokens: int) -> None:
+        if tokens:
+            await self._storage.usage.record(
+                guild_id=guild_id, user_id=user_id, input_tokens=tokens, output_tokens=0
+            )
+
+
+async def load_index(
+    store: KnowledgeStore, guild_id: int, model: str, dims: int, *, page_entries: int = LOAD_PAGE_ENTRIES
+) -> VectorIndex:
+    """Build a space's index from SQLite page by page (the database stays free for others meanwhile)."""
+    index = VectorIndex(dims)
+    index.reserve(await store.vector_count(guild_id, model, dims))
+    after = 0
+    while True:
+        page = await store.vectors(guild_id, model, dims, after_entry_id=after, entries=page_entries)
+        if page.last_entry_id == after:
+            return index
+        await asyncio.to_thread(_append_rows, index, page)
+        after = page.last_entry_id
+
+
+def _append_rows(index: VectorIndex, rows: VectorRows) -> None:
+    if any(len(vector) != index.dims * 4 for vector in rows.vectors):
+        raise DimensionMismatchError(f"a stored vector is not {index.dims} float32 values")
+    matrix = np.frombuffer(b"".join(rows.vectors), dtype="<f4").reshape(len(rows.vectors), index.dims)
+    index.add(rows.chunk_ids, rows.entry_ids, matrix)
+
+
+def _embedding_error(exc: BaseException, model: str) -> str:
+    kind, reason = describe_error(exc, model=model)
+    if kind == "model_not_found":
+        return f"The embedding model `{model}` is not available; an admin can pick another (embedding_model)."
+    return reason

@@ -1,0 +1,72 @@
+"""Per-member limits for the commands that call a model directly (/imagine, /remember, /search, /extract).
+
+The same rules a conversation turn obeys in the engine: the guild's per-user cooldown (shared with
+messages, so a member cannot dodge it by switching command) and its daily token budgets. Usage of
+these calls is recorded in the same daily table the budgets read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from bot.config import GuildSettings
+from bot.errors import UserFacingError
+from bot.process_state import Cooldowns
+from bot.storage.usage import UsageStore, utc_day
+
+
+class LimitReachedError(UserFacingError):
+    """A cooldown or a daily budget stops this request; the message says until when."""
+
+
+async def claim_allowance(
+    usage: UsageStore,
+    cooldowns: Cooldowns,
+    settings: GuildSettings,
+    *,
+    guild_id: int | None,
+    user_id: int,
+) -> None:
+    """Refuse (raise) when the member must wait or a budget is spent; otherwise start their cooldown."""
+    problem = cooldown_problem(
+        cooldowns, settings, guild_id=guild_id, user_id=user_id
+    ) or await budget_problem(usage, settings, guild_id=guild_id, user_id=user_id)
+    if problem is not None:
+        raise LimitReachedError(problem)
+    cooldowns.mark(guild_id, user_id)
+
+
+def cooldown_problem(
+    cooldowns: Cooldowns, settings: GuildSettings, *, guild_id: int | None, user_id: int
+) -> str | None:
+    """Why the member must wait before the next request, or None."""
+    wait_s = cooldowns.remaining_s(guild_id, user_id, settings.user_cooldown_s)
+    if wait_s > 0:
+        return f"Slow down a little: you can ask again in {max(1, round(wait_s))} s."
+    return None
+
+
+async def budget_problem(
+    usage: UsageStore, settings: GuildSettings, *, guild_id: int | None, user_id: int
+) -> str | None:
+    """Why today's token budget (the member's or the server's) stops a request, or None."""
+    today = utc_day()
+    if settings.daily_token_budget_user:
+        used = await usage.user_total(guild_id, user_id, since_day=today)
+        if used.total_tokens >= settings.daily_token_budget_user:
+            return f"You have used your daily token budget here; {reset_time()}."
+    if settings.daily_token_budget_guild:
+        used = await usage.guild_total(guild_id, since_day=today)
+        if used.total_tokens >= settings.daily_token_budget_guild:
+            return f"This server has used its daily token budget; {reset_time()}."
+    return None
+
+
+def reset_time(now: dt.datetime | None = None) -> str:
+    """When the daily budgets start again, as a phrase."""
+    now = now or dt.datetime.now(dt.UTC)
+    midnight = (now + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    minutes = max(1, int((midnight - now).total_seconds() // 60))
+    hours, minutes = divmod(minutes, 60)
+    left = f"{hours} h {minutes} min" if hours else f"{minutes} min"
+    return f"it resets at 00:00 UTC (in {left})"

@@ -1,0 +1,302 @@
+"""The restaurant catalog and its reservations (the built-in booking provider's state).
+
+The rules that must hold under concurrency live in the transactions here: a slot's tables are
+counted and the reservation inserted in one step, one user holds at most one reservation per
+restaurant and slot, and only the owner can cancel. Everything else (hours, time parsing) is the
+booking tool's business. Times are unix seconds (UTC).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import aiosqlite
+
+from bot.storage.database import Database
+
+ReservationStatus = Literal["confirmed", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class RestaurantRecord:
+    id: int
+    name: str
+    cuisine: str
+    area: str
+    opening_hours: str  # see tools/hours.py for the form
+    tables_per_slot: int
+    timezone: str | None  # None: the guild's time zone (the demo catalog)
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationRecord:
+    id: int
+    call_id: str | None
+    restaurant_id: int
+    restaurant_name: str
+    user_id: int
+    user_name: str
+    guild_id: int | None
+    starts_at: int
+    party_size: int
+    tables: int
+    notes: str
+    status: ReservationStatus
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveResult:
+    """`booked` (new), `repeat` (this call id already booked it), `full`, or `duplicate`."""
+
+    outcome: Literal["booked", "repeat", "full", "duplicate"]
+    reservation: ReservationRecord | None = None
+    tables_left: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CancelReservationResult:
+    outcome: Literal["cancelled", "not_found", "not_yours", "already_cancelled"]
+    reservation: ReservationRecord | None = None
+
+
+_RESERVATION_COLUMNS = (
+    "r.id, r.call_id, r.restaurant_id, x.name AS restaurant_name, r.user_id, r.user_name, r.guild_id,"
+    " r.starts_at, r.party_size, r.tables, r.notes, r.status, r.created_at"
+)
+_RESERVATION_FROM = "reservations r JOIN restaurants x ON x.id = r.restaurant_id"
+
+
+def _restaurant(row: aiosqlite.Row) -> RestaurantRecord:
+    return RestaurantRecord(
+        id=row["id"],
+        name=row["name"],
+        cuisine=row["cuisine"],
+        area=row["area"],
+        opening_hours=row["opening_hours"],
+        tables_per_slot=row["tables_per_slot"],
+        timezone=row["timezone"],
+        active=bool(row["active"]),
+    )
+
+
+def _reservation(row: aiosqlite.Row) -> ReservationRecord:
+    return ReservationRecord(
+        id=row["id"],
+        call_id=row["call_id"],
+        restaurant_id=row["restaurant_id"],
+        restaurant_name=row["restaurant_name"],
+        user_id=row["user_id"],
+        user_name=row["user_name"],
+        guild_id=row["guild_id"],
+        starts_at=row["starts_at"],
+        party_size=row["party_size"],
+        tables=row["tables"],
+        notes=row["notes"],
+        status=row["status"],
+        created_at=row["created_at"],
+    )
+
+
+class BookingStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # ---------------------------------------------------------------------------------- catalog
+
+    async def restaurants(self, *, include_inactive: bool = False) -> list[RestaurantRecord]:
+        """The catalog (small: filtering and name matching happen in the tool)."""
+        where = "" if include_inactive else " WHERE active = 1"
+        async with self._db.read() as connection:
+            cursor = await connection.execute(
+                f"SELECT * FROM restaurants{where} ORDER BY name COLLATE NOCASE"
+            )
+            rows = await cursor.fetchall()
+        return [_restaurant(row) for row in rows]
+
+    async def restaurant(self, restaurant_id: int) -> RestaurantRecord | None:
+        async with self._db.read() as connection:
+            cursor = await connection.execute("SELECT * FROM restaurants WHERE id = ?", (restaurant_id,))
+            row = await cursor.fetchone()
+        return _restaurant(row) if row else None
+
+    async def add_restaurant(
+        self,
+        *,
+        name: str,
+        cuisine: str,
+        area: str,
+        opening_hours: str,
+        tables_per_slot: int,
+        timezone: str | None = None,
+    ) -> RestaurantRecord:
+        """Add to the catalog (validate `opening_hours` with `tools.hours.OpeningHours` first)."""
+        async with self._db.transaction() as connection:
+            cursor = await connection.execute(
+                "INSERT INTO restaurants (name, cuisine, area, opening_hours, tables_per_slot, timezone,"
+                " active, created_at) VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
+                (name, cuisine, area, opening_hours, tables_per_slot, timezone, time.time()),
+            )
+            restaurant_id = cursor.lastrowid
+        assert restaurant_id is not None
+        return RestaurantRecord(
+            restaurant_id, name, cuisine, area, opening_hours, tables_per_slot, timezone, True
+        )
+
+    async def update_restaurant(
+        self,
+        restaurant_id: int,
+        *,
+        opening_hours: str | None = None,
+        tables_per_slot: int | None = None,
+        active: bool | None = None,
+    ) -> bool:
+        """Edit what changes in practice (hours, capacity, open for bookings); False if unknown."""
+        changes: dict[str, object] = {}
+        if opening_hours is not None:
+            changes["opening_hours"] = opening_hours
+        if tables_per_slot is not None:
+            changes["tables_per_slot"] = tables_per_slot
+        if active is not None:
+            changes["active"] = int(active)
+        if not changes:
+            return await self.restaurant(restaurant_id) is not None
+        assignments = ", ".join(f"{column} = ?" for column in changes)  # column names are ours
+        async with self._db.transaction() as connection:
+            cursor = await connection.execute(
+                f"UPDATE restaurants SET {assignments} WHERE id = ?", (*changes.values(), restaurant_id)
+            )
+            return cursor.rowcount == 1
+
+    # ------------------------------------------------------------------------------- reservations
+
+    async def tables_taken(self, restaurant_id: int, starts_at: int) -> int:
+        async with self._db.read() as connection:
+            return await _tables_taken(connection, restaurant_id, starts_at)
+
+    async def has_reservation(self, restaurant_id: int, user_id: int, starts_at: int) -> bool:
+        async with self._db.read() as connection:
+            cursor = await connection.execute(
+                "SELECT 1 FROM reservations WHERE restaurant_id = ? AND user_id = ? AND starts_at = ?"
+                " AND status = 'confirmed'",
+                (restaurant_id, user_id, starts_at),
+            )
+            return await cursor.fetchone() is not None
+
+    async def reserve(
+        self,
+        *,
+        call_id: str,
+        restaurant_id: int,
+        user_id: int,
+        user_name: str,
+        guild_id: int | None,
+        starts_at: int,
+        party_size: int,
+        tables: int,
+        notes: str,
+        capacity: int,
+    ) -> ReserveResult:
+        """Book `tables` of the slot if they are free and the user has none there yet, atomically."""
+        async with self._db.transaction() as connection:
+            earlier = await _reservation_by_call(connection, call_id)
+            if earlier is not None:
+                return ReserveResult("repeat", earlier)
+            cursor = await connection.execute(
+                "SELECT 1 FROM reservations WHERE restaurant_id = ? AND user_id = ? AND starts_at = ?"
+                " AND status = 'confirmed'",
+                (restaurant_id, user_id, starts_at),
+            )
+            if await cursor.fetchone() is not None:
+                return ReserveResult("duplicate")
+            taken = await _tables_taken(connection, restaurant_id, starts_at)
+            if taken + tables > capacity:
+                return ReserveResult("full", tables_left=max(0, capacity - taken))
+            cursor = await connection.execute(
+                "INSERT INTO reservations (call_id, restaurant_id, user_id, user_name, guild_id, starts_at,"
+                " party_size, tables, notes, status, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'confirmed', ?)",
+                (
+                    call_id,
+                    restaurant_id,
+                    user_id,
+                    user_name,
+                    guild_id,
+                    starts_at,
+                    party_size,
+                    tables,
+                    notes,
+                    time.time(),
+                ),
+            )
+            reservation_id = cursor.lastrowid
+            assert reservation_id is not None
+            booked = await _reservation_by_id(connection, reservation_id)
+        assert booked is not None
+        return ReserveResult("booked", booked, tables_left=capacity - taken - tables)
+
+    async def reservation(self, reservation_id: int) -> ReservationRecord | None:
+        async with self._db.read() as connection:
+            return await _reservation_by_id(connection, reservation_id)
+
+    async def reservations_for(
+        self, user_id: int, guild_id: int | None, *, since: int, limit: int = 25
+    ) -> list[ReservationRecord]:
+        """A user's confirmed reservations made in this guild (or in DMs), from `since` on, soonest first."""
+        async with self._db.read() as connection:
+            cursor = await connection.execute(
+                f"SELECT {_RESERVATION_COLUMNS} FROM {_RESERVATION_FROM}"
+                " WHERE r.user_id = ? AND r.guild_id IS ? AND r.status = 'confirmed' AND r.starts_at >= ?"
+                " ORDER BY r.starts_at, r.id LIMIT ?",
+                (user_id, guild_id, since, limit),
+            )
+            rows = await cursor.fetchall()
+        return [_reservation(row) for row in rows]
+
+    async def cancel(self, reservation_id: int, *, user_id: int) -> CancelReservationResult:
+        """Cancel one's own reservation; someone else's is refused, whoever asks the model."""
+        async with self._db.transaction() as connection:
+            found = await _reservation_by_id(connection, reservation_id)
+            if found is None:
+                return CancelReservationResult("not_found")
+            if found.user_id != user_id:
+                return CancelReservationResult("not_yours")
+            if found.status == "cancelled":
+                return CancelReservationResult("already_cancelled", found)
+            await connection.execute(
+                "UPDATE reservations SET status = 'cancelled', cancelled_at = ? WHERE id = ?",
+                (time.time(), reservation_id),
+            )
+            cancelled = await _reservation_by_id(connection, reservation_id)
+        return CancelReservationResult("cancelled", cancelled)
+
+
+async def _tables_taken(connection: aiosqlite.Connection, restaurant_id: int, starts_at: int) -> int:
+    cursor = await connection.execute(
+        "SELECT COALESCE(SUM(tables), 0) FROM reservations"
+        " WHERE restaurant_id = ? AND starts_at = ? AND status = 'confirmed'",
+        (restaurant_id, starts_at),
+    )
+    row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def _reservation_by_id(
+    connection: aiosqlite.Connection, reservation_id: int
+) -> ReservationRecord | None:
+    cursor = await connection.execute(
+        f"SELECT {_RESERVATION_COLUMNS} FROM {_RESERVATION_FROM} WHERE r.id = ?", (reservation_id,)
+    )
+    row = await cursor.fetchone()
+    return _reservation(row) if row else None
+
+
+async def _reservation_by_call(connection: aiosqlite.Connection, call_id: str) -> ReservationRecord | None:
+    cursor = await connection.execute(
+        f"SELECT {_RESERVATION_COLUMNS} FROM {_RESERVATION_FROM} WHERE r.call_id = ?", (call_id,)
+    )
+    row = await cursor.fetchone()
+    return _reservation(row) if row else None

@@ -1,0 +1,68 @@
+"""The bot's function tools, one module per family; `register_builtin_tools` wires them up.
+
+Each family gets its provider per guild (`booking_provider` / `ride_provider`): the built-in SQLite
+one, or an HTTP API from the `[providers]` section of config.toml.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from bot.config import AppConfig
+from bot.knowledge import KnowledgeBase
+from bot.storage import Storage
+from bot.tooling import ToolRegistry
+from tools.common import Clock, utc_now
+from tools.knowledge import register_knowledge_tools
+from tools.places import Geocoder, KnownPlaces
+from tools.providers import ProviderDirectory
+from tools.restaurants import BookingProvider, BuiltinBookingProvider, HttpBookingProvider, RestaurantTools
+from tools.rides import BuiltinRideProvider, HttpRideProvider, RideProvider, RideTools
+
+__all__ = ["register_builtin_tools"]
+
+
+def register_builtin_tools(
+    registry: ToolRegistry,
+    *,
+    storage: Storage,
+    config: AppConfig,
+    secrets_env: Mapping[str, str] | None = None,
+    clock: Clock | None = None,
+    geocoder: Geocoder | None = None,
+    knowledge: KnowledgeBase | None = None,
+) -> None:
+    """Add every built-in tool family to `registry` (which families a guild sees is its setting).
+
+    `secrets_env` holds the providers' API keys (default: the process environment); `clock` gives
+    aware UTC "now" (tests pin it); `geocoder` locates ride places (default: the known-places table);
+    `knowledge` serves `search_knowledge` (the guild's /remember entries; left out without it).
+    """
+    env = os.environ if secrets_env is None else secrets_env
+    now = clock or utc_now
+
+    booking_remote: dict[str, BookingProvider] = {
+        name: HttpBookingProvider(name, provider, env)
+        for name, provider in config.providers.items()
+        if provider.serves == "restaurants"
+    }
+    bookings = ProviderDirectory[BookingProvider](
+        "booking", BuiltinBookingProvider(storage.bookings), booking_remote
+    )
+    for tool in RestaurantTools(bookings, now).tools():
+        registry.add(tool)
+
+    ride_remote: dict[str, RideProvider] = {
+        name: HttpRideProvider(name, provider, env)
+        for name, provider in config.providers.items()
+        if provider.serves == "rides"
+    }
+    rides = ProviderDirectory[RideProvider](
+        "ride", BuiltinRideProvider(storage.rides, geocoder or KnownPlaces()), ride_remote
+    )
+    for tool in RideTools(rides, now).tools():
+        registry.add(tool)
+
+    if knowledge is not None:
+        register_knowledge_tools(registry, knowledge)

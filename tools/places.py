@@ -1,0 +1,98 @@
+"""Where rides go from and to: a geocoder interface and the built-in table of known places.
+
+The built-in ride provider prices trips from coordinates, so it needs to know where a place is.
+`KnownPlaces` answers from a small table (the demo city whose areas the demo restaurant catalog
+uses); a real geocoding service can stand in behind the same `Geocoder` protocol.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from tools.common import ToolError
+
+EARTH_RADIUS_KM = 6371.0088
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    name: str
+    lat: float
+    lon: float
+    aliases: tuple[str, ...] = ()
+
+
+class Geocoder(Protocol):
+    """Finds a place from what the user said; raises `ToolError` (unknown_place / ambiguous)."""
+
+    async def locate(self, text: str) -> Place: ...
+
+
+def straight_km(a: Place, b: Place) -> float:
+    """Great-circle distance (haversine); symmetric, zero for the same point."""
+    phi1, phi2 = math.radians(a.lat), math.radians(b.lat)
+    half_dphi = (phi2 - phi1) / 2
+    half_dlambda = math.radians(b.lon - a.lon) / 2
+    h = math.sin(half_dphi) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(half_dlambda) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
+
+
+DEMO_PLACES: tuple[Place, ...] = (
+    Place("City Centre", 50.0000, 8.0000, ("downtown", "centre", "town centre", "city hall")),
+    Place(
+        "Central Station", 50.0060, 7.9900, ("station", "train station", "railway station", "main station")
+    ),
+    Place("Old Town", 49.9950, 8.0120, ("old city",)),
+    Place("Harbour", 49.9850, 8.0350, ("harbor", "port", "docks", "marina")),
+    Place("University", 50.0280, 7.9800, ("campus", "uni")),
+    Place("North Park", 50.0420, 8.0050, ("park",)),
+    Place("Stadium", 49.9700, 7.9500, ("arena",)),
+    Place("Tech Park", 50.0150, 8.1000, ("business park",)),
+    Place("Hospital", 50.0100, 8.0400, ("general hospital",)),
+    Place("Airport", 49.9300, 7.8600, ("airport terminal", "terminal", "terminal 1", "terminal 2")),
+    Place("Beach", 49.9500, 8.1500, ("seafront", "beach front")),
+)
+
+
+def _normalise(text: str) -> str:
+    text = text.lower().replace("center", "centre").replace("harbor", "harbour")
+    text = re.sub(r"[^\w\s]", " ", text)
+    return " ".join(word for word in text.split() if word not in {"the", "a", "to", "from"})
+
+
+class KnownPlaces:
+    """A fixed table of places, matched by name or alias (whole words, case-insensitive)."""
+
+    def __init__(self, places: Sequence[Place] = DEMO_PLACES) -> None:
+        self._places = tuple(places)
+
+    @property
+    def names(self) -> list[str]:
+        return [place.name for place in self._places]
+
+    async def locate(self, text: str) -> Place:
+        wanted = _normalise(text)
+        if not wanted:
+            raise ToolError("unknown_place", f"Say where; known places: {', '.join(self.names)}.")
+        for place in self._places:
+            if wanted in {_normalise(name) for name in (place.name, *place.aliases)}:
+                return place
+        padded = f" {wanted} "
+        mentioned = [
+            place
+            for place in self._places
+            if any(f" {_normalise(name)} " in padded for name in (place.name, *place.aliases))
+        ]
+        if len(mentioned) == 1:
+            return mentioned[0]
+        if len(mentioned) > 1:
+            names = ", ".join(place.name for place in mentioned)
+            raise ToolError("ambiguous", f"{text!r} could be {names}; say which one.")
+        raise ToolError(
+            "unknown_place",
+            f"{text!r} is not a place the ride service knows; known places: {', '.join(self.names)}.",
+        )

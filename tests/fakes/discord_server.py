@@ -191,6 +191,7 @@ _DM_PERMISSIONS = permission_bits(
 _USER_MENTION = re.compile(r"<@!?(\d+)>")
 _ROLE_MENTION = re.compile(r"<@&(\d+)>")
 _COMMAND_NAME = re.compile(r"^[-_'\w]{1,32}$")
+_MENU_NAME = re.compile(r"^[-_' \w]{1,32}$")  # user/message menus: mixed case, spaces
 
 
 # --------------------------------------------------------------------------------------------------
@@ -2645,7 +2646,8 @@ class FakeDiscord:
     def _validate_command(self, errors: _FormErrors, path: list[str | int], command: Json) -> None:
         kind = int(command.get("type", 1))
         name = command.get("name")
-        if not isinstance(name, str) or not _COMMAND_NAME.match(name) or (kind == 1 and name != name.lower()):
+        pattern = _COMMAND_NAME if kind == 1 else _MENU_NAME
+        if not isinstance(name, str) or not pattern.match(name) or (kind == 1 and name != name.lower()):
             errors.add([*path, "name"], "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid")
         if kind == 1:
             description = command.get("description")

@@ -1,0 +1,164 @@
+"""The Discord side of the house: the bot object, its extensions, and the one error handler.
+
+`AssistantBot` builds the core (`Services`) in `setup_hook`, loads one extension per feature from
+`cogs/`, and closes everything in `close()`. Cogs reach the core through `bot.services`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.config import AppConfig, Secrets
+from bot.discord_endpoint import use_gateway_of, use_rest_base
+from bot.errors import UserFacingError
+from bot.render import SchedulerConfig, StreamConfig, WriteScheduler, rate_limit_trace_config
+from bot.services import Services
+from tools import register_builtin_tools
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_S = 10.0
+"""How long a stopping bot waits for answers in progress before it disconnects."""
+EXTENSIONS: tuple[str, ...] = ("cogs.chat", "cogs.imagine", "cogs.knowledge", "cogs.extract")
+
+
+def intents() -> discord.Intents:
+    """Guilds, guild and DM messages, and message content (a privileged intent, enabled in the portal)."""
+    wanted = discord.Intents.none()
+    wanted.guilds = True
+    wanted.guild_messages = True
+    wanted.dm_messages = True
+    wanted.message_content = True
+    return wanted
+
+
+class AssistantBot(commands.Bot):
+    services: Services
+
+    def __init__(
+        self,
+        config: AppConfig,
+        secrets: Secrets,
+        *,
+        extensions: Sequence[str] = EXTENSIONS,
+        openai_base_url: str | None = None,
+        **client_options: Any,
+    ) -> None:
+        """`client_options` go to discord.py (tests shorten `guild_ready_timeout`)."""
+        # Every message write goes through one scheduler that keeps the bot under Discord's limits;
+        # it learns the real buckets from the rate-limit headers of discord.py's responses.
+        self.writes = WriteScheduler(
+            SchedulerConfig(
+                global_per_s=config.streaming.global_writes_per_s,
+                edit_interval_s=config.streaming.edit_interval_s,
+            )
+        )
+        self.stream_config = StreamConfig()
+        self.accepting_messages = True
+        super().__init__(
+            command_prefix=commands.when_mentioned,  # unused: the bot has slash commands only
+            intents=intents(),
+            allowed_mentions=discord.AllowedMentions.none(),
+            help_command=None,
+            http_trace=rate_limit_trace_config(self.writes),
+            **client_options,
+        )
+        self.config = config
+        self.secrets = secrets
+        self._extensions = tuple(extensions)
+        self._openai_base_url = openai_base_url
+        self.tree.error(self.on_app_command_error)
+
+    async def setup_hook(self) -> None:
+        await use_gateway_of(self.http, self.secrets.discord_api_base_url)
+        self.services = await Services.start(self.config, self.secrets, openai_base_url=self._openai_base_url)
+        register_builtin_tools(
+            self.services.tools,
+            storage=self.services.storage,
+            config=self.config,
+            knowledge=self.services.knowledge,
+        )
+        for extension in self._extensions:
+            await self.load_extension(extension)
+        if self.config.discord.sync_commands:
+            await self._sync_commands()
+
+    async def _sync_commands(self) -> None:
+        for guild_id in self.config.discord.command_guild_ids:
+            guild = discord.Object(id=guild_id)
+            self.tree.copy_global_to(guild=guild)
+            await self.tree.sync(guild=guild)
+        synced = await self.tree.sync()
+        log.info("Synced %d slash commands", len(synced))
+
+    async def on_message(self, message: discord.Message, /) -> None:
+        """No prefix commands: the chat extension listens to messages itself."""
+
+    async def on_ready(self) -> None:
+        assert self.user is not None
+        log.info("Logged in as %s (%s) in %d servers", self.user, self.user.id, len(self.guilds))
+
+    async def on_app_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        """The one place slash-command errors become messages: known ones plainly, the rest logged."""
+        original = error.original if isinstance(error, app_commands.CommandInvokeError) else error
+        if isinstance(original, UserFacingError):
+            message = str(original)
+        elif isinstance(original, app_commands.MissingPermissions):
+            message = "You need the Manage Server permission for this."
+        elif isinstance(original, app_commands.CommandOnCooldown):
+            message = f"Slow down: try again in {original.retry_after:.0f} s."
+        elif isinstance(original, app_commands.NoPrivateMessage):
+            message = "This command only works in a server."
+        elif isinstance(original, app_commands.CheckFailure):
+            message = "You cannot use this command here."
+        else:
+            command = interaction.command.qualified_name if interaction.command else "?"
+            log.error("Command /%s failed", command, exc_info=original)
+            message = "Something went wrong on the bot's side; the error was logged."
+        await send_ephemeral(interaction, message)
+
+    async def close(self) -> None:
+        """Stop taking messages, let answers in progress finish (briefly), then disconnect."""
+        self.accepting_messages = False
+        services: Services | None = getattr(self, "services", None)
+        if services is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SHUTDOWN_GRACE_S):
+                    await services.engine.wait_idle()
+        await self.writes.close()
+        await super().close()
+        if services is not None:
+            await services.close()
+
+
+async def send_ephemeral(interaction: discord.Interaction, message: str) -> None:
+    """Answer the invoking user privately, whether or not the interaction was acknowledged yet."""
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(
+                message, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+            )
+        else:
+            await interaction.response.send_message(
+                message, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+            )
+    except discord.HTTPException:
+        log.warning("Could not tell the user about an error (interaction expired?)", exc_info=True)
+
+
+async def run(config: AppConfig, secrets: Secrets) -> None:
+    """Connect to Discord (or the server DISCORD_API_BASE_URL names) and run until stopped."""
+    use_rest_base(secrets.discord_api_base_url)
+    bot = AssistantBot(config, secrets)
+    async with bot:
+        await bot.start(secrets.discord_token.get_secret_value())

@@ -1,0 +1,1 @@
+"""Discord extensions, one per feature; each turns interactions into calls on the core (`bot/`)."""

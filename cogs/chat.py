@@ -1,0 +1,312 @@
+"""Talking to the bot: mentions open threads, threads and DMs continue, replies stream in.
+
+The cog decides whether and where to answer, turns a Discord message into a `UserTurn`, and hands
+the engine's events to a `ReplyStreamer`; everything else lives in the core.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.config import GuildSettings
+from bot.confirmation import DiscordConfirmer, Post
+from bot.engine import TurnContext, UserTurn, conversation_key
+from bot.engine.events import TurnEvent
+from bot.render import ReplyStreamer, WriteKind
+from bot.render.discord_sink import DiscordSink
+from bot.render.scheduler import POST_ROUTE, THREAD_ROUTE
+
+if TYPE_CHECKING:
+    from bot.app import AssistantBot
+
+log = logging.getLogger(__name__)
+
+MAX_THREAD_NAME_CHARS = 100
+MAX_TEXT_ATTACHMENT_BYTES = 2 * 1024 * 1024
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
+TEXT_SUFFIXES = (
+    ".txt", ".md", ".markdown", ".rst", ".log", ".csv", ".tsv", ".json", ".yaml", ".yml", ".toml", ".ini",
+    ".xml", ".html", ".css", ".py", ".js", ".ts", ".java", ".c", ".h", ".cpp", ".rs", ".go", ".rb", ".sh",
+    ".sql",
+)  # fmt: skip
+ANSWERED_TYPES = (discord.MessageType.default, discord.MessageType.reply)
+Channel = discord.TextChannel | discord.Thread | discord.DMChannel | discord.VoiceChannel
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where a message is answered: the conversation's channel and, if not a thread, what to reply to."""
+
+    channel: Channel
+    reply_to: discord.Message | None = None
+
+    @property
+    def key(self) -> str:
+        return conversation_key(self.channel.id)
+
+
+class ChatCog(commands.Cog):
+    def __init__(self, bot: AssistantBot) -> None:
+        self.bot = bot
+        self.services = bot.services
+        self._reported_interruptions = False
+
+    # -- messages --------------------------------------------------------------------------------
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        if not self._worth_reading(message):
+            return
+        settings = await self.services.settings.effective(message.guild.id if message.guild else None)
+        # One intake at a time per channel: messages enter their conversation in the order they came.
+        async with self.services.state.intake.hold(message.channel.id):
+            destination = await self._destination(message, settings)
+            if destination is None:
+                return
+            turn = await self._user_turn(message)
+            if not turn.text and not turn.image_urls:
+                return
+            events = self._reply(destination, turn, settings)
+            first = await anext(events)
+        try:
+            await self._show(destination, message, _prepend(first, events))
+        finally:
+            await events.aclose()  # if the reply stopped early, the engine cancels the turn
+
+    def _worth_reading(self, message: discord.Message) -> bool:
+        """Ignore bots (this one too), webhooks, system messages and empty messages."""
+        if not self.bot.accepting_messages or message.author.bot or message.webhook_id is not None:
+            return False
+        if message.type not in ANSWERED_TYPES:
+            return False
+        return bool(message.content.strip() or message.attachments)
+
+    async def _destination(self, message: discord.Message, settings: GuildSettings) -> Destination | None:
+        """Where to answer, or None to stay silent (not addressed, not allowed, cannot write)."""
+        channel = message.channel
+        if isinstance(channel, discord.DMChannel):
+            return Destination(channel) if self.services.config.discord.allow_dms else None
+        guild = message.guild
+        me = self.bot.user
+        if guild is None or me is None or not isinstance(channel, Channel):
+            return None
+        mentioned = any(user.id == me.id for user in message.mentions)
+        permissions = channel.permissions_for(guild.me)
+        if isinstance(channel, discord.Thread):
+            if not permissions.send_messages_in_threads:
+                return None
+            if channel.owner_id == me.id or await self._is_conversation(channel):
+                return Destination(channel)
+            if mentioned and _allowed(settings, channel.parent_id, channel.id):
+                return Destination(channel)  # a mention in someone else's thread: answer there, map it
+            return None
+        if not mentioned or not _allowed(settings, channel.id) or not permissions.send_messages:
+            return None
+        if (
+            settings.mention_opens_thread
+            and isinstance(channel, discord.TextChannel)
+            and permissions.create_public_threads
+            and permissions.send_messages_in_threads
+        ):
+            thread = await self._open_thread(message, channel)
+            if thread is not None:
+                return Destination(thread)
+        return Destination(channel, reply_to=message)
+
+    async def _is_conversation(self, thread: discord.Thread) -> bool:
+        return await self.services.storage.conversations.get(conversation_key(thread.id)) is not None
+
+    async def _open_thread(
+        self, message: discord.Message, channel: discord.TextChannel
+    ) -> discord.Thread | None:
+        """A public thread on the message; None (answer in the channel instead) if Discord refuses."""
+        name = thread_name(self._clean_text(message), message.author.display_name)
+        try:
+            result = await self.bot.writes.run(
+                WriteKind.FIRST,
+                channel.id,
+                lambda: message.create_thread(name=name, reason="Conversation with the assistant"),
+                route=THREAD_ROUTE,
+            )
+        except discord.HTTPException as exc:
+            log.warning("Could not open a thread in #%s (%s); answering in the channel", channel, exc)
+            return None
+        assert isinstance(result, discord.Thread)
+        return result
+
+    async def _user_turn(self, message: discord.Message) -> UserTurn:
+        text = self._clean_text(message)
+        images: list[str] = []
+        inlined: list[str] = []
+        budget = self.services.config.discord.max_text_attachment_chars
+        for attachment in message.attachments:
+            kind = (attachment.content_type or "").split(";")[0].strip().lower()
+            if kind in IMAGE_TYPES:
+                images.append(attachment.url)
+            elif kind.startswith("text/") or attachment.filename.lower().endswith(TEXT_SUFFIXES):
+                block, budget = await _inline_text(attachment, budget)
+                inlined.append(block)
+            else:
+                inlined.append(f"[Attached {attachment.filename}: a file the assistant cannot read]")
+        full_text = "\n\n".join(part for part in [text, *inlined] if part)
+        return UserTurn(
+            text=full_text,
+            author_id=message.author.id,
+            author_name=message.author.display_name,
+            image_urls=tuple(images),
+            message_id=message.id,
+        )
+
+    def _clean_text(self, message: discord.Message) -> str:
+        """The message as a person reads it (mentions as names), without the mention of the bot."""
+        text = message.clean_content
+        me = message.guild.me if message.guild else self.bot.user
+        if me is not None:
+            for name in {me.display_name, me.name}:
+                text = text.replace(f"@{name}", "")
+        return text.strip()
+
+    def _reply(
+        self, destination: Destination, turn: UserTurn, settings: GuildSettings
+    ) -> AsyncGenerator[TurnEvent, None]:
+        channel = destination.channel
+        confirmer = DiscordConfirmer(self._confirmation_poster(channel, destination.reply_to))
+        context = TurnContext(
+            guild_id=channel.guild.id if not isinstance(channel, discord.DMChannel) else None,
+            channel_id=channel.id,
+            settings=settings,
+            confirmer=confirmer,
+        )
+        return self.services.engine.reply(destination.key, turn, context)
+
+    def _confirmation_poster(self, channel: Channel, reply_to: discord.Message | None) -> Post:
+        async def post(embed: discord.Embed, view: discord.ui.View) -> discord.Message:
+            result = await self.bot.writes.run(
+                WriteKind.FINAL,
+                channel.id,
+                lambda: channel.send(embed=embed, view=view, allowed_mentions=discord.AllowedMentions.none()),
+                route=POST_ROUTE,
+            )
+            assert isinstance(result, discord.Message)
+            return result
+
+        return post
+
+    async def _show(
+        self, destination: Destination, message: discord.Message, events: AsyncIterator[TurnEvent]
+    ) -> None:
+        sink = DiscordSink(destination.channel, reply_to=destination.reply_to)
+        streamer = ReplyStreamer(sink, self.bot.writes, config=self.bot.stream_config, reply_key=message.id)
+        result = await streamer.run(events)
+        if not result.delivered:
+            log.warning("Reply to message %s was not fully delivered (%s)", message.id, result.outcome)
+
+    # -- start-up ---------------------------------------------------------------------------------
+
+    @commands.Cog.listener()
+    async def on_ready(self) -> None:
+        """Tell people whose answer a restart cut off (once per process)."""
+        if self._reported_interruptions:
+            return
+        self._reported_interruptions = True
+        for turn in await self.services.storage.turns.take_interrupted():
+            channel = self.bot.get_channel(turn.channel_id)
+            if not isinstance(channel, discord.abc.Messageable):
+                continue
+            note = "⚠️ I was restarted while answering"
+            if turn.message_id is not None and isinstance(channel, discord.Thread | discord.TextChannel):
+                note += f" {channel.jump_url}/{turn.message_id}"
+            note += ". Please send your message again."
+            await self._send_note(channel, note)
+
+    async def _send_note(self, channel: discord.abc.Messageable, note: str) -> None:
+        """A short message of the bot's own (not model text), through the write scheduler."""
+        channel_id = getattr(channel, "id", 0)
+        try:
+            await self.bot.writes.run(
+                WriteKind.FINAL,
+                channel_id,
+                lambda: channel.send(note, allowed_mentions=discord.AllowedMentions.none()),
+                route=POST_ROUTE,
+            )
+        except discord.HTTPException:
+            log.warning("Could not send a note to channel %s", channel_id, exc_info=True)
+
+    # -- commands ---------------------------------------------------------------------------------
+
+    @app_commands.command(name="reset", description="Start a fresh conversation in this thread or DM.")
+    async def reset(self, interaction: discord.Interaction) -> None:
+        key = conversation_key(interaction.channel_id or 0)
+        self.services.engine.cancel(key)
+        if not await self.services.engine.reset(key):
+            await interaction.response.send_message(
+                "There is no conversation with me here yet: mention me to start one.", ephemeral=True
+            )
+            return
+        await interaction.response.send_message(
+            f"🔄 {interaction.user.display_name} started a fresh conversation; the past is forgotten.",
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+
+    @app_commands.command(name="stop", description="Stop the answer I am writing here.")
+    async def stop(self, interaction: discord.Interaction) -> None:
+        stopped = self.services.engine.cancel(conversation_key(interaction.channel_id or 0))
+        await interaction.response.send_message(
+            "⏹️ Stopping the answer." if stopped else "I am not answering anything here right now.",
+            ephemeral=True,
+        )
+
+
+def _allowed(settings: GuildSettings, *channel_ids: int | None) -> bool:
+    return not settings.channels or any(cid in settings.channels for cid in channel_ids if cid is not None)
+
+
+async def _inline_text(attachment: discord.Attachment, budget: int) -> tuple[str, int]:
+    """A text attachment as a fenced block, within the remaining character budget."""
+    if budget <= 0:
+        return f"[Attached {attachment.filename}: not read, the text limit was reached]", budget
+    if attachment.size > MAX_TEXT_ATTACHMENT_BYTES:
+        return f"[Attached {attachment.filename}: too large to read ({attachment.size} bytes)]", budget
+    try:
+        data = await attachment.read()
+    except discord.HTTPException:
+        return f"[Attached {attachment.filename}: could not be downloaded]", budget
+    text = data.decode("utf-8", errors="replace")
+    cut = len(text) > budget
+    text = text[:budget]
+    note = " (cut short)" if cut else ""
+    return f"[Attached {attachment.filename}{note}]\n```\n{text.replace('```', '` ``')}\n```", budget - len(
+        text
+    )
+
+
+def thread_name(text: str, author: str) -> str:
+    """A thread title from the message: its first line, whole words, at most 100 characters."""
+    first_line = next((line for line in text.splitlines() if line.strip()), "")
+    name = re.sub(r"\s+", " ", first_line).strip()
+    if not name:
+        return f"Chat with {author}"[:MAX_THREAD_NAME_CHARS]
+    if len(name) <= MAX_THREAD_NAME_CHARS:
+        return name
+    cut = name[: MAX_THREAD_NAME_CHARS - 1]
+    if " " in cut:
+        cut = cut[: cut.rfind(" ")]
+    return cut.rstrip() + "…"
+
+
+async def _prepend(first: TurnEvent, rest: AsyncIterator[TurnEvent]) -> AsyncIterator[TurnEvent]:
+    yield first
+    async for event in rest:
+        yield event
+
+
+async def setup(bot: AssistantBot) -> None:
+    await bot.add_cog(ChatCog(bot))

@@ -1,0 +1,85 @@
+"""/imagine: images from a prompt, answered as PNG attachments."""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.errors import UserFacingError
+from bot.images import MAX_IMAGES, MAX_PROMPT_CHARS, SIZE_CHOICES, generate_images
+from bot.limits import claim_allowance
+from cogs.deferral import public_thinking
+
+if TYPE_CHECKING:
+    from bot.app import AssistantBot
+
+MAX_CONTENT_CHARS = 2000
+SIZE_LABELS = {
+    "square": "Square",
+    "landscape": "Landscape (wide)",
+    "portrait": "Portrait (tall)",
+    "auto": "Let the model choose",
+}
+
+
+class ImagineCog(commands.Cog):
+    def __init__(self, bot: AssistantBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="imagine", description="Create images from a description")
+    @app_commands.describe(
+        prompt="What the image should show",
+        size="The shape of the image",
+        count=f"How many images (1-{MAX_IMAGES})",
+    )
+    @app_commands.choices(
+        size=[app_commands.Choice(name=SIZE_LABELS[choice], value=choice) for choice in SIZE_CHOICES]
+    )
+    async def imagine(
+        self,
+        interaction: discord.Interaction,
+        prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS],
+        size: str = "square",
+        count: app_commands.Range[int, 1, MAX_IMAGES] = 1,
+    ) -> None:
+        services = self.bot.services
+        async with public_thinking(interaction):
+            settings = await services.settings.effective(interaction.guild_id)
+            if not settings.images_enabled:
+                raise UserFacingError("Image generation is turned off in this server.")
+            choice = next((c for c in SIZE_CHOICES if c == size), None)
+            if choice is None:
+                raise UserFacingError(f"Unknown size {size!r}; choose {', '.join(SIZE_CHOICES)}.")
+            await claim_allowance(
+                services.storage.usage,
+                services.state.cooldowns,
+                settings,
+                guild_id=interaction.guild_id,
+                user_id=interaction.user.id,
+            )
+            result = await generate_images(
+                services.openai, model=settings.image_model, prompt=prompt, size=choice, count=count
+            )
+        if result.input_tokens or result.output_tokens:
+            await services.storage.usage.record(
+                guild_id=interaction.guild_id,
+                user_id=interaction.user.id,
+                input_tokens=result.input_tokens,
+                output_tokens=result.output_tokens,
+            )
+        files = [
+            discord.File(io.BytesIO(image), filename=f"imagine-{number}.png")
+            for number, image in enumerate(result.images, start=1)
+        ]
+        caption = f"**Prompt:** {discord.utils.escape_markdown(prompt)}"
+        if len(caption) > MAX_CONTENT_CHARS:
+            caption = caption[: MAX_CONTENT_CHARS - 1] + "…"
+        await interaction.followup.send(caption, files=files, allowed_mentions=discord.AllowedMentions.none())
+
+
+async def setup(bot: AssistantBot) -> None:
+    await bot.add_cog(ImagineCog(bot))

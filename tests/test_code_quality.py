@@ -1,0 +1,34 @@
+"""Lint, format and type checks run with the tests, so CI's one command checks them too."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECK_TIMEOUT_S = 300
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=CHECK_TIMEOUT_S
+    )
+
+
+def test_ruff_lint() -> None:
+    result = run("ruff", "check", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format() -> None:
+    result = run("ruff", "format", "--check", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.timeout(CHECK_TIMEOUT_S)
+def test_mypy_on_the_application() -> None:
+    result = run("mypy", "bot", "cogs", "tools")
+    assert result.returncode == 0, result.stdout + result.stderr

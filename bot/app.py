@@ -27,7 +27,15 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 10.0
 """How long a stopping bot waits for answers in progress before it disconnects."""
-EXTENSIONS: tuple[str, ...] = ("cogs.chat", "cogs.imagine", "cogs.knowledge", "cogs.extract")
+EXTENSIONS: tuple[str, ...] = (
+    "cogs.chat",
+    "cogs.imagine",
+    "cogs.knowledge",
+    "cogs.extract",
+    "cogs.config",
+    "cogs.usage",
+    "cogs.help",
+)
 
 
 def intents() -> discord.Intents:

@@ -193,10 +193,15 @@ class IntakeLocks:
 
 
 class SettingsCache:
-    """Effective settings per guild, written through by the settings service."""
+    """Effective settings per guild, written through by the settings service.
+
+    `lock` orders loads and writes: a load that read the database before a write must not put its
+    older copy back after the write did.
+    """
 
     def __init__(self) -> None:
         self._by_guild: dict[int, GuildSettings] = {}
+        self.lock = asyncio.Lock()
 
     def get(self, guild_id: int) -> GuildSettings | None:
         return self._by_guild.get(guild_id)

@@ -1,0 +1,129 @@
+"""/help: what the bot can do here, read from this server's settings and the commands it really has."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.config import FUNCTION_TOOL_FAMILIES, HOSTED_TOOLS, GuildSettings
+
+if TYPE_CHECKING:
+    from bot.app import AssistantBot
+
+HELP_COLOUR = discord.Colour.blurple()
+NO_MENTIONS = discord.AllowedMentions.none()
+MAX_FIELD_VALUE_CHARS = 1024
+TOOL_LABELS = {
+    "restaurants": "find restaurants, check opening hours and book tables",
+    "rides": "estimate fares and order rides",
+    "knowledge": "look things up in this server's knowledge",
+    "code_interpreter": "run Python code (calculations, charts, files)",
+    "web_search": "search the web and cite sources",
+}
+# Optional commands, each listed only when its extension is loaded.
+COMMAND_LINES = (
+    ("imagine", "`/imagine` — create images from a description"),
+    ("remember", "`/remember` — add a note or text file to this server's knowledge"),
+    ("search", "`/search` — search this server's knowledge"),
+    ("forget", "`/forget` — remove a knowledge entry"),
+    ("extract", "`/extract` — pull an event, contact or tasks out of some text"),
+    ("usage", "`/usage` — your token usage and budgets"),
+    ("config", "`/config show` — this server's settings for the bot"),
+)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class HelpCog(commands.Cog):
+    def __init__(self, bot: AssistantBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="help", description="What I can do here and how to talk to me")
+    async def help(self, interaction: discord.Interaction) -> None:
+        settings = await self.bot.services.settings.effective(interaction.guild_id)
+        embed = self.help_embed(interaction, settings)
+        await interaction.response.send_message(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+    def help_embed(self, interaction: discord.Interaction, settings: GuildSettings) -> discord.Embed:
+        where = interaction.guild.name if interaction.guild else "our direct messages"
+        embed = discord.Embed(title=_cut(f"What I can do in {where}", 256), colour=HELP_COLOUR)
+        embed.add_field(name="Talking to me", value=self._talking(interaction, settings), inline=False)
+        embed.add_field(
+            name="In a conversation",
+            value=(
+                "Attach images or text files and I read them.\n"
+                "`/stop` stops the answer I am writing; `/reset` starts over (I forget what was said)."
+            ),
+            inline=False,
+        )
+        embed.add_field(name="What I can do for you", value=self._tools(settings), inline=False)
+        embed.add_field(name="Commands", value=self._commands(settings), inline=False)
+        limits = self._limits(settings)
+        if limits:
+            embed.add_field(name="Limits here", value=limits, inline=False)
+        if interaction.guild is not None:
+            embed.set_footer(text="Server admins change all of this with /config set.")
+        return embed
+
+    def _talking(self, interaction: discord.Interaction, settings: GuildSettings) -> str:
+        me = self.bot.user.mention if self.bot.user else "me"
+        if interaction.guild is None:
+            return "Just write to me here; every message continues our conversation."
+        if settings.channels:
+            places = "in " + ", ".join(f"<#{channel}>" for channel in settings.channels)
+        else:
+            places = "in any channel I can write in"
+        lines = [f"Mention {me} {places}."]
+        if settings.mention_opens_thread:
+            lines.append("I open a thread for our conversation: keep talking there, no mention needed.")
+        else:
+            lines.append("I answer right below your message; mention me again to go on.")
+        if self.bot.config.discord.allow_dms:
+            lines.append("You can also send me a direct message.")
+        return _cut("\n".join(lines), MAX_FIELD_VALUE_CHARS)
+
+    def _tools(self, settings: GuildSettings) -> str:
+        """The tools switched on here that this bot really offers (hosted ones need `responses`)."""
+        installed = {tool.family for tool in self.bot.services.tools.enabled(FUNCTION_TOOL_FAMILIES)}
+        usable = [
+            tool
+            for tool in settings.enabled_tools
+            if tool in installed or (tool in HOSTED_TOOLS and settings.backend == "responses")
+        ]
+        if not usable:
+            return "Answer questions and chat; no tools are switched on here."
+        lines = [f"• {TOOL_LABELS.get(tool, tool)}" for tool in usable]
+        if settings.confirm_side_effects and {"restaurants", "rides"} & set(usable):
+            lines.append("I ask you before booking or ordering anything.")
+        return _cut("\n".join(lines), MAX_FIELD_VALUE_CHARS)
+
+    def _commands(self, settings: GuildSettings) -> str:
+        lines = []
+        for name, line in COMMAND_LINES:
+            if self.bot.tree.get_command(name) is None:
+                continue
+            if name == "imagine" and not settings.images_enabled:
+                line = "`/imagine` — image generation is switched off here"
+            lines.append(line)
+        return _cut("\n".join(lines) or "`/help` — this message", MAX_FIELD_VALUE_CHARS)
+
+    def _limits(self, settings: GuildSettings) -> str:
+        lines = []
+        if settings.user_cooldown_s:
+            lines.append(f"One message every {settings.user_cooldown_s:g} s per member.")
+        if settings.daily_token_budget_user:
+            lines.append(f"{settings.daily_token_budget_user:,} tokens a day per member.")
+        if settings.daily_token_budget_guild:
+            lines.append(f"{settings.daily_token_budget_guild:,} tokens a day for the whole server.")
+        if lines and self.bot.tree.get_command("usage") is not None:
+            lines.append("See yours with `/usage`.")
+        return "\n".join(lines)
+
+
+async def setup(bot: AssistantBot) -> None:
+    await bot.add_cog(HelpCog(bot))

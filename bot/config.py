@@ -133,7 +133,7 @@ class GuildSettings(_Strict):
     def _known_timezone(cls, value: str) -> str:
         try:
             zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: 'America'
             raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/Paris)") from exc
         return value
 
@@ -250,6 +250,9 @@ def load_config(path: Path, *, required: bool, env: Mapping[str, str] | None = N
         config = AppConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(str(path), *_first_problem(exc)) from None
+    hosted_problem = hosted_tools_problem(config.defaults)
+    if hosted_problem is not None:
+        raise ConfigError(str(path), "defaults.enabled_tools", hosted_problem)
     database = env.get("BOT_DATABASE")
     if database:
         config = config.model_copy(update={"storage": StorageConfig(database=Path(database))})
@@ -277,6 +280,21 @@ def load_secrets(config: AppConfig, *, env: Mapping[str, str] | None = None) -> 
         chat_api_key=SecretStr(chat_key) if chat_key else None,
         discord_api_base_url=env.get("DISCORD_API_BASE_URL", "").strip().rstrip("/") or None,
     )
+
+
+def hosted_tools_problem(settings: GuildSettings) -> str | None:
+    """Why these settings cannot offer their hosted tools, or None if they can.
+
+    OpenAI runs hosted tools inside the Responses API; a Chat Completions server has nothing of the kind.
+    """
+    hosted = [name for name in settings.enabled_tools if name in HOSTED_TOOLS]
+    if not hosted or settings.backend == "responses":
+        return None
+    if len(hosted) == 1:
+        what = f"{hosted[0]}, a tool OpenAI hosts that needs"
+    else:
+        what = f"{' and '.join(hosted)}, tools OpenAI hosts that need"
+    return f'has {what} backend = "responses" (not "{settings.backend}")'
 
 
 def _first_problem(exc: ValidationError) -> tuple[str, str]:

@@ -13,8 +13,9 @@ from bot.config import AppConfig, Secrets
 from bot.engine import Backend, ConversationEngine
 from bot.engine.chat_backend import ChatBackend
 from bot.engine.responses_backend import ResponsesBackend
-from bot.guild_settings import SettingsService
+from bot.guild_settings import OpenAIModelCatalog, SettingsService
 from bot.knowledge import KnowledgeBase
+from bot.moderation import Moderator
 from bot.process_state import ProcessState
 from bot.storage import Storage
 from bot.tooling import ToolRegistry
@@ -80,8 +81,20 @@ class Services:
                 history_token_budget=config.chat_backend.history_token_budget,
             ),
         }
-        engine = ConversationEngine(storage=storage, state=state, backends=backends, config=config.engine)
-        settings = SettingsService(storage, state.settings, config.defaults)
+        engine = ConversationEngine(
+            storage=storage,
+            state=state,
+            backends=backends,
+            config=config.engine,
+            moderator=Moderator(openai_client, model=config.openai.moderation_model),
+        )
+        settings = SettingsService(
+            storage,
+            state.settings,
+            config.defaults,
+            providers=config.providers,
+            models=OpenAIModelCatalog(openai_client),
+        )
         return cls(
             config=config,
             storage=storage,

@@ -19,7 +19,8 @@ from discord.ext import commands
 from bot.config import GuildSettings
 from bot.confirmation import DiscordConfirmer, Post
 from bot.engine import TurnContext, UserTurn, conversation_key
-from bot.engine.events import TurnEvent
+from bot.engine.events import Flagged, TurnEvent
+from bot.moderation import describe_categories
 from bot.render import ReplyStreamer, WriteKind
 from bot.render.discord_sink import DiscordSink
 from bot.render.scheduler import POST_ROUTE, THREAD_ROUTE
@@ -38,6 +39,7 @@ TEXT_SUFFIXES = (
     ".sql",
 )  # fmt: skip
 ANSWERED_TYPES = (discord.MessageType.default, discord.MessageType.reply)
+UNDELIVERED_NOTE = "⚠️ Discord would not let me finish writing this answer, so it is incomplete above."
 Channel = discord.TextChannel | discord.Thread | discord.DMChannel | discord.VoiceChannel
 
 
@@ -77,7 +79,9 @@ class ChatCog(commands.Cog):
             events = self._reply(destination, turn, settings)
             first = await anext(events)
         try:
-            await self._show(destination, message, _prepend(first, events))
+            await self._show(
+                destination, message, self._report_flags(message, settings, _prepend(first, events))
+            )
         finally:
             await events.aclose()  # if the reply stopped early, the engine cancels the turn
 
@@ -208,6 +212,44 @@ class ChatCog(commands.Cog):
         result = await streamer.run(events)
         if not result.delivered:
             log.warning("Reply to message %s was not fully delivered (%s)", message.id, result.outcome)
+            if result.message_ids:  # part of it shows: say that the rest is missing
+                await self._send_note(destination.channel, UNDELIVERED_NOTE)
+
+    # -- moderation -------------------------------------------------------------------------------
+
+    async def _report_flags(
+        self, message: discord.Message, settings: GuildSettings, events: AsyncIterator[TurnEvent]
+    ) -> AsyncIterator[TurnEvent]:
+        """Pass the turn's events on; a moderation flag also goes to the guild's mod-log channel."""
+        async for event in events:
+            if isinstance(event, Flagged):
+                await self._post_mod_log(message, settings, event)
+            yield event
+
+    async def _post_mod_log(self, message: discord.Message, settings: GuildSettings, flag: Flagged) -> None:
+        """A note for moderators: who, where, which categories, and a jump link; nothing if unset."""
+        if settings.mod_log_channel is None:
+            return
+        channel = self.bot.get_channel(settings.mod_log_channel)
+        same_server = message.guild is None or getattr(channel, "guild", None) == message.guild
+        if not isinstance(channel, discord.TextChannel | discord.Thread) or not same_server:
+            log.warning(
+                "mod_log_channel %s of guild %s is not a text channel of that server; flag not posted",
+                settings.mod_log_channel,
+                message.guild.id if message.guild else None,
+            )
+            return
+        where = (
+            "a direct message"
+            if isinstance(message.channel, discord.DMChannel)
+            else f"<#{message.channel.id}>"
+        )
+        note = (
+            f"🚩 Moderation flagged a message from {message.author.mention} (`{message.author}`) in "
+            f"{where} for {describe_categories(flag.categories)}; it was answered as usual. "
+            f"{message.jump_url}"
+        )
+        await self._send_note(channel, note)
 
     # -- start-up ---------------------------------------------------------------------------------
 

@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from bot.config import EngineConfig
+from bot.config import EngineConfig, GuildSettings
 from bot.engine.events import (
     TERMINAL_EVENTS,
     Busy,
     Cancelled,
     Completed,
     Failed,
+    Flagged,
     Queued,
     Started,
     TextDelta,
@@ -32,6 +33,9 @@ from bot.process_state import GateFullError, ProcessState, Ticket
 from bot.storage import Storage
 from bot.storage.turns import TurnStatus
 
+if TYPE_CHECKING:
+    from bot.moderation import ModerationVerdict
+
 log = logging.getLogger(__name__)
 
 
@@ -41,6 +45,12 @@ class Backend(Protocol):
     name: str
 
     def run(self, request: TurnRequest) -> AsyncIterator[TurnEvent]: ...
+
+
+class TurnChecker(Protocol):
+    """Moderation of a user's turn before the model sees it (`bot.moderation.Moderator`)."""
+
+    async def check(self, turn: UserTurn, settings: GuildSettings) -> ModerationVerdict: ...
 
 
 def conversation_key(channel_id: int) -> str:
@@ -56,11 +66,14 @@ class ConversationEngine:
         state: ProcessState,
         backends: Mapping[str, Backend],
         config: EngineConfig,
+        moderator: TurnChecker | None = None,
     ) -> None:
+        """`moderator` checks turns in guilds that turned moderation on; None skips the check."""
         self._storage = storage
         self._state = state
         self._backends = dict(backends)
         self._config = config
+        self._moderator = moderator
 
     async def reply(self, key: str, turn: UserTurn, context: TurnContext) -> AsyncGenerator[TurnEvent, None]:
         """Answer `turn` in conversation `key`: events in order, ending with exactly one terminal event.
@@ -145,6 +158,13 @@ class ConversationEngine:
         if over_budget is not None:
             emit(Failed("budget", over_budget))
             return
+        if self._moderator is not None and context.settings.moderation != "off":
+            verdict = await self._moderator.check(turn, context.settings)
+            if verdict.action == "block":
+                emit(Failed("moderation", verdict.reason))  # nothing was sent to the model
+                return
+            if verdict.action == "flag":
+                emit(Flagged(verdict.categories))
         backend = self._backends.get(context.settings.backend)
         if backend is None:
             emit(

@@ -81,12 +81,29 @@ class CodeRun:
     logs: str
 
 
+FileProblem = Literal["too_large", "too_many", "unavailable"]
+
+
 @dataclass(frozen=True, slots=True)
 class GeneratedFile:
-    """A file the model made (e.g. a code interpreter plot), already downloaded."""
+    """A file the model made (e.g. a code interpreter plot), already downloaded.
+
+    A file that could not be fetched is still named, so the reply can say so: ``problem`` says why
+    (too large to download, too many files, the download failed) and ``data`` is then empty.
+    """
 
     filename: str
     data: bytes
+    problem: FileProblem | None = None
+    size_bytes: int | None = None
+    """The file's real size when it is known but was not downloaded (``too_large``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Flagged:
+    """Moderation flagged the user's message; the turn goes on, and moderators may want to know."""
+
+    categories: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +172,7 @@ TurnEvent = (
     | ToolStarted
     | ToolFinished
     | CodeRun
+    | Flagged
     | Completed
     | Failed
     | Busy

@@ -38,6 +38,8 @@ def describe_error(exc: BaseException, *, model: str) -> tuple[FailureKind, str]
         return "connection", "The connection to the model broke off; please try again."
     if isinstance(exc, openai.APIResponseValidationError | ValueError):
         return "server", "The model server sent something unreadable; please try again."
+    if isinstance(exc, openai.APIError):  # an error event in the middle of a stream
+        return "failed", f"The model could not answer: {_message(exc)}"
     return "internal", "Something went wrong on the bot's side; the error was logged."
 
 
@@ -50,7 +52,7 @@ def _code(exc: openai.APIStatusError) -> str | None:
     return getattr(exc, "code", None)
 
 
-def _message(exc: openai.APIStatusError) -> str:
+def _message(exc: openai.APIError) -> str:
     body = exc.body
     message = None
     if isinstance(body, dict):

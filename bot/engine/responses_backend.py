@@ -2,23 +2,28 @@
 
 OpenAI keeps the history: each turn sends only the new input with `conversation=<id>`, and the
 server appends input and output items to the conversation. Instructions and tools are ours and go
-with every call (they are not carried from turn to turn).
+with every call (they are not carried from turn to turn). Besides our function tools, a guild may
+switch on OpenAI's hosted tools (code interpreter, web search): they run inside the model call, and
+what they did (code, sources, files) is gathered from the stream and put on `Completed`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from openai import AsyncOpenAI, omit
+import openai
+from openai import AsyncAPIResponse, AsyncOpenAI, omit
 from openai.types.responses import (
     Response,
     ResponseCompletedEvent,
     ResponseFailedEvent,
     ResponseFunctionToolCall,
     ResponseIncompleteEvent,
+    ResponseOutputItemAddedEvent,
     ResponseOutputItemDoneEvent,
     ResponseRefusalDeltaEvent,
     ResponseTextDeltaEvent,
@@ -26,8 +31,11 @@ from openai.types.responses import (
 
 from bot.config import GuildSettings
 from bot.engine.events import Completed, Failed, TextDelta, TurnEvent, Usage
+from bot.engine.hosted_outputs import MAX_GENERATED_FILE_BYTES, HostedOutputs, fetch_files
+from bot.engine.response_stream import used_events
 from bot.engine.tool_round import RequestedCall, run_tool_round
 from bot.engine.turn import TurnRequest, UserTurn
+from bot.hosted_tools import enabled_hosted_tools
 from bot.process_state import ModelCallGate
 from bot.storage import Storage
 from bot.tooling import ToolRegistry, ToolResult
@@ -35,6 +43,8 @@ from bot.tooling import ToolRegistry, ToolResult
 log = logging.getLogger(__name__)
 
 ROUND_SEPARATOR = "\n\n"
+DANGLING_SCAN_ITEMS = 100
+"""Newest conversation items searched for unanswered function calls (a broken turn's are the last)."""
 
 
 def user_input_item(turn: UserTurn) -> dict[str, Any]:
@@ -58,12 +68,15 @@ class ResponsesBackend:
         gate: ModelCallGate,
         *,
         max_tool_rounds: int,
+        max_file_bytes: int = MAX_GENERATED_FILE_BYTES,
     ) -> None:
+        """`max_file_bytes`: a generated file larger than this is named in the reply, not downloaded."""
         self._client = client
         self._storage = storage
         self._tools = tools
         self._gate = gate
         self._max_tool_rounds = max_tool_rounds
+        self._max_file_bytes = max_file_bytes
 
     async def _conversation_id(self, request: TurnRequest) -> str:
         record = request.conversation
@@ -76,7 +89,11 @@ class ResponsesBackend:
     async def run(self, request: TurnRequest) -> AsyncIterator[TurnEvent]:
         settings = request.context.settings
         conversation_id = await self._conversation_id(request)
+        hosted_tools = enabled_hosted_tools(settings.enabled_tools)
         tools = self._tools.schemas(settings.enabled_tools, "responses")
+        tools.extend(tool.definition() for tool in hosted_tools)
+        include = [name for tool in hosted_tools for name in tool.include]
+        hosted = HostedOutputs()
         input_items: list[dict[str, Any]] = [user_input_item(request.turn)]
         # function_call_output items sent but not yet known to be in the conversation: if the call
         # carrying them fails, they are added directly, so the conversation never holds a function
@@ -88,12 +105,16 @@ class ResponsesBackend:
         try:
             for round_number in range(self._max_tool_rounds + 1):
                 round_ = _Round(separate=bool(text) and not text.endswith("\n"))
+                # A turn continuing a conversation may find it holding a function call an earlier,
+                # broken turn could not answer (OpenAI down, the bot killed): answered on the first call.
+                repair = round_number == 0 and request.conversation.conversation_id is not None
                 async with self._gate.slot():
-                    async for delta in self._stream_round(
-                        settings, conversation_id, input_items, tools, round_
+                    async for event in self._stream_round(
+                        settings, conversation_id, input_items, tools, include, round_, hosted, repair=repair
                     ):
-                        text += delta.text
-                        yield delta
+                        if isinstance(event, TextDelta):
+                            text += event.text
+                        yield event
                 refusal = refusal or round_.refusal
                 response, calls = round_.response, round_.calls
                 if response is None:
@@ -106,7 +127,15 @@ class ResponsesBackend:
                     yield _unfinished(response, text, usage)
                     return
                 if not calls:
-                    yield Completed(text=text, usage=usage, refusal=refusal)
+                    files = await fetch_files(self._client, hosted, max_bytes=self._max_file_bytes)
+                    yield Completed(
+                        text=text,
+                        usage=usage,
+                        citations=tuple(hosted.citations),
+                        files=files,
+                        code_runs=tuple(hosted.code_runs),
+                        refusal=refusal,
+                    )
                     return
                 if round_number == self._max_tool_rounds:
                     await self._close_calls(
@@ -138,31 +167,58 @@ class ResponsesBackend:
         conversation_id: str,
         input_items: list[dict[str, Any]],
         tools: list[dict[str, Any]],
+        include: list[str],
         round_: _Round,
-    ) -> AsyncIterator[TextDelta]:
-        """One `responses.create` call: text deltas out, function calls and the response collected."""
-        stream = await self._client.responses.create(
-            model=settings.model,
-            conversation=conversation_id,
-            input=cast(Any, input_items),
-            instructions=settings.instructions,
-            tools=cast(Any, tools) or omit,
-            stream=True,
-        )
-        async with stream:
-            async for event in stream:
+        hosted: HostedOutputs,
+        *,
+        repair: bool = False,
+    ) -> AsyncIterator[TurnEvent]:
+        """One `responses.create` call: text deltas and hosted tool activity out; function calls, what
+        hosted tools produced (into `hosted`) and the response collected.
+
+        With `repair`, a refused call is tried once more if the conversation held unanswered function
+        calls (now answered): OpenAI refuses every turn of such a conversation with a 400.
+        """
+
+        def create() -> contextlib.AbstractAsyncContextManager[AsyncAPIResponse[Any]]:
+            return self._client.responses.with_streaming_response.create(
+                model=settings.model,
+                conversation=conversation_id,
+                input=cast(Any, input_items),
+                instructions=settings.instructions,
+                include=cast(Any, include) or omit,
+                stream=True,
+                # The tools go as they are: they are plain JSON already, and the SDK's parameter
+                # transform walks every node of their schemas (~3.5 ms a call, the turn's largest cost).
+                extra_body={"tools": tools} if tools else None,
+            )
+
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                response = await stack.enter_async_context(create())
+            except openai.BadRequestError:
+                if not repair or not await self._answer_dangling_calls(conversation_id):
+                    raise
+                response = await stack.enter_async_context(create())
+            async for event in used_events(response):  # see bot.engine.response_stream: CPU
                 if isinstance(event, ResponseTextDeltaEvent | ResponseRefusalDeltaEvent):
                     round_.refusal = round_.refusal or isinstance(event, ResponseRefusalDeltaEvent)
                     if round_.separate:
                         round_.separate = False
                         yield TextDelta(ROUND_SEPARATOR)
                     yield TextDelta(event.delta)
-                elif isinstance(event, ResponseOutputItemDoneEvent) and isinstance(
-                    event.item, ResponseFunctionToolCall
-                ):
-                    round_.calls.append(
-                        RequestedCall(event.item.call_id, event.item.name, event.item.arguments)
-                    )
+                elif isinstance(event, ResponseOutputItemAddedEvent):
+                    started = hosted.started(event.item)
+                    if started is not None:
+                        yield started
+                elif isinstance(event, ResponseOutputItemDoneEvent):
+                    if isinstance(event.item, ResponseFunctionToolCall):
+                        round_.calls.append(
+                            RequestedCall(event.item.call_id, event.item.name, event.item.arguments)
+                        )
+                    else:
+                        for finished in hosted.finished(event.item):
+                            yield finished
                 elif isinstance(
                     event, ResponseCompletedEvent | ResponseFailedEvent | ResponseIncompleteEvent
                 ):
@@ -183,7 +239,8 @@ class ResponsesBackend:
         ]
         await self._add_items(conversation_id, outputs)
 
-    async def _add_items(self, conversation_id: str, items: list[dict[str, Any]]) -> None:
+    async def _add_items(self, conversation_id: str, items: list[dict[str, Any]]) -> bool:
+        """Append items; False if OpenAI could not be reached (the next turn repairs the conversation)."""
         try:
             for start in range(0, len(items), 20):  # the API takes up to 20 items at a time
                 await self._client.conversations.items.create(
@@ -191,7 +248,44 @@ class ResponsesBackend:
                     items=cast(Any, items[start : start + 20]),
                 )
         except Exception:
-            log.exception("Could not add tool outputs to conversation %s", conversation_id)
+            log.warning("Could not add tool outputs to conversation %s", conversation_id, exc_info=True)
+            return False
+        return True
+
+    async def _answer_dangling_calls(self, conversation_id: str) -> bool:
+        """Answer the conversation's function calls that have no output; True if there were any.
+
+        A call that ran to its end gets the output the ledger kept (a booking made before a crash is
+        reported as made); any other is reported as interrupted.
+        """
+        try:
+            page = await self._client.conversations.items.list(
+                conversation_id, order="desc", limit=DANGLING_SCAN_ITEMS
+            )
+        except openai.APIError:
+            log.warning("Could not read conversation %s to repair it", conversation_id, exc_info=True)
+            return False
+        answered: set[str] = set()
+        dangling: list[str] = []
+        for item in page.data:  # newest first: an output is seen before its call
+            call_id = getattr(item, "call_id", None)
+            if not isinstance(call_id, str):
+                continue
+            if item.type == "function_call_output":
+                answered.add(call_id)
+            elif item.type == "function_call" and call_id not in answered:
+                dangling.append(call_id)
+        if not dangling:
+            return False
+        interrupted = ToolResult.failure(
+            "interrupted", "The turn was interrupted before this call's result was delivered."
+        ).to_output()
+        outputs = [
+            function_output_item(call_id, await self._storage.tool_calls.output(call_id) or interrupted)
+            for call_id in reversed(dangling)
+        ]
+        log.info("Answering %d dangling function calls in conversation %s", len(outputs), conversation_id)
+        return await self._add_items(conversation_id, outputs)
 
 
 @dataclass

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterable, Hashable, Sequence
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal, Protocol
 from urllib.parse import quote
@@ -34,6 +36,7 @@ from bot.engine.events import (
     CodeRun,
     Completed,
     Failed,
+    Flagged,
     GeneratedFile,
     Queued,
     Started,
@@ -74,6 +77,8 @@ DEFAULT_MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_WRITE_ATTEMPTS = 3
 """A slot whose writes fail this many times in a row is given up."""
 RETRY_DELAY_S = 1.0
+NONCE_BYTES = 10
+"""A slot's nonce is this many random bytes in hex (Discord takes nonces of up to 25 characters)."""
 
 
 class WriteOutcome(Enum):
@@ -112,7 +117,11 @@ class MessageSink(Protocol):
     @property
     def max_file_bytes(self) -> int: ...
 
-    async def post(self, text: str, files: Sequence[GeneratedFile] = ()) -> PostResult: ...
+    async def post(
+        self, text: str, files: Sequence[GeneratedFile] = (), *, nonce: str | None = None
+    ) -> PostResult:
+        """Post a message; the same ``nonce`` again within minutes returns that message, not a copy."""
+        ...
 
     async def edit(
         self, message: SentMessage, text: str, files: Sequence[GeneratedFile] = ()
@@ -172,6 +181,8 @@ class _Slot:
     attempts: int = 0
     dead: bool = False
     deleted: bool = False
+    nonce: str = field(default_factory=lambda: secrets.token_hex(NONCE_BYTES))
+    """Sent with every post of this slot: a retried post that Discord had stored is not stored twice."""
 
 
 class ReplyStreamer:
@@ -276,6 +287,8 @@ class ReplyStreamer:
             # Nothing to post: a queued turn's placeholder would take its place in the channel before
             # the earlier answers it waits for. Typing covers the wait.
             pass
+        elif isinstance(event, Flagged):
+            pass  # for moderators (the chat cog tells them), not for the reply
 
     async def wait(self) -> StreamResult:
         """Wait until the reply's final writes are done (after a terminal event was fed)."""
@@ -328,7 +341,7 @@ class ReplyStreamer:
         return f"-# 🔧 {labels[-1]}{more}"
 
     def _on_completed(self, event: Completed) -> None:
-        text = event.text
+        text = _unembed_links(event.text, event.citations)
         sections: list[str] = []
         if event.code_runs:
             sections.append(self._code_runs_section(event.code_runs))
@@ -430,7 +443,14 @@ class ReplyStreamer:
         notes: list[str] = []
         for file in files:
             name = _one_line(file.filename).replace("`", "'") or "file"
-            if len(file.data) > limit:
+            if file.problem == "too_large":
+                size = f" ({_size(file.size_bytes)})" if file.size_bytes is not None else ""
+                notes.append(f"-# 📎 `{name}`{size} is too large to fetch, so it is not attached.")
+            elif file.problem == "too_many":
+                notes.append(f"-# 📎 `{name}` not attached: too many files.")
+            elif file.problem == "unavailable":
+                notes.append(f"-# 📎 `{name}` could not be fetched, so it is not attached.")
+            elif len(file.data) > limit:
                 notes.append(
                     f"-# 📎 `{name}` ({_size(len(file.data))}) is too large to attach here "
                     f"(limit {_size(limit)})."
@@ -522,7 +542,7 @@ class ReplyStreamer:
         with_text = self._has_text
         try:
             if slot.handle is None:
-                posted = await self._sink.post(content, files)
+                posted = await self._sink.post(content, files, nonce=slot.nonce)
                 outcome = posted.outcome
                 if posted.message is not None:
                     slot.handle = posted.message
@@ -690,6 +710,29 @@ def _clip_lines(text: str, max_lines: int, max_chars: int) -> str:
     if len(kept) < len(lines):
         kept.append(f"# … {len(lines) - len(kept)} more lines")
     return "\n".join(kept)
+
+
+_SANDBOX_LINK = re.compile(r"\[([^\]\n]*)\]\(sandbox:[^)\s]*\)")
+_URL_END = r"(?=$|[\s)\]>\"',;!*_]|[.:?](?:\s|$))"
+"""Where a bare URL ends: not in the middle of a longer one (a period ending the sentence is not in it)."""
+
+
+def _unembed_links(text: str, citations: Sequence[Citation]) -> str:
+    """The answer with its cited links in ``<...>`` (no embeds) and sandbox links as plain names.
+
+    Web search answers carry their sources inline too, as ``[site](url)``: Discord would embed each
+    one. A code interpreter file is linked as ``sandbox:/mnt/data/...``, which means nothing outside
+    OpenAI's container; the file itself is attached.
+    """
+    if "sandbox:" in text:
+        text = _SANDBOX_LINK.sub(lambda match: f"`{match.group(1)}`" if match.group(1) else "", text)
+    for url in dict.fromkeys(c.url.strip() for c in citations):
+        if not url.lower().startswith(("https://", "http://")) or url not in text:
+            continue
+        escaped = re.escape(url)
+        text = re.sub(rf"(?<=\]\(){escaped}(?=\))", f"<{url}>", text)  # [title](url)
+        text = re.sub(rf"(?<![<\w/=&?#%.-]){escaped}{_URL_END}", f"<{url}>", text)  # a bare url
+    return text
 
 
 def _source_link(citation: Citation) -> str:

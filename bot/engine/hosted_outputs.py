@@ -1,0 +1,195 @@
+"""What OpenAI's hosted tools did in one turn: code runs, web sources and generated files.
+
+The Responses backend hands each output item of the stream to `HostedOutputs`, which turns hosted
+calls into activity events and keeps what the reply should show; at the end of the turn
+`fetch_files` downloads the files the code interpreter made (cited with `container_file_citation`
+or returned as image outputs), each at most once and never more than a size cap into memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from openai import AsyncOpenAI
+from openai.types.responses import (
+    ResponseCodeInterpreterToolCall,
+    ResponseFunctionWebSearch,
+    ResponseOutputMessage,
+)
+from openai.types.responses.response_code_interpreter_tool_call import OutputImage, OutputLogs
+from openai.types.responses.response_function_web_search import ActionSearch
+from openai.types.responses.response_output_text import (
+    AnnotationContainerFileCitation,
+    AnnotationURLCitation,
+    ResponseOutputText,
+)
+
+from bot.engine.events import Citation, CodeRun, GeneratedFile, ToolFinished, ToolStarted, TurnEvent
+from bot.hosted_tools import CODE_INTERPRETER, WEB_SEARCH
+
+log = logging.getLogger(__name__)
+
+MAX_GENERATED_FILE_BYTES = 25 * 1024 * 1024
+"""A generated file larger than this is named in the reply, not downloaded (Discord's biggest upload
+limit is larger, but a bot holding many such files in memory at once is not worth it)."""
+MAX_GENERATED_FILES = 10
+"""Discord's attachments per message: more files are named, not downloaded."""
+IMAGE_SUFFIXES = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/webp": ".webp"}
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerFileRef:
+    """A file in a code interpreter container, as a `container_file_citation` names it."""
+
+    container_id: str
+    file_id: str
+    filename: str
+
+
+@dataclass
+class HostedOutputs:
+    """Collected over every model call of a turn, in the order the model produced them."""
+
+    code_runs: list[CodeRun] = field(default_factory=list)
+    citations: list[Citation] = field(default_factory=list)
+    container_files: dict[tuple[str, str], ContainerFileRef] = field(default_factory=dict)
+    image_urls: list[str] = field(default_factory=list)
+
+    def started(self, item: object) -> ToolStarted | None:
+        """The activity line for a hosted call that just began (None for other items)."""
+        if isinstance(item, ResponseCodeInterpreterToolCall):
+            return ToolStarted(item.id, CODE_INTERPRETER.name, CODE_INTERPRETER.activity)
+        if isinstance(item, ResponseFunctionWebSearch):
+            return ToolStarted(item.id, WEB_SEARCH.name, WEB_SEARCH.activity)
+        return None
+
+    def finished(self, item: object) -> Iterator[TurnEvent]:
+        """Events for a finished output item, keeping what the reply will show."""
+        if isinstance(item, ResponseCodeInterpreterToolCall):
+            ok = item.status == "completed"
+            yield ToolFinished(item.id, CODE_INTERPRETER.name, ok, "" if ok else "The code run failed")
+            logs: list[str] = []
+            for output in item.outputs or ():
+                if isinstance(output, OutputLogs):
+                    logs.append(output.logs)
+                elif isinstance(output, OutputImage):
+                    self.image_urls.append(output.url)
+            run = CodeRun(item.id, item.code or "", "\n".join(logs))
+            self.code_runs.append(run)
+            yield run
+        elif isinstance(item, ResponseFunctionWebSearch):
+            ok = item.status == "completed"
+            yield ToolFinished(
+                item.id, WEB_SEARCH.name, ok, _search_summary(item) if ok else "The web search failed"
+            )
+        elif isinstance(item, ResponseOutputMessage):
+            self._read_annotations(item)
+
+    def _read_annotations(self, message: ResponseOutputMessage) -> None:
+        for part in message.content:
+            if not isinstance(part, ResponseOutputText):
+                continue
+            for annotation in part.annotations:
+                if isinstance(annotation, AnnotationURLCitation):
+                    citation = Citation(annotation.title, annotation.url)
+                    if citation.url not in {c.url for c in self.citations}:
+                        self.citations.append(citation)
+                elif isinstance(annotation, AnnotationContainerFileCitation):
+                    key = (annotation.container_id, annotation.file_id)
+                    self.container_files.setdefault(
+                        key,
+                        ContainerFileRef(annotation.container_id, annotation.file_id, annotation.filename),
+                    )
+
+
+def _search_summary(item: ResponseFunctionWebSearch) -> str:
+    action = item.action
+    if isinstance(action, ActionSearch):
+        query = action.query or ", ".join(action.queries or ())
+        if query:
+            return f"Searched the web for “{query}”"
+    return "Searched the web"
+
+
+async def fetch_files(
+    client: AsyncOpenAI,
+    outputs: HostedOutputs,
+    *,
+    max_bytes: int = MAX_GENERATED_FILE_BYTES,
+    max_files: int = MAX_GENERATED_FILES,
+) -> tuple[GeneratedFile, ...]:
+    """The turn's generated files: cited container files first, then image outputs not among them.
+
+    A file that cannot be had (too large, one too many, a failed download) is returned named, with
+    its `problem`, so the reply can say so; nothing here raises for a file.
+    """
+    refs = list(outputs.container_files.values())
+    fetched = list(await asyncio.gather(*(_download(client, ref, max_bytes) for ref in refs[:max_files])))
+    fetched.extend(GeneratedFile(_safe_name(ref.filename), b"", "too_many") for ref in refs[max_files:])
+    seen = {hashlib.sha256(file.data).digest() for file in fetched if file.data}
+    images = 0
+    for mime, data in _decode_images(outputs.image_urls):
+        digest = hashlib.sha256(data).digest()
+        if digest in seen:
+            continue  # the same picture as a cited file (the code interpreter reports both)
+        seen.add(digest)
+        images += 1
+        name = f"image-{images}{IMAGE_SUFFIXES.get(mime, '.png')}"
+        if len(fetched) >= max_files:
+            fetched.append(GeneratedFile(name, b"", "too_many"))
+        elif len(data) > max_bytes:
+            fetched.append(GeneratedFile(name, b"", "too_large", size_bytes=len(data)))
+        else:
+            fetched.append(GeneratedFile(name, data))
+    return tuple(fetched)
+
+
+async def _download(client: AsyncOpenAI, ref: ContainerFileRef, max_bytes: int) -> GeneratedFile:
+    """One container file, streamed so a file over `max_bytes` is given up without holding it."""
+    name = _safe_name(ref.filename)
+    content = client.containers.files.content.with_streaming_response
+    try:
+        async with content.retrieve(ref.file_id, container_id=ref.container_id) as response:
+            declared = response.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+                return GeneratedFile(name, b"", "too_large", size_bytes=int(declared))
+            chunks: list[bytes] = []
+            received = 0
+            async for chunk in response.iter_bytes():
+                received += len(chunk)
+                if received > max_bytes:
+                    return GeneratedFile(name, b"", "too_large")
+                chunks.append(chunk)
+            return GeneratedFile(name, b"".join(chunks))
+    except Exception as exc:  # a file that cannot be had is named in the reply, never a failed turn
+        log.warning(
+            "Could not download %s (%s) from container %s: %r", name, ref.file_id, ref.container_id, exc
+        )
+        return GeneratedFile(name, b"", "unavailable")
+
+
+def _decode_images(urls: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+    """(mime type, bytes) of each `data:` URL; other URLs are not fetched (nothing says they are safe)."""
+    for url in urls:
+        header, comma, payload = url.partition(",")
+        if not (comma and header.startswith("data:") and header.endswith(";base64")):
+            log.info("Skipping a code interpreter image that is not a data URL")
+            continue
+        try:
+            data = base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            log.warning("Skipping a code interpreter image with broken base64")
+            continue
+        yield header.removeprefix("data:").removesuffix(";base64").lower(), data
+
+
+def _safe_name(filename: str) -> str:
+    """The file's own name, without the sandbox folders it came from."""
+    return PurePosixPath(filename.replace("\\", "/")).name.strip() or "file"

@@ -8,15 +8,36 @@ these calls is recorded in the same daily table the budgets read.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from bot.config import GuildSettings
 from bot.errors import UserFacingError
-from bot.process_state import Cooldowns
+from bot.process_state import Cooldowns, GateFullError, ProcessState
 from bot.storage.usage import UsageStore, utc_day
 
 
 class LimitReachedError(UserFacingError):
     """A cooldown or a daily budget stops this request; the message says until when."""
+
+
+@asynccontextmanager
+async def model_call_allowance(
+    usage: UsageStore,
+    state: ProcessState,
+    settings: GuildSettings,
+    *,
+    guild_id: int | None,
+    user_id: int,
+) -> AsyncIterator[None]:
+    """For a command that calls the model directly: the member's limits, then a slot under the bot's
+    global cap on concurrent model calls (the same gate conversation turns wait at)."""
+    await claim_allowance(usage, state.cooldowns, settings, guild_id=guild_id, user_id=user_id)
+    try:
+        async with state.model_gate.slot():
+            yield
+    except GateFullError:
+        raise LimitReachedError("The bot is very busy right now; please try again in a minute.") from None
 
 
 async def claim_allowance(

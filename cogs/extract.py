@@ -25,8 +25,9 @@ from bot.extraction import (
     display_fields,
     extract,
 )
-from bot.limits import claim_allowance
+from bot.limits import model_call_allowance
 from cogs.deferral import public_thinking
+from cogs.embeds import add_fields
 
 if TYPE_CHECKING:
     from bot.app import AssistantBot
@@ -35,8 +36,6 @@ log = logging.getLogger(__name__)
 
 MAX_TEXT_OPTION_CHARS = 6000  # Discord's limit for a string option
 MAX_CONTENT_CHARS = 2000
-MAX_EMBED_FIELDS = 25
-MAX_FIELD_VALUE_CHARS = 1024
 PICKER_TIMEOUT_S = 120.0
 EXTRACT_COLOUR = discord.Colour.green()
 NO_MENTIONS = discord.AllowedMentions.none()
@@ -48,11 +47,8 @@ def result_embed(result: Extracted, source_url: str | None = None) -> discord.Em
     embed = discord.Embed(title=KINDS[result.kind].label, colour=EXTRACT_COLOUR)
     if source_url:
         embed.description = f"From [this message]({source_url})"
-    for label, value in display_fields(result.data)[:MAX_EMBED_FIELDS]:
-        if len(value) > MAX_FIELD_VALUE_CHARS:
-            value = value[: MAX_FIELD_VALUE_CHARS - 1] + "…"
-        embed.add_field(name=label, value=value, inline=len(value) < 40)
-    return embed
+    fields = [(label, value, len(value) < 40) for label, value in display_fields(result.data)]
+    return add_fields(embed, fields)
 
 
 def _kind(value: str) -> ExtractionKind:
@@ -108,17 +104,17 @@ class ExtractCog(commands.Cog):
         services = self.bot.services
         async with public_thinking(interaction):
             settings = await services.settings.effective(interaction.guild_id)
-            await claim_allowance(
+            client = services.openai if settings.backend == "responses" else services.chat_client
+            async with model_call_allowance(
                 services.storage.usage,
-                services.state.cooldowns,
+                services.state,
                 settings,
                 guild_id=interaction.guild_id,
                 user_id=interaction.user.id,
-            )
-            client = services.openai if settings.backend == "responses" else services.chat_client
-            outcome = await extract(
-                client, backend=settings.backend, model=settings.model, kind=kind, text=text
-            )
+            ):
+                outcome = await extract(
+                    client, backend=settings.backend, model=settings.model, kind=kind, text=text
+                )
             if outcome.input_tokens or outcome.output_tokens:
                 await services.storage.usage.record(
                     guild_id=interaction.guild_id,

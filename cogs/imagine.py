@@ -11,7 +11,7 @@ from discord.ext import commands
 
 from bot.errors import UserFacingError
 from bot.images import MAX_IMAGES, MAX_PROMPT_CHARS, SIZE_CHOICES, generate_images
-from bot.limits import claim_allowance
+from bot.limits import model_call_allowance
 from cogs.deferral import public_thinking
 
 if TYPE_CHECKING:
@@ -54,16 +54,16 @@ class ImagineCog(commands.Cog):
             choice = next((c for c in SIZE_CHOICES if c == size), None)
             if choice is None:
                 raise UserFacingError(f"Unknown size {size!r}; choose {', '.join(SIZE_CHOICES)}.")
-            await claim_allowance(
+            async with model_call_allowance(
                 services.storage.usage,
-                services.state.cooldowns,
+                services.state,
                 settings,
                 guild_id=interaction.guild_id,
                 user_id=interaction.user.id,
-            )
-            result = await generate_images(
-                services.openai, model=settings.image_model, prompt=prompt, size=choice, count=count
-            )
+            ):
+                result = await generate_images(
+                    services.openai, model=settings.image_model, prompt=prompt, size=choice, count=count
+                )
         if result.input_tokens or result.output_tokens:
             await services.storage.usage.record(
                 guild_id=interaction.guild_id,

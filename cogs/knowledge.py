@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.config import GuildSettings
 from bot.errors import UserFacingError
 from bot.knowledge import MAX_QUERY_CHARS, MAX_SEARCH_RESULTS, SearchResults
-from bot.limits import claim_allowance
+from bot.limits import model_call_allowance
 from cogs.deferral import public_thinking
+from cogs.embeds import MAX_FIELD_VALUE_CHARS, add_fields
 
 if TYPE_CHECKING:
     from bot.app import AssistantBot
@@ -20,7 +23,6 @@ TEXT_FILE_SUFFIXES = (".txt", ".md", ".markdown")
 MAX_ATTACHMENT_BYTES = 1024 * 1024
 MAX_TEXT_OPTION_CHARS = 6000  # Discord's limit for a string option
 SNIPPET_CHARS = 700
-MAX_FIELD_NAME_CHARS = 256
 MAX_CHOICE_NAME_CHARS = 100
 MAX_AUTOCOMPLETE_CHOICES = 25
 SEARCH_COLOUR = discord.Colour.blurple()
@@ -39,27 +41,38 @@ def search_embed(query: str, results: SearchResults) -> discord.Embed:
         description=_cut(f"Closest matches for **{discord.utils.escape_markdown(query)}**", 4000),
         colour=SEARCH_COLOUR,
     )
-    for rank, hit in enumerate(results.hits, start=1):
-        entry = hit.entry
-        source = f"[{_cut(entry.source, 60)}]({entry.jump_url})" if entry.jump_url else entry.source
-        value = f"{_cut(hit.text, SNIPPET_CHARS)}\n— {source}, added by <@{entry.author_id}>"
-        embed.add_field(
-            name=_cut(f"{rank}. #{entry.id} · {hit.score:.2f} · {entry.title}", MAX_FIELD_NAME_CHARS),
-            value=_cut(value, 1024),
-            inline=False,
-        )
     footer = f"{results.model} · {results.dims} dimensions"
     if results.skipped_entries:
         footer += f" · {results.skipped_entries} entries from another embedding model not searched"
     embed.set_footer(text=footer)
-    return embed
+    fields: list[tuple[str, str, bool]] = []
+    for rank, hit in enumerate(results.hits, start=1):
+        entry = hit.entry
+        source = f"[{_cut(entry.source, 60)}]({entry.jump_url})" if entry.jump_url else entry.source
+        # The source line first: when ten long passages must share the embed, the passage is cut.
+        credit = f"— {source}, added by <@{entry.author_id}>"
+        passage = _cut(hit.text, min(SNIPPET_CHARS, MAX_FIELD_VALUE_CHARS - len(credit) - 1))
+        name = f"{rank}. #{entry.id} · {hit.score:.2f} · {entry.title}"
+        fields.append((name, f"{credit}\n{passage}", False))
+    return add_fields(embed, fields)
 
 
 class KnowledgeCog(commands.Cog):
     def __init__(self, bot: AssistantBot) -> None:
         self.bot = bot
-        services = bot.services
-        self.knowledge = services.knowledge
+        self.knowledge = bot.services.knowledge
+
+    def _allowance(
+        self, interaction: discord.Interaction, settings: GuildSettings
+    ) -> AbstractAsyncContextManager[None]:
+        services = self.bot.services
+        return model_call_allowance(
+            services.storage.usage,
+            services.state,
+            settings,
+            guild_id=interaction.guild_id,
+            user_id=interaction.user.id,
+        )
 
     @app_commands.guild_only()
     @app_commands.command(name="remember", description="Add a note or a text file to this server's knowledge")
@@ -91,20 +104,14 @@ class KnowledgeCog(commands.Cog):
                 except UnicodeDecodeError:
                     raise UserFacingError(f"{file.filename} is not UTF-8 text.") from None
             settings = await services.settings.effective(guild_id)
-            await claim_allowance(
-                services.storage.usage,
-                services.state.cooldowns,
-                settings,
-                guild_id=guild_id,
-                user_id=interaction.user.id,
-            )
-            remembered = await self.knowledge.remember(
-                guild_id=guild_id,
-                author_id=interaction.user.id,
-                text="\n\n".join(parts),
-                model=settings.embedding_model,
-                source=file.filename if file is not None else "text",
-            )
+            async with self._allowance(interaction, settings):
+                remembered = await self.knowledge.remember(
+                    guild_id=guild_id,
+                    author_id=interaction.user.id,
+                    text="\n\n".join(parts),
+                    model=settings.embedding_model,
+                    source=file.filename if file is not None else "text",
+                )
         entry = remembered.entry
         chunks = f"{entry.chunk_count} chunk{'s' if entry.chunk_count != 1 else ''}"
         message = await interaction.followup.send(
@@ -129,20 +136,14 @@ class KnowledgeCog(commands.Cog):
         services = self.bot.services
         async with public_thinking(interaction):
             settings = await services.settings.effective(guild_id)
-            await claim_allowance(
-                services.storage.usage,
-                services.state.cooldowns,
-                settings,
-                guild_id=guild_id,
-                user_id=interaction.user.id,
-            )
-            results = await self.knowledge.search(
-                guild_id=guild_id,
-                query=query,
-                count=count,
-                model=settings.embedding_model,
-                user_id=interaction.user.id,
-            )
+            async with self._allowance(interaction, settings):
+                results = await self.knowledge.search(
+                    guild_id=guild_id,
+                    query=query,
+                    count=count,
+                    model=settings.embedding_model,
+                    user_id=interaction.user.id,
+                )
             if not results.hits:
                 raise UserFacingError(
                     "Nothing in this server's knowledge matches that (add some with /remember)."

@@ -98,7 +98,7 @@ class OpenAIModelCatalog:
     async def knows(self, model: str) -> bool | None:
         try:
             await self._client.models.retrieve(model)
-        except openai.NotFoundError:
+        except (openai.NotFoundError, ValueError):  # ValueError: "." or ".." cannot even be asked for
             return False
         except openai.APIError as exc:
             log.info("Could not check model %r (%s); allowing it", model, exc)

@@ -14,7 +14,7 @@ from bot.errors import UserFacingError
 from bot.knowledge import MAX_QUERY_CHARS, MAX_SEARCH_RESULTS, SearchResults
 from bot.limits import model_call_allowance
 from cogs.deferral import public_thinking
-from cogs.embeds import MAX_FIELD_VALUE_CHARS, add_fields
+from cogs.embeds import add_fields, field_share
 
 if TYPE_CHECKING:
     from bot.app import AssistantBot
@@ -45,15 +45,18 @@ def search_embed(query: str, results: SearchResults) -> discord.Embed:
     if results.skipped_entries:
         footer += f" · {results.skipped_entries} entries from another embedding model not searched"
     embed.set_footer(text=footer)
+    names = [
+        f"{rank}. #{hit.entry.id} · {hit.score:.2f} · {hit.entry.title}"
+        for rank, hit in enumerate(results.hits, 1)
+    ]
+    share = field_share(embed, names)  # ten long passages must share Discord's 6000 characters
     fields: list[tuple[str, str, bool]] = []
-    for rank, hit in enumerate(results.hits, start=1):
+    for name, hit in zip(names, results.hits, strict=True):
         entry = hit.entry
         source = f"[{_cut(entry.source, 60)}]({entry.jump_url})" if entry.jump_url else entry.source
-        # The source line first: when ten long passages must share the embed, the passage is cut.
         credit = f"— {source}, added by <@{entry.author_id}>"
-        passage = _cut(hit.text, min(SNIPPET_CHARS, MAX_FIELD_VALUE_CHARS - len(credit) - 1))
-        name = f"{rank}. #{entry.id} · {hit.score:.2f} · {entry.title}"
-        fields.append((name, f"{credit}\n{passage}", False))
+        passage = _cut(hit.text, max(1, min(SNIPPET_CHARS, share - len(credit) - 1)))
+        fields.append((name, f"{passage}\n{credit}", False))
     return add_fields(embed, fields)
 
 

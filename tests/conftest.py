@@ -16,6 +16,15 @@ from tests.fakes.openai_server import FakeOpenAI
 ServicesFactory = Callable[..., Awaitable[Services]]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--load-seconds",
+        type=float,
+        default=None,
+        help="seconds tests/faults/test_load.py keeps 200 people talking (default 60)",
+    )
+
+
 @pytest.fixture
 async def fake_openai() -> AsyncIterator[FakeOpenAI]:
     async with FakeOpenAI() as fake:

@@ -95,6 +95,7 @@ class _ErrorRecords(logging.Handler):
 async def running_bot(
     tmp_path: Path,
     openai: FakeOpenAI,
+    /,
     *,
     discord: FakeDiscord | None = None,
     world: World | None = None,
@@ -104,6 +105,7 @@ async def running_bot(
 ) -> AsyncIterator[Harness]:
     """Start the bot against the stand-ins; on exit close it and fail if anything logged an error.
 
+    `config_sections` override config.toml sections (`openai={...}` too: the stand-in is positional).
     Pass the same `discord`, `world` and `tmp_path` again to restart the bot on the same database.
     """
     owns_server = discord is None

@@ -122,7 +122,9 @@ class FakeSink:
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
 
-    async def post(self, text: str, files: Sequence[GeneratedFile] = ()) -> PostResult:
+    async def post(
+        self, text: str, files: Sequence[GeneratedFile] = (), *, nonce: str | None = None
+    ) -> PostResult:
         start = self._now()
         await asyncio.sleep(self.latency_s)
         if self.gone:
@@ -592,7 +594,9 @@ class _FakeChannel:
         if self.error is not None:
             raise self.error
         self.sent.append(kwargs)
-        message = self.messages[len(self.sent)] = _FakeDiscordMessage(len(self.sent))
+        message = self.messages[len(self.sent)] = _FakeDiscordMessage(
+            len(self.sent), kwargs.get("content") or "", list(kwargs.get("files") or [])
+        )
         return message
 
     def get_partial_message(self, message_id: int) -> _FakeDiscordMessage:
@@ -603,8 +607,10 @@ class _FakeChannel:
 
 
 class _FakeDiscordMessage:
-    def __init__(self, message_id: int) -> None:
+    def __init__(self, message_id: int, content: str = "", attachments: list[Any] | None = None) -> None:
         self.id = message_id
+        self.content = content
+        self.attachments = attachments or []
         self.edits: list[dict[str, Any]] = []
 
     async def edit(self, **kwargs: Any) -> None:

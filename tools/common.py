@@ -18,10 +18,20 @@ from tools.when import WhenError, format_local, parse_when
 
 Clock = Callable[[], dt.datetime]
 T = TypeVar("T")
+MAX_ROW_ID = 2**63 - 1
+"""SQLite's largest INTEGER: no stored row has a larger id (and a larger one cannot even be queried)."""
 
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def parse_id(text: str) -> int | None:
+    """An id as the model wrote it ("12"), or None when no row can have it (not plain digits, too big)."""
+    if not (text.isascii() and text.isdigit()):  # "²".isdigit() is True, and int("²") fails
+        return None
+    number = int(text)
+    return number if number <= MAX_ROW_ID else None
 
 
 class ToolError(Exception):

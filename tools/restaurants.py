@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from bot.config import ProviderConfig
 from bot.storage.bookings import BookingStore, ReservationRecord, RestaurantRecord
 from bot.tooling import ConfirmationRequest, Tool, ToolContext, ToolResult
-from tools.common import Caller, CallMemo, Clock, ToolError, future_time, local_iso
+from tools.common import Caller, CallMemo, Clock, ToolError, future_time, local_iso, parse_id
 from tools.hours import SLOT_MINUTES, OpeningHours
 from tools.providers import JsonApi, ProviderDirectory, field, remote_datetime
 from tools.when import format_local
@@ -386,9 +386,10 @@ class BuiltinBookingProvider:
         """A restaurant by id, exact name, or a part of its name that fits only one."""
         catalog = await self._store.restaurants()
         wanted = text.strip().lstrip("#")
-        if wanted.isdigit():
+        number = parse_id(wanted)
+        if number is not None:
             for record in catalog:
-                if record.id == int(wanted):
+                if record.id == number:
                     return record
         target = _normalise(wanted)
         exact = [record for record in catalog if _normalise(record.name) == target]
@@ -469,9 +470,10 @@ def _from_record(record: ReservationRecord) -> Reservation:
 
 
 def _numeric_id(reservation_id: str) -> int:
-    if not reservation_id.isdigit():
+    number = parse_id(reservation_id)
+    if number is None:
         raise _reservation_not_found(reservation_id)
-    return int(reservation_id)
+    return number
 
 
 def _duplicate(record: RestaurantRecord, starts_at: dt.datetime, tz: ZoneInfo) -> ToolError:

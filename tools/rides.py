@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from bot.config import ProviderConfig
 from bot.storage.rides import NewRide, RideRecord, RideStore
 from bot.tooling import ConfirmationRequest, Tool, ToolContext, ToolResult
-from tools.common import Caller, CallMemo, Clock, ToolError, future_time, local_iso
+from tools.common import Caller, CallMemo, Clock, ToolError, future_time, local_iso, parse_id
 from tools.fares import CURRENCY, RideType, fare_cents, format_money, trip_for
 from tools.places import Geocoder, straight_km
 from tools.providers import JsonApi, ProviderDirectory, field, remote_datetime
@@ -269,9 +269,10 @@ def _from_record(record: RideRecord) -> Ride:
 
 
 def _numeric_id(ride_id: str) -> int:
-    if not ride_id.isdigit():
+    number = parse_id(ride_id)
+    if number is None:
         raise _ride_not_found(ride_id)
-    return int(ride_id)
+    return number
 
 
 def _ride_not_found(ride_id: str) -> ToolError:

@@ -112,12 +112,15 @@ def parse_when(text: str, *, now: dt.datetime, tz: ZoneInfo) -> dt.datetime:
         raise WhenError("The time is empty; give e.g. 2026-05-01T20:00 or 'tomorrow at 8pm'.")
     if phrase in NOW_WORDS:
         return local_now
-    if _ISO_DATETIME.match(phrase):
-        return _from_iso(phrase, tz)
-    relative = _relative(phrase)
-    if relative is not None:
-        return (now.astimezone(dt.UTC) + relative).astimezone(tz)  # elapsed, not wall-clock, time
-    return _natural(phrase, text, local_now, tz)
+    try:
+        if _ISO_DATETIME.match(phrase):
+            return _from_iso(phrase, tz)
+        relative = _relative(phrase)
+        if relative is not None:
+            return (now.astimezone(dt.UTC) + relative).astimezone(tz)  # elapsed, not wall-clock, time
+        return _natural(phrase, text, local_now, tz)
+    except OverflowError:  # e.g. 9999-12-31 23:59 in a zone behind UTC is past the year 9999 in UTC
+        raise WhenError("That date is out of range; give one within the next few months.") from None
 
 
 def resolve_local(day: dt.date, hour: int, minute: int, tz: ZoneInfo) -> dt.datetime:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import httpx2
 import openai
 
@@ -28,6 +29,8 @@ def describe_error(exc: BaseException, *, model: str) -> tuple[FailureKind, str]
         return "bad_request", f"The model server did not find what was asked: {_message(exc)}"
     if isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError | openai.ConflictError):
         return "bad_request", f"The model server refused the request: {_message(exc)}"
+    if isinstance(exc, openai.APITimeoutError) and _refused(exc):
+        return "connection", "The connection to the model broke off; please try again."
     if isinstance(exc, openai.APITimeoutError | asyncio.TimeoutError | TimeoutError):
         return "timeout", "The model took too long to answer; please try again."
     if isinstance(exc, openai.InternalServerError):
@@ -41,6 +44,17 @@ def describe_error(exc: BaseException, *, model: str) -> tuple[FailureKind, str]
     if isinstance(exc, openai.APIError):  # an error event in the middle of a stream
         return "failed", f"The model could not answer: {_message(exc)}"
     return "internal", "Something went wrong on the bot's side; the error was logged."
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether the server could not be reached at all: the SDK's aiohttp transport (`bot.services`)
+    reports a refused or unreachable server as a connect timeout; the cause says which it was."""
+    cause = exc.__cause__
+    while cause is not None:
+        if isinstance(cause, aiohttp.ClientConnectorError) and not isinstance(cause, TimeoutError):
+            return True
+        cause = cause.__cause__
+    return False
 
 
 def _code(exc: openai.APIStatusError) -> str | None:

@@ -67,7 +67,9 @@ class DiscordSink:
     def max_file_bytes(self) -> int:
         return self._max_file_bytes
 
-    async def post(self, text: str, files: Sequence[GeneratedFile] = ()) -> PostResult:
+    async def post(
+        self, text: str, files: Sequence[GeneratedFile] = (), *, nonce: str | None = None
+    ) -> PostResult:
         reference = None
         if self._reply_to is not None:
             reference = self._reply_to.to_reference(fail_if_not_exists=False)
@@ -79,10 +81,15 @@ class DiscordSink:
                 reference=reference,  # type: ignore[arg-type]
                 mention_author=False,
                 suppress_embeds=self._suppress_embeds,
+                nonce=nonce,  # type: ignore[arg-type]  # None: discord.py picks one
             )
         except (discord.DiscordException, aiohttp.ClientError, OSError) as error:
             return PostResult(None, self._failed("post", error))
         self._reply_to = None  # continuations are plain messages
+        if message.content.strip() != text.strip() or len(message.attachments) != len(files):
+            # Discord already had a message with this nonce (an earlier try it stored but answered
+            # with an error) and returned that one, as it was: bring it up to date.
+            return PostResult(message, await self.edit(message, text, files))
         return PostResult(message, WriteOutcome.OK)
 
     async def edit(

@@ -22,8 +22,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterable, Hashable, Sequence
 import secrets
+from collections.abc import AsyncIterable, Hashable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal, Protocol

@@ -46,6 +46,15 @@ class ToolCallLedger:
                 (output, time.time(), call_id),
             )
 
+    async def output(self, call_id: str) -> str | None:
+        """What a call that ran to its end returned; None if it never finished (or never started)."""
+        async with self._db.read() as connection:
+            cursor = await connection.execute(
+                "SELECT output FROM tool_calls WHERE call_id = ? AND status = 'done'", (call_id,)
+            )
+            row = await cursor.fetchone()
+        return row["output"] if row else None
+
     async def release(self, call_id: str) -> None:
         """Forget a claim whose run did not happen (e.g. cancelled before it started)."""
         async with self._db.transaction() as connection:

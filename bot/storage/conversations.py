@@ -41,9 +41,8 @@ class ConversationStore:
 
     async def get(self, key: str) -> ConversationRecord | None:
         async with self._db.read() as connection:
-            cursor = await connection.execute("SELECT * FROM conversations WHERE key = ?", (key,))
-            row = await cursor.fetchone()
-        return _record(row) if row else None
+            rows = await connection.execute_fetchall("SELECT * FROM conversations WHERE key = ?", (key,))
+        return next((_record(row) for row in rows), None)
 
     async def get_or_create(
         self, key: str, *, backend: str, guild_id: int | None, channel_id: int
@@ -51,9 +50,23 @@ class ConversationStore:
         """The channel's conversation; a new one (no model-side id yet) on its first turn.
 
         A conversation made for another backend starts a fresh generation: the two keep history in
-        different places and cannot continue each other.
+        different places and cannot continue each other. Every turn asks, and the conversation is
+        nearly always there: that case is a single read, without a transaction.
         """
+        existing = await self.get(key)
+        if existing is not None and existing.backend == backend:
+            return existing
         now = time.time()
+        if existing is None:  # a new conversation: one statement, no transaction
+            async with self._db.autocommit() as connection:
+                cursor = await connection.execute(
+                    "INSERT INTO conversations (key, backend, conversation_id, generation, guild_id,"
+                    " channel_id, created_at, last_active_at) VALUES (?, ?, NULL, 1, ?, ?, ?, ?)"
+                    " ON CONFLICT (key) DO NOTHING",
+                    (key, backend, guild_id, channel_id, now, now),
+                )
+            if cursor.rowcount == 1:
+                return ConversationRecord(key, backend, None, 1, guild_id, channel_id, now, now)
         async with self._db.transaction() as connection:
             cursor = await connection.execute("SELECT * FROM conversations WHERE key = ?", (key,))
             row = await cursor.fetchone()
@@ -78,12 +91,12 @@ class ConversationStore:
 
     async def set_conversation_id(self, key: str, generation: int, conversation_id: str) -> bool:
         """Remember the model-side id, unless the conversation was reset meanwhile."""
-        async with self._db.transaction() as connection:
+        async with self._db.autocommit() as connection:
             cursor = await connection.execute(
                 "UPDATE conversations SET conversation_id = ? WHERE key = ? AND generation = ?",
                 (conversation_id, key, generation),
             )
-            return cursor.rowcount == 1
+        return cursor.rowcount == 1
 
     async def touch(self, key: str) -> None:
         async with self._db.transaction() as connection:

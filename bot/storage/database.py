@@ -1,7 +1,10 @@
 """The one SQLite connection: opening, WAL, migrations, and transactions.
 
-All statements go through one aiosqlite connection (one writer thread). An asyncio lock makes each
-`transaction()` and each `read()` whole, so concurrent tasks never see each other's half-done work.
+All statements go through one aiosqlite connection (one writer thread, which runs them in the order
+they were sent). A `transaction()` has the connection to itself from BEGIN to COMMIT; `read()` and
+`autocommit()` never run inside another task's open transaction, but run alongside each other: each
+statement is a round trip to the database thread, and with many turns at once, making them take turns
+(one lock hand-over per use, each a pass of a busy event loop) was what held the turns up.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ class Database:
     def __init__(self, connection: aiosqlite.Connection, path: str) -> None:
         self._connection = connection
         self._lock = asyncio.Lock()
+        """Held by a transaction from start to end, and for an instant by each read to get in."""
+        self._sharing = 0
+        self._unshared = asyncio.Event()
+        self._unshared.set()
         self.path = path
 
     @classmethod
@@ -53,6 +60,7 @@ class Database:
 
     async def close(self) -> None:
         async with self._lock:
+            await self._unshared.wait()
             await self._connection.close()
 
     async def schema_version(self) -> int:
@@ -80,6 +88,7 @@ class Database:
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """One atomic unit of writes: all of it lands, or none of it does."""
         async with self._lock:
+            await self._unshared.wait()  # the reads already under way end first
             await self._connection.execute("BEGIN IMMEDIATE")
             try:
                 yield self._connection
@@ -90,9 +99,25 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[aiosqlite.Connection]:
-        """Reads, never interleaved with another task's open transaction."""
-        async with self._lock:
+        """Reads, never interleaved with another task's open transaction (other reads may interleave)."""
+        async with self._lock:  # no transaction is open once we have it; we let go at once
+            self._sharing += 1
+            self._unshared.clear()
+        try:
             yield self._connection
+        finally:
+            self._sharing -= 1
+            if not self._sharing:
+                self._unshared.set()
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write statement, atomic on its own, without BEGIN and COMMIT (two more round trips).
+
+        Like `read()`, it never runs inside another task's transaction.
+        """
+        async with self.read() as connection:
+            yield connection
 
 
 def _statements(script: str) -> list[str]:

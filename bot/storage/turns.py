@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from bot.storage.database import Database
-from bot.storage.usage import ADD_USAGE_SQL, DM_GUILD_ID, utc_day
+from bot.storage.usage import DM_GUILD_ID, utc_day
 
 TurnStatus = Literal["running", "completed", "failed", "cancelled", "interrupted"]
 
@@ -23,9 +24,36 @@ class InterruptedTurn:
     started_at: float
 
 
+FINISH_TURN_SQL = "UPDATE turns SET status = ?, finished_at = ? WHERE id = ?"
+TOUCH_CONVERSATION_SQL = (
+    "UPDATE conversations SET last_active_at = ?"
+    " WHERE key = (SELECT conversation_key FROM turns WHERE id = ?)"
+)
+# Parameters: day, input_tokens, output_tokens, turn id. The guild and user come from the turn's row.
+ADD_TURN_USAGE_SQL = (
+    "INSERT INTO usage_daily (day, guild_id, user_id, input_tokens, output_tokens, turns)"
+    f" SELECT ?, COALESCE(guild_id, {DM_GUILD_ID}), user_id, ?, ?, 1 FROM turns WHERE id = ?"
+    " ON CONFLICT (day, guild_id, user_id) DO UPDATE SET"
+    " input_tokens = input_tokens + excluded.input_tokens,"
+    " output_tokens = output_tokens + excluded.output_tokens, turns = turns + 1"
+)
+
+
+@dataclass(slots=True)
+class _Finish:
+    turn_id: int
+    status: TurnStatus
+    finished_at: float
+    input_tokens: int
+    output_tokens: int
+    written: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
 class TurnJournal:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._finishing: list[_Finish] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def start(
         self,
@@ -36,39 +64,63 @@ class TurnJournal:
         user_id: int,
         message_id: int | None,
     ) -> int:
-        async with self._db.transaction() as connection:
-            cursor = await connection.execute(
+        async with self._db.autocommit() as connection:
+            row = await connection.execute_insert(  # the insert and its row id in one round trip
                 "INSERT INTO turns (conversation_key, guild_id, channel_id, user_id, message_id, status,"
                 " started_at) VALUES (?, ?, ?, ?, ?, 'running', ?)",
                 (conversation_key, guild_id, channel_id, user_id, message_id, time.time()),
             )
-            turn_id = cursor.lastrowid
-        assert turn_id is not None
-        return turn_id
+        assert row is not None
+        return int(row[0])
 
     async def finish(
         self, turn_id: int, status: TurnStatus, *, input_tokens: int = 0, output_tokens: int = 0
     ) -> None:
-        """Close the turn, count its tokens and mark its conversation active, all in one transaction."""
-        now = time.time()
-        async with self._db.transaction() as connection:
-            cursor = await connection.execute(
-                "UPDATE turns SET status = ?, finished_at = ? WHERE id = ?"
-                " RETURNING conversation_key, guild_id, user_id",
-                (status, now, turn_id),
-            )
-            row = await cursor.fetchone()
-            await cursor.close()
-            if row is None:
-                return
-            await connection.execute(
-                "UPDATE conversations SET last_active_at = ? WHERE key = ?", (now, row["conversation_key"])
-            )
-            if input_tokens or output_tokens:
-                await connection.execute(
-                    ADD_USAGE_SQL,
-                    (utc_day(), row["guild_id"] or DM_GUILD_ID, row["user_id"], input_tokens, output_tokens),
-                )
+        """Close the turn, count its tokens and mark its conversation active, all in one transaction.
+
+        Turns that end together share that transaction (a group commit): with hundreds of replies
+        ending at once, one transaction each held the database, and every turn starting meanwhile,
+        for seconds. Returns once this turn's transaction is committed.
+        """
+        finish = _Finish(turn_id, status, time.time(), input_tokens, output_tokens)
+        self._finishing.append(finish)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_finished())
+        await finish.written
+
+    async def _write_finished(self) -> None:
+        """Write the turns that ended, a batch per transaction, until none is left."""
+        while self._finishing:
+            batch, self._finishing = self._finishing, []
+            day = utc_day()
+            try:
+                async with self._db.transaction() as connection:
+                    await connection.executemany(
+                        FINISH_TURN_SQL, [(f.status, f.finished_at, f.turn_id) for f in batch]
+                    )
+                    await connection.executemany(
+                        TOUCH_CONVERSATION_SQL, [(f.finished_at, f.turn_id) for f in batch]
+                    )
+                    counted = [f for f in batch if f.input_tokens or f.output_tokens]
+                    if counted:
+                        await connection.executemany(
+                            ADD_TURN_USAGE_SQL,
+                            [(day, f.input_tokens, f.output_tokens, f.turn_id) for f in counted],
+                        )
+            except BaseException as exc:
+                for finish in batch:
+                    if finish.written.done():
+                        continue
+                    if isinstance(exc, Exception):
+                        finish.written.set_exception(exc)
+                    else:
+                        finish.written.cancel()  # the writer itself was cancelled (shutdown)
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                for finish in batch:
+                    if not finish.written.done():
+                        finish.written.set_result(None)
 
     async def take_interrupted(self) -> list[InterruptedTurn]:
         """Turns a previous process left running: marked interrupted and returned, once."""

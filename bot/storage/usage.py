@@ -9,8 +9,8 @@ from bot.storage.database import Database
 
 DM_GUILD_ID = 0  # direct messages are accounted under guild 0
 
-# Parameters: day, guild_id, user_id, input_tokens, output_tokens. Shared with the turn journal, which
-# counts a turn's tokens in the same transaction that closes the turn.
+# Parameters: day, guild_id, user_id, input_tokens, output_tokens. (The turn journal counts a turn's
+# tokens in the transaction that closes the turn, with the same upsert: `turns.ADD_TURN_USAGE_SQL`.)
 ADD_USAGE_SQL = (
     "INSERT INTO usage_daily (day, guild_id, user_id, input_tokens, output_tokens, turns)"
     " VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (day, guild_id, user_id) DO UPDATE SET"

@@ -6,8 +6,9 @@ The Discord bot builds one of these in `setup_hook`; tests and benchmarks build 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, DefaultAioHttpClient
 
 from bot.config import AppConfig, Secrets
 from bot.engine import Backend, ConversationEngine
@@ -20,7 +21,20 @@ from bot.process_state import ProcessState
 from bot.storage import Storage
 from bot.tooling import ToolRegistry
 
+if TYPE_CHECKING:
+    import httpx2  # the SDK's HTTP library
+
 PLACEHOLDER_KEY = "not-needed"  # local servers (Ollama, llama.cpp) ignore the key but the SDK wants one
+
+
+def model_http_client() -> httpx2.AsyncClient:
+    """The SDK's own aiohttp transport (aiohttp already comes with discord.py), with its defaults.
+
+    Under the default httpx2 pool every request and every response's end walks all the pool's
+    connections (a thousand, with a thousand replies at once), and reading a stream costs about twice
+    the CPU; see bench/README.md.
+    """
+    return DefaultAioHttpClient()
 
 
 @dataclass
@@ -55,6 +69,7 @@ class Services:
             base_url=openai_base_url,  # None: the SDK's default, or OPENAI_BASE_URL
             timeout=config.openai.request_timeout_s,
             max_retries=config.openai.max_retries,
+            http_client=model_http_client(),
         )
         chat_base_url = config.chat_backend.base_url
         if chat_base_url is None:
@@ -66,6 +81,7 @@ class Services:
                 base_url=chat_base_url,
                 timeout=config.openai.request_timeout_s,
                 max_retries=config.openai.max_retries,
+                http_client=model_http_client(),
             )
         tools = ToolRegistry(storage.tool_calls, confirmation_timeout_s=config.engine.confirmation_timeout_s)
         backends: dict[str, Backend] = {

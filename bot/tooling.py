@@ -158,6 +158,9 @@ class ToolRegistry:
         self._ledger = ledger
         self._confirmation_timeout_s = confirmation_timeout_s
         self._tools: dict[str, Tool[Any]] = {}
+        self._schemas: dict[tuple[str, SchemaStyle], dict[str, Any]] = {}
+        """Each tool's schema per style, built once: pydantic takes milliseconds per tool and every
+        model call sends them all."""
 
     def add(self, tool: Tool[Any]) -> None:
         if tool.name in self._tools:
@@ -172,10 +175,15 @@ class ToolRegistry:
         return [tool for tool in self._tools.values() if tool.family in wanted]
 
     def schemas(self, families: Iterable[str], style: SchemaStyle) -> list[dict[str, Any]]:
-        tools = self.enabled(families)
-        if style == "responses":
-            return [tool.responses_schema() for tool in tools]
-        return [tool.chat_schema() for tool in tools]
+        """The enabled tools' schemas: a new list (callers may extend it) of shared, unchanging dicts."""
+        return [self._schema(tool, style) for tool in self.enabled(families)]
+
+    def _schema(self, tool: Tool[Any], style: SchemaStyle) -> dict[str, Any]:
+        schema = self._schemas.get((tool.name, style))
+        if schema is None:
+            schema = tool.responses_schema() if style == "responses" else tool.chat_schema()
+            self._schemas[(tool.name, style)] = schema
+        return schema
 
     def activity(self, name: str) -> str:
         tool = self._tools.get(name)

@@ -99,6 +99,7 @@ class ConversationEngine:
         state.pending.add(context.guild_id, turn.author_id)
         events: asyncio.Queue[TurnEvent | _ProducerEnded] = asyncio.Queue()
         producer: asyncio.Task[None] | None = None
+        ended = False
         try:
             if ticket.ahead:
                 yield Queued(ticket.ahead)
@@ -114,15 +115,18 @@ class ConversationEngine:
                     return
                 if isinstance(event, TextDelta):
                     text += event.text
+                ended = isinstance(event, TERMINAL_EVENTS)
                 yield event
-                if isinstance(event, TERMINAL_EVENTS):
+                if ended:
                     return
         finally:
-            if producer is not None and not producer.done():
+            if producer is not None and not producer.done() and not ended:
                 producer.cancel()
                 await asyncio.gather(producer, return_exceptions=True)
             state.lanes.leave(ticket)
             state.pending.remove(context.guild_id, turn.author_id)
+            if producer is not None and not producer.done():
+                await asyncio.gather(producer, return_exceptions=True)  # the journal's last write
 
     def cancel(self, key: str) -> bool:
         """Stop the reply in progress in this conversation (`/stop`); False if there is none."""
@@ -218,6 +222,7 @@ class ConversationEngine:
             )
             final = Failed(kind, reason, text)
         usage = final.usage if isinstance(final, Completed | Failed) else Usage()
+        emit(final)  # first: the reply's last writes need not wait for the journal's transaction
         await asyncio.shield(
             self._storage.turns.finish(
                 turn_id,
@@ -226,7 +231,6 @@ class ConversationEngine:
                 output_tokens=usage.output_tokens,
             )
         )
-        emit(final)
 
 
 class _ProducerEnded:

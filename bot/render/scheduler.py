@@ -17,19 +17,21 @@ Decisions, in order:
 - one write per target in flight at a time (edits never overtake each other);
 - a REFRESH starts at most once per ``edit_interval_s`` per target; FINAL and FIRST go at once;
 - REFRESH order is fair: fewest refreshes so far for the reply first, then the longest waiting;
-- global budget: at most ``global_per_s`` starts in any rolling ``global_window_s`` (a sliding log of
-  start times); REFRESH and TYPING leave ``urgent_reserve`` of it to FINAL and FIRST, plus
-  (``adaptive_reserve``) a share of the slots FINAL and FIRST took in the current window: answers
-  started together finish together, and refreshes should yield before those finals have to queue.
-  TYPING only starts while the bot is nearly idle (``typing_max_per_s``);
+- global budget: at most ``global_per_s`` writes in any rolling ``global_window_s`` as Discord counts
+  them: like a channel bucket's, a slot is taken from the write's start until ``global_window_s``
+  after its response (a request a busy event loop sent late still counts where Discord counts it,
+  so a burst can never spill into the next window). REFRESH and TYPING leave ``urgent_reserve`` of
+  it to FINAL and FIRST, plus (``adaptive_reserve``) a share of the slots FINAL and FIRST took in the
+  current window: answers started together finish together, and refreshes should yield before those
+  finals have to queue. TYPING only starts while the bot is nearly idle (``typing_max_per_s``);
 - pacing: REFRESH and TYPING starts are spaced evenly (their share of the window divided by their
   cap), so the log never fills in one burst and a final arriving under load waits at most one gap
   (about 25 ms by default) for a slot, instead of up to a whole window;
 - per-channel buckets: a sliding log per (channel, bucket) (each route has its own bucket unless
   ``shared_buckets`` merges them; ``post`` and ``edit`` are separate, as on Discord) where a write
   occupies its slot from its start until ``window_s`` after its response came back (so latency can
-  never let Discord's window see more than the limit); ``final_reserve`` slots of each bucket are kept
-  for FINAL writes;
+  never let Discord's window see more than the limit); ``final_reserve`` slots of each bucket of a
+  reply's messages (``FINAL_ROUTES``) are kept for FINAL writes;
 - learning: ``observe`` takes Discord's ``X-RateLimit-*`` headers and 429s (global or not) and pauses
   or narrows the bucket accordingly; ``rate_limit_trace_config`` feeds it from discord.py's HTTP client.
 """
@@ -82,6 +84,8 @@ EDIT_ROUTE = "edit"
 TYPING_ROUTE = "typing"
 THREAD_ROUTE = "thread"
 DELETE_ROUTE = "delete"
+FINAL_ROUTES = frozenset({POST_ROUTE, EDIT_ROUTE, DELETE_ROUTE})
+"""The routes of a reply's own messages, the only ones a FINAL write uses."""
 
 
 class WriteKind(IntEnum):
@@ -277,11 +281,19 @@ class SchedulerCore:
         self.stats = SchedulerStats()
         self._seq = itertools.count()
         self._queued: dict[Hashable, Write] = {}
+        self._lanes: dict[WriteKind, dict[Hashable, Write]] = {kind: {} for kind in WriteKind}
+        """The queued writes of each kind, in the order they became that kind: with a thousand writes
+        queued, releasing and waking look at the few that can go next, not at the whole queue."""
+        self._queued_typing: dict[Hashable, dict[Hashable, Write]] = {}
+        """The queued TYPING writes of each reply (by key), so dropping them needs no scan of the queue."""
         self._in_flight: set[Hashable] = set()
         self._last_start: dict[Hashable, float] = {}
-        self._starts: deque[tuple[float, bool]] = deque()
-        """Start time of each write in the global window, and whether it was urgent (FINAL/FIRST)."""
+        self._global_in_flight = 0
+        self._global_expiries: deque[tuple[float, bool]] = deque()
+        """When each finished write leaves the global window (response + window), in order, and
+        whether it was urgent (FINAL/FIRST); writes in flight count as well (``_global_in_flight``)."""
         self._urgent_in_window = 0
+        """Urgent writes among those in flight or in the window."""
         self._global_blocked_until = 0.0
         self._paced_at = 0.0
         """When the next REFRESH or TYPING may start (pacing)."""
@@ -303,7 +315,10 @@ class SchedulerCore:
             if write.kind < existing.kind:
                 if existing.kind > WriteKind.FIRST >= write.kind:
                     self._reply(existing.reply).urgent += 1
+                self._unindex_typing(existing)
+                del self._lanes[existing.kind][key]
                 existing.kind = write.kind
+                self._lanes[existing.kind][key] = existing
                 wake = True
             if write.not_before < existing.not_before:
                 existing.not_before = write.not_before
@@ -324,6 +339,9 @@ class SchedulerCore:
         write.enqueued_at = now
         write.seq = next(self._seq)
         self._queued[key] = write
+        self._lanes[write.kind][key] = write
+        if write.kind == WriteKind.TYPING:
+            self._queued_typing.setdefault(write.reply, {})[key] = write
         reply.writes += 1
         dropped: tuple[Write, ...] = ()
         if write.kind <= WriteKind.FIRST:
@@ -335,6 +353,8 @@ class SchedulerCore:
         """Take a queued (not started) write off the queue; returns it, if there was one."""
         write = self._queued.pop(target, None)
         if write is not None:
+            del self._lanes[write.kind][target]
+            self._unindex_typing(write)
             self._forget(write)
         return write
 
@@ -358,45 +378,62 @@ class SchedulerCore:
         self._expire(now)
         if not self._queued or now < self._global_blocked_until:
             return []
-        if len(self._starts) >= self.config.global_per_s:
-            return []
-        heap: list[tuple[int, int, float, int, Write]] = []
-        for write in self._queued.values():
-            if self._eligible(write, now):
-                heap.append(self._rank(write))
-        heapq.heapify(heap)
         released: list[Write] = []
+        for kind in WriteKind:  # in priority order; later kinds have smaller caps
+            if self._global_used() >= self._global_cap(kind):
+                break
+            if kind >= WriteKind.REFRESH and now < self._paced_at:
+                break  # only REFRESH and TYPING are left, and they are paced
+            lane = self._lanes[kind]
+            if kind == WriteKind.REFRESH:
+                self._release_refreshes(now, released)
+                continue
+            for write in tuple(lane.values()):  # FINAL, FIRST and TYPING: first come, first served
+                if self._global_used() >= self._global_cap(kind):
+                    break
+                if kind == WriteKind.TYPING and now < self._paced_at:
+                    break
+                if self._eligible(write, now):
+                    self._start(write, now)
+                    released.append(write)
+        return released
+
+    def _release_refreshes(self, now: float, released: list[Write]) -> None:
+        """Start refreshes fairly: fewest refreshes of the reply so far first, then the longest waiting."""
+        heap = [
+            self._rank(write)
+            for write in self._lanes[WriteKind.REFRESH].values()
+            if self._eligible(write, now)
+        ]
+        heapq.heapify(heap)
         while heap:
             entry = heapq.heappop(heap)
             write = entry[-1]
-            if write.kind == WriteKind.REFRESH and entry != (ranked := self._rank(write)):
+            if entry != (ranked := self._rank(write)):
                 heapq.heappush(heap, ranked)  # its reply got a refresh meanwhile: back in line
                 continue
-            if len(self._starts) >= self._global_cap(write.kind):
-                break  # kinds come in order and later kinds have smaller caps
-            if write.kind >= WriteKind.REFRESH and now < self._paced_at:
-                break  # only REFRESH and TYPING are left, and they are paced
-            if not self._bucket(write).has_room(write.kind, self.config.final_reserve, now):
+            if self._global_used() >= self._global_cap(write.kind) or now < self._paced_at:
+                break
+            if not self._bucket(write).has_room(write.kind, self._final_reserve(write), now):
                 continue
             self._start(write, now)
             released.append(write)
-        return released
 
     def done(self, write: Write, now: float, *, sent: bool = True) -> None:
         """A released write finished (``sent=False``: it sent nothing, so its budget is given back)."""
         self._in_flight.discard(write.key)
         bucket = self._bucket(write)
         bucket.in_flight = max(0, bucket.in_flight - 1)
+        urgent = write.kind <= WriteKind.FIRST
+        self._global_in_flight = max(0, self._global_in_flight - 1)
         if sent:
             bucket.expire(now)
             bucket.expiries.append(now + bucket.window_s)
+            self._global_expiries.append((now + self.config.global_window_s, urgent))
         else:
             self.stats.refunded += 1
             self.stats.started[write.kind] -= 1
-            entry = (write.started_at, write.kind <= WriteKind.FIRST)
-            if write.started_at is not None and entry in self._starts:
-                self._starts.remove(entry)  # type: ignore[arg-type]
-                self._urgent_in_window -= entry[1]
+            self._urgent_in_window -= urgent
             if now < bucket.hint_until:
                 bucket.hint_left += 1
             if write.kind >= WriteKind.REFRESH:
@@ -415,10 +452,27 @@ class SchedulerCore:
         """The earliest time a queued write could start; ``None`` if only a ``done`` or a submit can."""
         self._expire(now)
         best: float | None = None
-        for write in self._queued.values():
-            at = self._ready_at(write, now)
-            if at is not None and (best is None or at < best):
-                best = at
+        global_free: dict[WriteKind, float | None] = {}  # per kind, not per write: it scans the window
+        # No write can start before the global budget lets the most urgent kind start: once one can
+        # start then, the rest of the queue (a thousand finals waiting for the budget) need not be seen.
+        urgent_free = self._global_free_at(WriteKind.FINAL, now)
+        if urgent_free is None:
+            return None  # every write needs a global slot, and only a response can free one
+        for kind in WriteKind:
+            kind_free = global_free[kind] = self._global_free_at(kind, now)
+            if kind_free is None:
+                break  # later kinds have smaller caps: none of them can go either
+            floor = max(now, self._global_blocked_until, kind_free)
+            if kind >= WriteKind.REFRESH:
+                floor = max(floor, self._paced_at)
+            if best is not None and best <= floor:
+                break
+            for write in self._lanes[kind].values():
+                at = self._ready_at(write, now, global_free)
+                if at is not None and (best is None or at < best):
+                    best = at
+                    if best <= floor:
+                        break
         return best
 
     # -- learning ----------------------------------------------------------------------------------
@@ -469,11 +523,21 @@ class SchedulerCore:
     def _drop_typing(self, reply: Hashable | None) -> tuple[Write, ...]:
         if reply is None:
             return ()
-        dropped = [w for w in self._queued.values() if w.kind == WriteKind.TYPING and w.reply == reply]
+        dropped = tuple(self._queued_typing.pop(reply, {}).values())
         for write in dropped:
             del self._queued[write.key]
+            del self._lanes[WriteKind.TYPING][write.key]
             self._forget(write)
-        return tuple(dropped)
+        return dropped
+
+    def _unindex_typing(self, write: Write) -> None:
+        if write.kind != WriteKind.TYPING:
+            return
+        queued = self._queued_typing.get(write.reply)
+        if queued is not None:
+            queued.pop(write.key, None)
+            if not queued:
+                del self._queued_typing[write.reply]
 
     def _forget(self, write: Write) -> None:
         """One queued or in-flight write of the reply is gone."""
@@ -508,17 +572,21 @@ class SchedulerCore:
             cap = min(cap, config.typing_max_per_s)
         return max(cap, 0)
 
-    def _global_free_at(self, kind: WriteKind, now: float) -> float:
-        """When the window will let ``kind`` start, if nothing else starts meanwhile."""
-        total, urgent = len(self._starts), self._urgent_in_window
+    def _global_used(self) -> int:
+        return self._global_in_flight + len(self._global_expiries)
+
+    def _global_free_at(self, kind: WriteKind, now: float) -> float | None:
+        """When the window will let ``kind`` start, if nothing else starts meanwhile; ``None`` if only
+        responses to the writes in flight can make room."""
+        total, urgent = self._global_used(), self._urgent_in_window
         if total < self._global_cap(kind, urgent):
             return now
-        for started, was_urgent in self._starts:
+        for expiry, was_urgent in self._global_expiries:
             total -= 1
             urgent -= was_urgent
             if total < self._global_cap(kind, urgent):
-                return started + self.config.global_window_s
-        return now  # unreachable: an empty window fits any kind
+                return expiry
+        return None
 
     def _eligible(self, write: Write, now: float) -> bool:
         if now < write.not_before or write.key in self._in_flight:
@@ -531,9 +599,9 @@ class SchedulerCore:
                 return False
         bucket = self._bucket(write)
         bucket.expire(now)
-        return bucket.has_room(write.kind, self.config.final_reserve, now)
+        return bucket.has_room(write.kind, self._final_reserve(write), now)
 
-    def _ready_at(self, write: Write, now: float) -> float | None:
+    def _ready_at(self, write: Write, now: float, global_free: dict[WriteKind, float | None]) -> float | None:
         if write.key in self._in_flight:
             return None
         at = max(write.not_before, self._global_blocked_until)
@@ -545,21 +613,25 @@ class SchedulerCore:
                 at = max(at, last + self.config.edit_interval_s)
         bucket = self._bucket(write)
         bucket.expire(now)
-        bucket_at = bucket.free_at(write.kind, self.config.final_reserve, now)
+        bucket_at = bucket.free_at(write.kind, self._final_reserve(write), now)
         if bucket_at is None:
             return None
         at = max(at, bucket_at)
-        return max(at, self._global_free_at(write.kind, now))
+        if write.kind not in global_free:
+            global_free[write.kind] = self._global_free_at(write.kind, now)
+        free = global_free[write.kind]
+        return None if free is None else max(at, free)
 
     def _start(self, write: Write, now: float) -> None:
         del self._queued[write.key]
+        del self._lanes[write.kind][write.key]
+        self._unindex_typing(write)
         self._in_flight.add(write.key)
         write.started_at = now
         write._previous_start = self._last_start.get(write.key)
         self._last_start[write.key] = now
-        urgent = write.kind <= WriteKind.FIRST
-        self._starts.append((now, urgent))
-        self._urgent_in_window += urgent
+        self._global_in_flight += 1
+        self._urgent_in_window += write.kind <= WriteKind.FIRST
         bucket = self._bucket(write)
         bucket.in_flight += 1
         if now < bucket.hint_until:
@@ -572,10 +644,14 @@ class SchedulerCore:
         self.stats.started[write.kind] += 1
 
     def _expire(self, now: float) -> None:
-        window_s = self.config.global_window_s
-        starts = self._starts
-        while starts and starts[0][0] + window_s <= now:  # the same sum next_wake reports
-            self._urgent_in_window -= starts.popleft()[1]
+        expiries = self._global_expiries
+        while expiries and expiries[0][0] <= now:  # the same value next_wake reports
+            self._urgent_in_window -= expiries.popleft()[1]
+
+    def _final_reserve(self, write: Write) -> int:
+        """Slots kept for finals in the write's bucket: only where a final can go (a reply's messages);
+        kept in the thread-opening bucket, where nothing is FINAL, they would only slow threads down."""
+        return self.config.final_reserve if write.route in FINAL_ROUTES else 0
 
     def _bucket(self, write: Write) -> _Bucket:
         return self._bucket_for(write.channel, write.route)

@@ -648,12 +648,16 @@ class InteractionRecord:
 
 @dataclass(frozen=True)
 class DispatchRecord:
-    """A gateway dispatch; ``live`` False means it waited in the session for a RESUME."""
+    """A gateway dispatch; ``live`` False means it waited in the session for a RESUME.
+
+    ``at`` is the loop's clock once the frame was handed to the websocket (benchmarks time from it).
+    """
 
     seq: int
     event: str
     data: Json
     live: bool
+    at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -1739,7 +1743,8 @@ class FakeDiscord:
         session.log.append(payload)
         connection = session.connection
         live = connection is not None and await connection.send(payload)
-        self.dispatched.append(DispatchRecord(session.seq, event, data, live))
+        at = asyncio.get_running_loop().time()
+        self.dispatched.append(DispatchRecord(session.seq, event, data, live, at))
 
     async def _dispatch(
         self,

@@ -139,8 +139,10 @@ class Reply:
     (several = parallel calls). `status`: failed/incomplete/cancelled end the response that way
     (Chat maps incomplete to finish_reason length/content_filter and failed/cancelled to an error).
     `usage`: (input, output) tokens, or None for an estimate. `delay_s`: before the headers;
-    `delta_delay_s`: between stream events. `cut_after`: abort the connection after that many
-    stream events. `malformed`: an invalid JSON body, or a garbage SSE data line after two events.
+    `delta_delay_s`: between stream events, or (`pace="deltas"`) before each text delta only, so
+    `deltas=40, delta_delay_s=0.1, pace="deltas"` is 40 deltas over 4 s and the stream ends with the
+    last one. `cut_after`: abort the connection after that many stream events. `malformed`: an
+    invalid JSON body, or a garbage SSE data line after two events.
     `annotations`: extra raw annotation dicts for the output text.
     """
 
@@ -156,6 +158,7 @@ class Reply:
     usage: tuple[int, int] | None = None
     delay_s: float = 0.0
     delta_delay_s: float = 0.0
+    pace: Literal["events", "deltas"] = "events"
     cut_after: int | None = None
     malformed: bool = False
     hosted: list[HostedCall] = field(default_factory=list)
@@ -271,7 +274,8 @@ class RecordedRequest:
     """One request as the server saw it (`time` is time.monotonic()).
 
     `status` is the HTTP status once the answer is complete; it stays None while the request is in
-    progress and when the connection was dropped or the stream cut.
+    progress and when the connection was dropped or the stream cut. `finished_at` (time.monotonic())
+    is when the handler was done: for a stream, just after its last byte was written.
     """
 
     method: str
@@ -281,6 +285,7 @@ class RecordedRequest:
     headers: dict[str, str]
     time: float
     status: int | None = None
+    finished_at: float | None = None
 
 
 @dataclass
@@ -902,6 +907,7 @@ class FakeOpenAI:
             transport = request.transport
             aborted = transport is None or transport.is_closing()
             record.status = None if response is None or aborted else response.status
+            record.finished_at = time.monotonic()
             await self._notify()
 
     async def _route(self, request: web.Request, body: Any, bad_json: bool) -> web.StreamResponse:
@@ -1763,7 +1769,7 @@ class _SseWriter:
 
     async def send(self, event: str | None, data: Json) -> bool:
         """Send one event; False once the stream is over (cut on purpose or the client went away)."""
-        if self.sent and self.reply.delta_delay_s:
+        if self.reply.delta_delay_s and self._paced(event, data):
             await asyncio.sleep(self.reply.delta_delay_s)
         frame = (
             f"event: {event}\ndata: {_dumps(data)}\n\n" if self.named_events else f"data: {_dumps(data)}\n\n"
@@ -1782,6 +1788,14 @@ class _SseWriter:
                 self.request.transport.abort()
             return False
         return True
+
+    def _paced(self, event: str | None, data: Json) -> bool:
+        """Whether the delay goes before this event: every one but the first, or text deltas only."""
+        if self.reply.pace == "events":
+            return self.sent > 0
+        if event is not None:
+            return event.endswith((".output_text.delta", ".refusal.delta"))
+        return any((choice.get("delta") or {}).get("content") for choice in data.get("choices") or [])
 
     async def send_raw(self, frame: bytes) -> bool:
         try:

@@ -1,0 +1,478 @@
+"""What the chat benchmarks share: the stand-ins in this process, the real bot in a child process.
+
+The driver (this process) runs the stand-in Discord and OpenAI servers and plays the users; the bot
+runs in `bench.bot_process`, so on a 2-core machine the stand-ins' own work (SSE framing, JSON, their
+event loop) does not share the bot's core and the bot's RSS is its own. Every time is taken on the
+stand-ins' side with one clock (time.monotonic(), which is also the loop's clock): a MESSAGE_CREATE
+leaving the gateway, a request reaching the model, the model's last byte, a write reaching Discord.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bot.storage import Storage
+from tests.fakes.discord_server import FakeChannel, FakeDiscord, FakeGuild, FakeUser, RestCall
+from tests.fakes.openai_server import FakeConversation, FakeOpenAI, RecordedRequest, Reply
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BOT_COMMAND = ("-m", "bench.bot_process")
+"""How the bot process is started (after the interpreter; the spec file comes last)."""
+BOT_READY_TIMEOUT_S = 60.0
+RSS_SAMPLE_EVERY_S = 0.02
+MARKER = re.compile(r"\[c(\d+)\]")
+WRITE_KINDS = frozenset({"message_create", "message_edit", "message_delete"})
+WORDS = (
+    "the", "answer", "streams", "in", "small", "pieces", "while", "the", "model", "thinks", "about",
+    "what", "comes", "next", "and", "every", "piece", "lands", "in", "the", "message", "soon",
+)  # fmt: skip
+
+
+# -- small statistics -------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default); NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def peak_rate(times: Iterable[float], window_s: float = 1.0) -> int:
+    """The most events in any window of ``window_s`` (a rolling count)."""
+    ordered = sorted(times)
+    best = 0
+    start = 0
+    for end, at in enumerate(ordered):
+        while ordered[start] <= at - window_s:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def load_average() -> str:
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+# -- the conversations of a scenario ---------------------------------------------------------------
+
+
+def answer_text(index: int, words: int) -> str:
+    """The model's exact answer to conversation ``index``: unique, so a misrouted reply shows."""
+    body = " ".join(WORDS[(index + i) % len(WORDS)] for i in range(words))
+    return f"Answer {index}: {body}."
+
+
+@dataclass
+class Conversation:
+    index: int
+    user: FakeUser
+    channel: FakeChannel
+    """Where the user writes (a thread, or the shared channel whose mention opens a thread)."""
+    reply_channel_id: int | None = None
+    """Where the reply lands: the thread, or the one the mention opens (known once it is sent)."""
+    sent_at: float = 0.0
+    """When the MESSAGE_CREATE left the stand-in's gateway."""
+
+    @property
+    def marker(self) -> str:
+        return f"[c{self.index}]"
+
+
+@dataclass
+class ModelScript:
+    """The stand-in model's behaviour, changeable between phases (warm-up, measured burst)."""
+
+    words: int = 40
+    deltas: int = 40
+    delta_delay_s: float = 0.1
+    delay_s: float = 0.0
+
+    def responder(self, body: dict[str, Any]) -> Reply:
+        index = conversation_of(body)
+        return Reply(
+            answer_text(index, self.words),
+            deltas=self.deltas,
+            delta_delay_s=self.delta_delay_s,
+            pace="deltas",
+            delay_s=self.delay_s,
+        )
+
+
+def conversation_of(body: dict[str, Any]) -> int:
+    """The conversation a model request belongs to, from the marker in the user's text."""
+    match = MARKER.search(json.dumps(body.get("input") or body.get("messages")))
+    if match is None:
+        raise ValueError("a model request without a conversation marker")
+    return int(match.group(1))
+
+
+@dataclass
+class World:
+    server: FakeDiscord
+    guild: FakeGuild
+    conversations: list[Conversation]
+
+
+def threads_world(server: FakeDiscord, count: int) -> World:
+    """``count`` people, each in a thread the bot owns (opened by an earlier mention)."""
+    guild = server.add_guild("Bench")
+    parent = server.add_text_channel(guild.id, "general")
+    conversations = []
+    for index in range(count):
+        user = server.add_user(f"user{index}", guilds=[guild.id])
+        thread = server.add_thread(parent.id, f"Chat {index}", owner=server.bot_user)
+        conversations.append(Conversation(index, user, thread, thread.id))
+    return World(server, guild, conversations)
+
+
+def shared_channels_world(server: FakeDiscord, channels: int, per_channel: int) -> World:
+    """``channels`` text channels with ``per_channel`` people each, who mention the bot there."""
+    guild = server.add_guild("Bench")
+    conversations: list[Conversation] = []
+    for number in range(channels):
+        channel = server.add_text_channel(guild.id, f"shared-{number}")
+        for _ in range(per_channel):
+            index = len(conversations)
+            user = server.add_user(f"user{index}", guilds=[guild.id])
+            conversations.append(Conversation(index, user, channel))
+    return World(server, guild, conversations)
+
+
+async def send_all(world: World, conversations: Sequence[Conversation], text: str) -> float:
+    """Each conversation's user sends its message, back to back; returns when the first left."""
+    server = world.server
+    first = math.inf
+    for conversation in conversations:
+        mention = conversation.reply_channel_id is None
+        payload = await server.user_message(
+            conversation.channel.id,
+            conversation.user,
+            f"{text} {conversation.marker}",
+            mentions_bot=mention,
+        )
+        conversation.sent_at = next(
+            d.at
+            for d in reversed(server.dispatched)
+            if d.event == "MESSAGE_CREATE" and d.data.get("id") == payload["id"]
+        )
+        first = min(first, conversation.sent_at)
+        if mention:
+            conversation.reply_channel_id = int(payload["id"])  # the thread it opens has the message's id
+    return first
+
+
+def bot_text(server: FakeDiscord, channel_id: int) -> str:
+    messages = server.messages_in(channel_id, include_ephemeral=False)
+    return "\n".join(m.content for m in messages if m.author_id == server.bot_user.id)
+
+
+async def wait_for_replies(
+    server: FakeDiscord,
+    expected: dict[int, str],
+    timeout_s: float,
+) -> None:
+    """Until each channel in ``expected`` holds exactly its text from the bot (checked on each write).
+
+    Only the channels a new write went to are looked at again: the check runs on every change of
+    the stand-in's state, and must stay cheap in the stand-ins' process with a thousand replies.
+    """
+    pending = dict(expected)
+    seen_calls: int | None = None  # None: look at every channel once
+
+    def done() -> bool:
+        nonlocal seen_calls
+        calls = server.calls
+        touched: set[int] = set(pending)
+        if seen_calls is not None:
+            touched &= {c.channel_id for c in calls[seen_calls:] if c.kind in WRITE_KINDS and c.channel_id}
+        seen_calls = len(calls)
+        for channel_id in touched:
+            if bot_text(server, channel_id) == pending[channel_id]:
+                del pending[channel_id]
+        return not pending
+
+    try:
+        await server.wait_for(done, timeout=timeout_s)
+    except TimeoutError:
+        sample = list(pending.items())[:3]
+        shown = [(cid, bot_text(server, cid)[:80], want[:80]) for cid, want in sample]
+        raise TimeoutError(f"{len(pending)} replies not complete after {timeout_s} s: {shown}") from None
+
+
+# -- the bot process ------------------------------------------------------------------------------
+
+
+@dataclass
+class BotStats:
+    peak_rss_bytes: int
+    max_rss_bytes: int
+    cpu_s: float
+    turn_ends: list[tuple[str, float]]
+    """(conversation key, when the turn's terminal event left the engine), in order."""
+    writes_started: dict[str, int]
+    errors_logged: int
+    log_tail: str
+
+
+class BotProcess:
+    """The bot in its own process (see `bench.bot_process`), with its RSS sampled while it runs."""
+
+    def __init__(self, spec: dict[str, Any], directory: Path) -> None:
+        self._spec_path = directory / "spec.json"
+        self._spec_path.write_text(json.dumps(spec))
+        self._log_path = directory / "bot.log"
+        self._process: asyncio.subprocess.Process | None = None
+        self._sampler: asyncio.Task[None] | None = None
+        self.peak_rss_bytes = 0
+
+    async def start(self) -> None:
+        with self._log_path.open("wb") as log:
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                *BOT_COMMAND,
+                str(self._spec_path),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log,
+                cwd=PROJECT_ROOT,
+            )
+        assert self._process.stdout is not None
+        try:
+            line = await asyncio.wait_for(self._process.stdout.readline(), BOT_READY_TIMEOUT_S)
+        except TimeoutError:
+            line = b""
+        if line.strip() != b"READY":
+            await self.kill()
+            raise RuntimeError(f"the bot did not start: {line!r}\n{self._log_tail()}")
+        self._sampler = asyncio.create_task(self._sample_rss(self._process.pid))
+
+    async def stop(self) -> BotStats:
+        process = self._process
+        assert process is not None and process.stdin is not None and process.stdout is not None
+        if self._sampler is not None:
+            self._sampler.cancel()
+            await asyncio.gather(self._sampler, return_exceptions=True)
+        process.stdin.write(b"STOP\n")
+        await process.stdin.drain()
+        process.stdin.close()
+        stats: dict[str, Any] = {}
+        async with asyncio.timeout(30):
+            while line := await process.stdout.readline():
+                if line.startswith(b"STATS "):
+                    stats = json.loads(line[6:])
+            await process.wait()
+        if not stats:
+            raise RuntimeError(f"the bot ended without its figures\n{self._log_tail()}")
+        return BotStats(
+            peak_rss_bytes=self.peak_rss_bytes,
+            max_rss_bytes=int(stats["max_rss_bytes"]),
+            cpu_s=float(stats["cpu_s"]),
+            turn_ends=[(key, at) for key, at in stats["turn_ends"]],
+            writes_started=dict(stats["writes_started"]),
+            errors_logged=int(stats["errors_logged"]),
+            log_tail=self._log_tail(),
+        )
+
+    async def kill(self) -> None:
+        if self._process is not None and self._process.returncode is None:
+            self._process.kill()
+            await self._process.wait()
+
+    async def _sample_rss(self, pid: int) -> None:
+        process = psutil.Process(pid)
+        with contextlib.suppress(psutil.Error):
+            while True:
+                self.peak_rss_bytes = max(self.peak_rss_bytes, process.memory_info().rss)
+                await asyncio.sleep(RSS_SAMPLE_EVERY_S)
+
+    def _log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self._log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class Stage:
+    """A running scenario: the stand-ins, the world, the bot, and a scratch directory."""
+
+    server: FakeDiscord
+    openai: FakeOpenAI
+    world: World
+    script: ModelScript
+    bot: BotProcess
+
+
+async def seed_conversations(database: Path, world: World, openai: FakeOpenAI) -> None:
+    """Give every thread of the world a conversation, as its earlier turns would have left it: a row in
+    the bot's database (through its own storage) and the model-side conversation it names."""
+    storage = await Storage.open(database)
+    try:
+        for conversation in world.conversations:
+            assert conversation.reply_channel_id is not None
+            key = f"channel:{conversation.reply_channel_id}"
+            model_side = FakeConversation(
+                id=f"conv_bench{conversation.index}", created_at=int(time.time()), metadata={}
+            )
+            openai.conversations[model_side.id] = model_side
+            record = await storage.conversations.get_or_create(
+                key, backend="responses", guild_id=world.guild.id, channel_id=conversation.reply_channel_id
+            )
+            await storage.conversations.set_conversation_id(key, record.generation, model_side.id)
+    finally:
+        await storage.close()
+
+
+@contextlib.asynccontextmanager
+async def stage(
+    build: Callable[[FakeDiscord], World],
+    *,
+    global_limit: int | None = 50,
+    config: dict[str, Any] | None = None,
+    profile: Path | None = None,
+    seed: bool = False,
+) -> AsyncIterator[Stage]:
+    """Start the stand-ins, build the world, start the bot against them; stop everything after.
+
+    ``seed``: the threads' conversations exist before the bot starts (see ``seed_conversations``).
+    """
+    script = ModelScript()
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
+        directory = Path(scratch)
+        async with FakeDiscord(global_limit=global_limit) as server, FakeOpenAI() as openai:
+            openai.responses.default = script.responder
+            world = build(server)
+            sections: dict[str, Any] = {
+                "storage": {"database": str(directory / "bot.db")},
+                "discord": {"sync_commands": False},
+                "openai": {"max_retries": 0},
+            }
+            for name, values in (config or {}).items():
+                sections[name] = {**sections.get(name, {}), **values}
+            if seed:
+                await seed_conversations(directory / "bot.db", world, openai)
+            spec = {
+                "config": sections,
+                "token": server.token,
+                "discord_base_url": server.base_url,
+                "openai_base_url": openai.base_url,
+                "profile": str(profile) if profile else None,
+            }
+            bot = BotProcess(spec, directory)
+            await bot.start()
+            try:
+                yield Stage(server, openai, world, script, bot)
+            finally:
+                await bot.kill()
+
+
+# -- reading what happened ----------------------------------------------------------------------
+
+
+@dataclass
+class ReplyRecord:
+    """One reply's writes as the stand-in Discord saw them."""
+
+    conversation: Conversation
+    first_text_at: float | None = None
+    final_at: float | None = None
+    edits_per_message: dict[str, int] = field(default_factory=dict)
+    write_times: list[float] = field(default_factory=list)
+    model_request_at: float | None = None
+    last_byte_at: float | None = None
+    engine_done_at: float | None = None
+    """When the bot's engine had the whole answer (its terminal event), on the same clock."""
+
+
+def replies(
+    stage_: Stage, conversations: Sequence[Conversation], since: float, stats: BotStats | None = None
+) -> list[ReplyRecord]:
+    """Each conversation's writes after ``since``, its model request and the model's last byte."""
+    engine_done = {key: at for key, at in (stats.turn_ends if stats else []) if at >= since}
+    by_channel: dict[int, list[RestCall]] = defaultdict(list)
+    for call in stage_.server.calls:
+        if call.at >= since and call.channel_id is not None and call.kind in WRITE_KINDS:
+            by_channel[call.channel_id].append(call)
+    model_requests: dict[int, RecordedRequest] = {}
+    for recorded in stage_.openai.requests_to("/v1/responses", "POST"):
+        if recorded.time >= since:
+            model_requests[conversation_of(recorded.json)] = recorded
+    records = []
+    for conversation in conversations:
+        record = ReplyRecord(conversation)
+        assert conversation.reply_channel_id is not None
+        for call in by_channel.get(conversation.reply_channel_id, []):
+            if not 200 <= call.status < 300:
+                continue
+            record.write_times.append(call.at)
+            content = (call.json or {}).get("content") or ""
+            if call.kind == "message_create" and record.first_text_at is None and content.strip():
+                record.first_text_at = call.at
+            if call.kind == "message_edit":
+                record.edits_per_message[call.path] = record.edits_per_message.get(call.path, 0) + 1
+        record.final_at = max(record.write_times, default=None)
+        if (request := model_requests.get(conversation.index)) is not None:
+            record.model_request_at = request.time
+            record.last_byte_at = request.finished_at
+        record.engine_done_at = engine_done.get(f"channel:{conversation.reply_channel_id}")
+        records.append(record)
+    return records
+
+
+def refresh_fairness(records: Sequence[ReplyRecord]) -> int:
+    """How often a reply got its (k+1)-th refresh while another streaming reply had fewer than k.
+
+    A reply is streaming from its first post until its final write; its writes in between are
+    refreshes. 0 means refreshes went round-robin: nobody's second before everybody's first.
+    """
+    spans = []
+    for record in records:
+        if record.first_text_at is None or record.final_at is None:
+            continue
+        refreshes = sorted(t for t in record.write_times if record.first_text_at < t < record.final_at)
+        spans.append((record.first_text_at, record.final_at, refreshes))
+    violations = 0
+    for _, _, refreshes in spans:
+        for k, at in enumerate(refreshes):  # this is refresh number k + 1
+            for first, final, others in spans:
+                if first < at < final and bisect.bisect_left(others, at) < k:
+                    violations += 1
+                    break
+    return violations
+
+
+def rest_calls_between(server: FakeDiscord, start: float, end: float) -> list[RestCall]:
+    return [c for c in server.calls if start <= c.at <= end]
+
+
+def rate_limit_counts(server: FakeDiscord, since: float) -> tuple[int, int]:
+    """(global 429s, per-channel/route 429s) the stand-in answered after ``since``."""
+    hits = [h for h in server.rate_limit_hits if h.at >= since]
+    global_hits = sum(h.scope == "global" for h in hits)
+    return global_hits, len(hits) - global_hits
+
+
+def now() -> float:
+    return time.monotonic()

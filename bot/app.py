@@ -17,8 +17,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.config import AppConfig, Secrets
+from bot.confirmation import AnswerButton
 from bot.discord_endpoint import use_gateway_of, use_rest_base
 from bot.errors import UserFacingError
+from bot.process_state import OpenQuestions
 from bot.render import SchedulerConfig, StreamConfig, WriteScheduler, rate_limit_trace_config
 from bot.services import Services
 from tools import register_builtin_tools
@@ -85,6 +87,11 @@ class AssistantBot(commands.Bot):
         self._openai_base_url = openai_base_url
         self.tree.error(self.on_app_command_error)
 
+    @property
+    def questions(self) -> OpenQuestions:
+        """The confirmations waiting for a click (`AnswerButton` finds its question here)."""
+        return self.services.state.questions
+
     async def setup_hook(self) -> None:
         await use_gateway_of(self.http, self.secrets.discord_api_base_url)
         self.services = await Services.start(self.config, self.secrets, openai_base_url=self._openai_base_url)
@@ -94,6 +101,8 @@ class AssistantBot(commands.Bot):
             config=self.config,
             knowledge=self.services.knowledge,
         )
+        # Every confirmation click is answered, also on questions asked before a restart.
+        self.add_dynamic_items(AnswerButton)
         for extension in self._extensions:
             await self.load_extension(extension)
         if self.config.discord.sync_commands:

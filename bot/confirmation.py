@@ -1,9 +1,14 @@
 """Asking the user before a tool books or orders anything: an embed with Confirm / Cancel buttons.
 
 `DiscordConfirmer` is the engine's `Confirmer` on Discord. Only the person the tool acts for can
-answer (anyone else is told so privately); the first press decides, and at once disables the
-buttons and stops the view, so a double click cannot answer twice. No answer within the timeout
-counts as declined (TIMED_OUT). The message is then edited to show the outcome.
+answer (anyone else is told so privately); the first press decides and disables the buttons, so a
+double click cannot answer twice. No answer within the timeout counts as declined (TIMED_OUT). The
+message is then edited to show the outcome.
+
+The buttons are `AnswerButton`s, registered once at start-up rather than tied to a live view: each
+carries its question's token, so every click is answered, also a click that arrives before the bot
+knows the question's message id, and a click on a question left on screen when the bot restarted
+(which closes it: "nothing was done").
 
 The confirmer posts through a callable it is given, so the chat extension can route the message
 through the bot's write scheduler; `post_to(channel)` is the plain version.
@@ -14,10 +19,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import re
 from collections.abc import Awaitable, Callable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import discord
 
+from bot.process_state import OpenQuestion, OpenQuestions
 from bot.tooling import ConfirmationOutcome, ConfirmationRequest
 
 log = logging.getLogger(__name__)
@@ -25,8 +33,10 @@ log = logging.getLogger(__name__)
 Post = Callable[[discord.Embed, discord.ui.View], Awaitable[discord.Message]]
 Clock = Callable[[], dt.datetime]
 
-CONFIRM_ID = "assistant:confirm"
-CANCEL_ID = "assistant:cancel"
+Answer = Literal["confirm", "cancel"]
+ANSWER_ID = re.compile(r"assistant:(?P<answer>confirm|cancel):(?P<user>[0-9]{1,20}):(?P<token>[0-9a-f]{32})")
+"""A button's custom_id: the answer, who may give it, and the question's token (at most 81 of
+Discord's 100 characters)."""
 MAX_FIELD_CHARS = 1024  # Discord's limit for an embed field value
 MAX_TITLE_CHARS = 256
 INLINE_FIELD_CHARS = 40
@@ -41,6 +51,11 @@ _OUTCOME_TEXT: dict[ConfirmationOutcome, tuple[str, str, discord.Colour]] = {
     ),
 }
 _STOPPED_TEXT = ("Stopped", "The request was stopped; nothing was done.", discord.Colour.greyple())
+_CLOSED_TEXT = (
+    "Expired",
+    "This question is no longer open (the bot restarted since it was asked); nothing was done."
+    " Ask again if you still want it.",
+)
 
 
 def _utc_now() -> dt.datetime:
@@ -80,93 +95,145 @@ def outcome_embed(
     return _with_fields(embed, request)
 
 
-class ConfirmationView(discord.ui.View):
-    """The two buttons; `outcome` is set once, by the first answer (a press or the timeout)."""
+def closed_embed(shown: discord.Embed | None) -> discord.Embed:
+    """A question this process never asked (from before a restart), marked closed with its facts."""
+    label, description = _CLOSED_TEXT
+    title = shown.title if shown is not None and shown.title else "Confirmation"
+    embed = discord.Embed(
+        title=f"{label}: {title}"[:MAX_TITLE_CHARS], description=description, colour=discord.Colour.greyple()
+    )
+    for field in shown.fields if shown is not None else ():
+        embed.add_field(name=field.name or "—", value=field.value or "—", inline=bool(field.inline))
+    return embed
 
-    def __init__(self, request: ConfirmationRequest) -> None:
-        super().__init__(timeout=None)  # the confirmer owns the timeout
-        self.request = request
-        self.outcome: ConfirmationOutcome | None = None
-        self.decided = asyncio.Event()
 
-    def settle(self, outcome: ConfirmationOutcome) -> bool:
-        """Record `outcome` unless something was recorded first; True if this call decided."""
-        if self.outcome is not None:
-            return False
-        self.outcome = outcome
-        self.decided.set()
-        for item in self.children:
-            if isinstance(item, discord.ui.Button):
-                item.disabled = True
-        self.stop()
-        return True
+def answer_id(answer: Answer, user_id: int, token: str) -> str:
+    return f"assistant:{answer}:{user_id}:{token}"
+
+
+@runtime_checkable
+class AsksQuestions(Protocol):
+    """A client that keeps its open questions (the bot: `ProcessState.questions`)."""
+
+    @property
+    def questions(self) -> OpenQuestions: ...
+
+
+class AnswerButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=ANSWER_ID):
+    """Confirm or Cancel under a question; `AssistantBot` registers the class with `add_dynamic_items`."""
+
+    def __init__(self, answer: Answer, user_id: int, token: str, *, disabled: bool = False) -> None:
+        confirm = answer == "confirm"
+        super().__init__(
+            discord.ui.Button(
+                label="Confirm" if confirm else "Cancel",
+                style=discord.ButtonStyle.success if confirm else discord.ButtonStyle.secondary,
+                custom_id=answer_id(answer, user_id, token),
+                disabled=disabled,
+            )
+        )
+        self.answer: Answer = answer
+        self.user_id = user_id
+        self.token = token
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> AnswerButton:
+        answer: Answer = "confirm" if match["answer"] == "confirm" else "cancel"
+        return cls(answer, int(match["user"]), match["token"])
 
     async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
-        if interaction.user.id == self.request.user_id:
+        if interaction.user.id == self.user_id:
             return True
         await interaction.response.send_message(
-            f"Only <@{self.request.user_id}> can answer this.",
+            f"Only <@{self.user_id}> can answer this.",
             ephemeral=True,
             allowed_mentions=discord.AllowedMentions.none(),
         )
         return False
 
-    @discord.ui.button(label="Confirm", style=discord.ButtonStyle.success, custom_id=CONFIRM_ID)
-    async def confirm_button(
-        self, interaction: discord.Interaction, button: discord.ui.Button[ConfirmationView]
-    ) -> None:
-        await self._answer(interaction, ConfirmationOutcome.APPROVED)
-
-    @discord.ui.button(label="Cancel", style=discord.ButtonStyle.secondary, custom_id=CANCEL_ID)
-    async def cancel_button(
-        self, interaction: discord.Interaction, button: discord.ui.Button[ConfirmationView]
-    ) -> None:
-        await self._answer(interaction, ConfirmationOutcome.DECLINED)
-
-    async def _answer(self, interaction: discord.Interaction, outcome: ConfirmationOutcome) -> None:
-        if not self.settle(outcome):
+    async def callback(self, interaction: discord.Interaction) -> None:
+        client = interaction.client
+        question = client.questions.get(self.token) if isinstance(client, AsksQuestions) else None
+        if question is None:
+            await self._close_unknown(interaction)
+            return
+        outcome = ConfirmationOutcome.APPROVED if self.answer == "confirm" else ConfirmationOutcome.DECLINED
+        if not question.settle(outcome):
             await interaction.response.send_message(
                 "This was already answered.", ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
             )
             return
         try:
-            await interaction.response.edit_message(embed=outcome_embed(self.request, outcome), view=self)
+            await interaction.response.edit_message(
+                embed=outcome_embed(question.request, outcome), view=answer_view(question, disabled=True)
+            )
         except discord.HTTPException:
-            log.warning("Could not show the answer to confirmation %s", self.request.call_id, exc_info=True)
+            log.warning(
+                "Could not show the answer to confirmation %s", question.request.call_id, exc_info=True
+            )
+
+    async def _close_unknown(self, interaction: discord.Interaction) -> None:
+        message = interaction.message
+        shown = message.embeds[0] if message is not None and message.embeds else None
+        log.info("Closing confirmation %s: not asked by this process", self.token)
+        view = discord.ui.View(timeout=None)
+        for answer in ("confirm", "cancel"):
+            view.add_item(AnswerButton(answer, self.user_id, self.token, disabled=True))
+        try:
+            await interaction.response.edit_message(embed=closed_embed(shown), view=view)
+        except discord.HTTPException:
+            log.warning("Could not close confirmation %s", self.token, exc_info=True)
+
+
+def answer_view(question: OpenQuestion, *, disabled: bool = False) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)  # the confirmer owns the timeout; clicks reach AnswerButton
+    for answer in ("confirm", "cancel"):
+        view.add_item(AnswerButton(answer, question.request.user_id, question.token, disabled=disabled))
+    return view
 
 
 class DiscordConfirmer:
     """Implements `bot.tooling.Confirmer` with a message in the conversation's channel."""
 
-    def __init__(self, post: Post, *, clock: Clock = _utc_now) -> None:
+    def __init__(self, post: Post, questions: OpenQuestions, *, clock: Clock = _utc_now) -> None:
         self._post = post
+        self._questions = questions
         self._clock = clock
 
     async def confirm(self, request: ConfirmationRequest, *, timeout_s: float) -> ConfirmationOutcome:
-        view = ConfirmationView(request)
-        expires_at = self._clock() + dt.timedelta(seconds=timeout_s)
-        message = await self._post(confirmation_embed(request, expires_at=expires_at), view)
+        question = self._questions.ask(request)
         try:
-            await asyncio.wait_for(view.decided.wait(), timeout=timeout_s)
+            return await self._ask(question, timeout_s)
+        finally:
+            self._questions.close(question)
+
+    async def _ask(self, question: OpenQuestion, timeout_s: float) -> ConfirmationOutcome:
+        request = question.request
+        expires_at = self._clock() + dt.timedelta(seconds=timeout_s)
+        message = await self._post(confirmation_embed(request, expires_at=expires_at), answer_view(question))
+        try:
+            await asyncio.wait_for(question.decided.wait(), timeout=timeout_s)
         except TimeoutError:
-            if view.settle(ConfirmationOutcome.TIMED_OUT):
-                await self._close(message, outcome_embed(request, ConfirmationOutcome.TIMED_OUT), view)
+            if question.settle(ConfirmationOutcome.TIMED_OUT):
+                await self._close(message, outcome_embed(request, ConfirmationOutcome.TIMED_OUT), question)
         except asyncio.CancelledError:  # the turn was stopped (or the bot is shutting down)
-            if view.settle(ConfirmationOutcome.DECLINED):
+            if question.settle(ConfirmationOutcome.DECLINED):
                 stopped = outcome_embed(request, ConfirmationOutcome.DECLINED, stopped=True)
                 try:
-                    await self._close(message, stopped, view)
+                    await self._close(message, stopped, question)
                 except Exception:  # best effort: the cancellation must go on whatever happens here
                     log.debug("Could not mark confirmation %s as stopped", request.call_id, exc_info=True)
             raise
-        assert view.outcome is not None
-        return view.outcome
+        assert question.outcome is not None
+        return question.outcome
 
-    async def _close(self, message: discord.Message, embed: discord.Embed, view: ConfirmationView) -> None:
+    async def _close(self, message: discord.Message, embed: discord.Embed, question: OpenQuestion) -> None:
         try:
-            await message.edit(embed=embed, view=view)
+            await message.edit(embed=embed, view=answer_view(question, disabled=True))
         except discord.HTTPException:
-            log.warning("Could not close confirmation %s", view.request.call_id, exc_info=True)
+            log.warning("Could not close confirmation %s", question.request.call_id, exc_info=True)
 
 
 def post_to(channel: discord.abc.Messageable) -> Post:

@@ -8,6 +8,7 @@ write-through copies of what the database holds.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -15,6 +16,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 
 from bot.config import GuildSettings
+from bot.tooling import ConfirmationOutcome, ConfirmationRequest
 from bot.vector_index import VectorIndex
 
 
@@ -237,6 +239,49 @@ class KnowledgeIndexes:
         return self._locks.setdefault(key, asyncio.Lock())
 
 
+@dataclass(eq=False)
+class OpenQuestion:
+    """A confirmation this process is waiting on; `outcome` is set once, by the first answer."""
+
+    token: str
+    request: ConfirmationRequest
+    outcome: ConfirmationOutcome | None = None
+    decided: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def settle(self, outcome: ConfirmationOutcome) -> bool:
+        """Record `outcome` unless something was recorded first; True if this call decided."""
+        if self.outcome is not None:
+            return False
+        self.outcome = outcome
+        self.decided.set()
+        return True
+
+
+class OpenQuestions:
+    """The confirmations waiting for an answer, by a random token that the question's buttons carry.
+
+    The token is random rather than a counter so that a button left on screen by an earlier run of the
+    bot can never answer a question asked by this one.
+    """
+
+    def __init__(self) -> None:
+        self._open: dict[str, OpenQuestion] = {}
+
+    def ask(self, request: ConfirmationRequest) -> OpenQuestion:
+        question = OpenQuestion(secrets.token_hex(16), request)
+        self._open[question.token] = question
+        return question
+
+    def get(self, token: str) -> OpenQuestion | None:
+        return self._open.get(token)
+
+    def close(self, question: OpenQuestion) -> None:
+        self._open.pop(question.token, None)
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+
 @dataclass
 class ProcessState:
     """The one home of per-process state; built once at start-up and passed down."""
@@ -248,6 +293,7 @@ class ProcessState:
     settings: SettingsCache = field(default_factory=SettingsCache)
     intake: IntakeLocks = field(default_factory=IntakeLocks)
     knowledge: KnowledgeIndexes = field(default_factory=KnowledgeIndexes)
+    questions: OpenQuestions = field(default_factory=OpenQuestions)
 
     @classmethod
     def create(cls, *, max_concurrent_model_calls: int, max_waiting_model_calls: int) -> ProcessState:

@@ -182,7 +182,9 @@ class ChatCog(commands.Cog):
         self, destination: Destination, turn: UserTurn, settings: GuildSettings
     ) -> AsyncGenerator[TurnEvent, None]:
         channel = destination.channel
-        confirmer = DiscordConfirmer(self._confirmation_poster(channel, destination.reply_to))
+        confirmer = DiscordConfirmer(
+            self._confirmation_poster(channel, destination.reply_to), self.services.state.questions
+        )
         context = TurnContext(
             guild_id=channel.guild.id if not isinstance(channel, discord.DMChannel) else None,
             channel_id=channel.id,

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from bot.confirmation import ANSWER_ID
 from tests.fakes.discord_server import (
     CALLBACK_AUTOCOMPLETE,
     CALLBACK_MESSAGE,
@@ -98,3 +99,24 @@ async def choices(
     record = await h.discord.autocomplete(name, options, focused=focused, user=user, channel_id=h.general.id)
     await settle(h, record)
     return list(record.autocomplete_choices or [])
+
+
+def answer_buttons(message: StoredMessage) -> dict[str, bool]:
+    """A confirmation's buttons: "confirm" / "cancel" -> disabled."""
+    found: dict[str, bool] = {}
+    for row in message.components:
+        for button in row.get("components", []):
+            match = ANSWER_ID.fullmatch(button.get("custom_id", ""))
+            if match is not None:
+                found[match["answer"]] = bool(button.get("disabled"))
+    return found
+
+
+def answer_id_of(message: StoredMessage, answer: str) -> str:
+    """The custom_id of a confirmation's "confirm" or "cancel" button (it carries the question's token)."""
+    for row in message.components:
+        for button in row.get("components", []):
+            match = ANSWER_ID.fullmatch(button.get("custom_id", ""))
+            if match is not None and match["answer"] == answer:
+                return str(button["custom_id"])
+    raise AssertionError(f"no {answer} button on message {message.id}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,17 @@ from typing import Any
 import discord
 import pytest
 
-from bot.confirmation import CANCEL_ID, CONFIRM_ID, DiscordConfirmer, post_to
+from bot.confirmation import (
+    ANSWER_ID,
+    DiscordConfirmer,
+    answer_id,
+    answer_view,
+    confirmation_embed,
+    post_to,
+)
+from bot.process_state import OpenQuestions
 from bot.tooling import ConfirmationOutcome, ConfirmationRequest
+from tests.command_support import answer_buttons, answer_id_of
 from tests.fakes.discord_server import (
     CALLBACK_MESSAGE,
     CALLBACK_UPDATE_MESSAGE,
@@ -61,15 +71,6 @@ def _last_output(body: dict[str, Any]) -> str:
     return outputs[-1]["output"] if outputs else "none"
 
 
-def buttons(message: StoredMessage) -> dict[str, bool]:
-    """custom_id -> disabled, for every button of the message."""
-    return {
-        button["custom_id"]: bool(button.get("disabled"))
-        for row in message.components
-        for button in row.get("components", [])
-    }
-
-
 def embed(message: StoredMessage) -> dict[str, Any]:
     [only] = message.data["embeds"]
     return only
@@ -96,7 +97,7 @@ async def test_confirm_books_once_even_when_double_clicked(tmp_path: Path, fake_
         fields = {f["name"]: f["value"] for f in shown["fields"]}
         assert fields["Restaurant"] == "Pizzeria Napoli · Harbour" and fields["Party"] == "4 people"
         assert fields["When"].endswith("20:00 (UTC)")
-        assert buttons(prompt) == {CONFIRM_ID: False, CANCEL_ID: False}
+        assert answer_buttons(prompt) == {"confirm": False, "cancel": False}
         assert h.discord.calls_of("message_create")  # posted without pinging anyone
         assert all(
             c.json.get("allowed_mentions", {}).get("parse") == []
@@ -105,15 +106,15 @@ async def test_confirm_books_once_even_when_double_clicked(tmp_path: Path, fake_
         )
 
         # Bob may not answer for Alice; he is told so privately and nothing changes.
-        bobs = await h.discord.click_button(prompt.id, CONFIRM_ID, user=h.world.bob)
+        bobs = await h.discord.click_button(prompt.id, answer_id_of(prompt, "confirm"), user=h.world.bob)
         refusal = await h.discord.wait_for_response(bobs, timeout=WAIT_S)
         assert refusal.type == CALLBACK_MESSAGE and refusal.ephemeral
         assert f"Only <@{h.alice.id}> can answer" in refusal.data["content"]
-        assert buttons(h.discord.message(prompt.id)) == {CONFIRM_ID: False, CANCEL_ID: False}
+        assert answer_buttons(h.discord.message(prompt.id)) == {"confirm": False, "cancel": False}
 
         first, second = await asyncio.gather(
-            h.discord.click_button(prompt.id, CONFIRM_ID, user=h.alice),
-            h.discord.click_button(prompt.id, CONFIRM_ID, user=h.alice),
+            h.discord.click_button(prompt.id, answer_id_of(prompt, "confirm"), user=h.alice),
+            h.discord.click_button(prompt.id, answer_id_of(prompt, "confirm"), user=h.alice),
         )
         text = await final_text(h, thread)
         assert '"booked":true' in text
@@ -135,20 +136,20 @@ async def test_confirm_books_once_even_when_double_clicked(tmp_path: Path, fake_
 
         closed = h.discord.message(prompt.id)
         assert embed(closed)["title"] == "Confirmed: Book a table at Pizzeria Napoli?"
-        assert buttons(closed) == {CONFIRM_ID: True, CANCEL_ID: True}
+        assert answer_buttons(closed) == {"confirm": True, "cancel": True}
         with pytest.raises(ValueError, match="disabled"):
-            await h.discord.click_button(prompt.id, CONFIRM_ID, user=h.alice)
+            await h.discord.click_button(prompt.id, answer_id_of(prompt, "confirm"), user=h.alice)
 
 
 async def test_cancel_books_nothing_and_the_model_hears_it(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
     async with assistant(tmp_path, fake_openai) as h:
         thread, prompt = await ask_for_a_booking(h)
-        click = await h.discord.click_button(prompt.id, CANCEL_ID, user=h.alice)
+        click = await h.discord.click_button(prompt.id, answer_id_of(prompt, "cancel"), user=h.alice)
         assert '"code":"declined"' in await final_text(h, thread)
         assert click.response_type == CALLBACK_UPDATE_MESSAGE
         closed = h.discord.message(prompt.id)
         assert embed(closed)["title"].startswith("Cancelled:")
-        assert buttons(closed) == {CONFIRM_ID: True, CANCEL_ID: True}
+        assert answer_buttons(closed) == {"confirm": True, "cancel": True}
         assert await alices_reservations(h) == []
 
 
@@ -159,7 +160,7 @@ async def test_no_answer_in_time_counts_as_declined(tmp_path: Path, fake_openai:
         closed = h.discord.message(prompt.id)
         assert embed(closed)["title"].startswith("Expired:")
         assert "nothing was done" in embed(closed)["description"]
-        assert buttons(closed) == {CONFIRM_ID: True, CANCEL_ID: True}
+        assert answer_buttons(closed) == {"confirm": True, "cancel": True}
         assert await alices_reservations(h) == []
 
 
@@ -167,7 +168,7 @@ async def test_a_stopped_turn_closes_its_question(tmp_path: Path, fake_openai: F
     async with running_bot(tmp_path, fake_openai, extensions=()) as h:
         channel = h.bot.get_channel(h.general.id)
         assert isinstance(channel, discord.TextChannel)
-        confirmer = DiscordConfirmer(post_to(channel))
+        confirmer = DiscordConfirmer(post_to(channel), h.bot.questions)
         request = ConfirmationRequest(
             "order_ride", "call_1", h.alice.id, "Order a ride to Airport?", (("Pickup", "Home"),)
         )
@@ -178,20 +179,70 @@ async def test_a_stopped_turn_closes_its_question(tmp_path: Path, fake_openai: F
             await asking
         closed = h.discord.message(prompt.id)
         assert embed(closed)["title"] == "Stopped: Order a ride to Airport?"
-        assert buttons(closed) == {CONFIRM_ID: True, CANCEL_ID: True}
+        assert answer_buttons(closed) == {"confirm": True, "cancel": True}
 
 
 async def test_the_confirmer_returns_the_first_answer(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
     async with running_bot(tmp_path, fake_openai, extensions=()) as h:
         channel = h.bot.get_channel(h.general.id)
         assert isinstance(channel, discord.TextChannel)
-        confirmer = DiscordConfirmer(post_to(channel))
+        confirmer = DiscordConfirmer(post_to(channel), h.bot.questions)
         request = ConfirmationRequest(
             "book_restaurant", "call_2", h.alice.id, "Book?", (("Notes", "x" * 2000),)
         )
         asking = asyncio.create_task(confirmer.confirm(request, timeout_s=60))
         prompt = await h.discord.wait_for_message(lambda m: bool(m.components), channel_id=h.general.id)
         assert len(embed(prompt)["fields"][0]["value"]) == 1024  # cut to Discord's field limit
-        records: list[InteractionRecord] = [await h.discord.click_button(prompt.id, CANCEL_ID, user=h.alice)]
+        records: list[InteractionRecord] = [
+            await h.discord.click_button(prompt.id, answer_id_of(prompt, "cancel"), user=h.alice)
+        ]
         assert await asyncio.wait_for(asking, WAIT_S) is ConfirmationOutcome.DECLINED
         await h.discord.wait_for(lambda: records[0].acknowledged, timeout=WAIT_S)
+
+
+async def test_a_question_from_before_a_restart_is_closed_when_clicked(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    """Buttons left on screen by an earlier run: the asker's click closes the question, nothing runs."""
+    async with running_bot(tmp_path, fake_openai, extensions=()) as h:
+        channel = h.bot.get_channel(h.general.id)
+        assert isinstance(channel, discord.TextChannel)
+        earlier_run = OpenQuestions()  # the process that asked is gone, and its questions with it
+        question = earlier_run.ask(
+            ConfirmationRequest(
+                "order_ride", "call_3", h.alice.id, "Order a ride to Airport?", (("Pickup", "Home"),)
+            )
+        )
+        expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+        await post_to(channel)(
+            confirmation_embed(question.request, expires_at=expires_at), answer_view(question)
+        )
+        prompt = await h.discord.wait_for_message(lambda m: bool(m.components), channel_id=h.general.id)
+
+        bobs = await h.discord.click_button(prompt.id, answer_id_of(prompt, "confirm"), user=h.world.bob)
+        refusal = await h.discord.wait_for_response(bobs, timeout=WAIT_S)
+        assert refusal.ephemeral and f"Only <@{h.alice.id}> can answer" in refusal.data["content"]
+        assert answer_buttons(h.discord.message(prompt.id)) == {"confirm": False, "cancel": False}
+
+        click = await h.discord.click_button(prompt.id, answer_id_of(prompt, "confirm"), user=h.alice)
+        await h.discord.wait_for(lambda: click.acknowledged, timeout=WAIT_S)
+        assert click.response_type == CALLBACK_UPDATE_MESSAGE
+        closed = h.discord.message(prompt.id)
+        assert embed(closed)["title"] == "Expired: Order a ride to Airport?"
+        assert "nothing was done" in embed(closed)["description"]
+        assert {f["name"]: f["value"] for f in embed(closed)["fields"]} == {"Pickup": "Home"}
+        assert answer_buttons(closed) == {"confirm": True, "cancel": True}
+        assert len(h.bot.questions) == 0
+
+
+def test_answer_ids_fit_discord_and_parse_back() -> None:
+    token = OpenQuestions().ask(ConfirmationRequest("t", "c", 2**64 - 1, "T", ())).token
+    for answer in ("confirm", "cancel"):
+        custom_id = answer_id(answer, 2**64 - 1, token)  # the largest snowflake
+        assert len(custom_id) <= 100
+        match = ANSWER_ID.fullmatch(custom_id)
+        assert match is not None and (match["answer"], int(match["user"]), match["token"]) == (
+            answer,
+            2**64 - 1,
+            token,
+        )

@@ -15,7 +15,6 @@ from typing import TypeVar
 import pytest
 
 from bot.config import HOSTED_TOOLS, GuildSettings, load_config
-from bot.confirmation import CONFIRM_ID
 from bot.engine import ConversationEngine, UserTurn
 from bot.engine.events import (
     Citation,
@@ -30,7 +29,7 @@ from bot.engine.responses_backend import ResponsesBackend
 from bot.errors import ConfigError
 from bot.hosted_tools import ALL_HOSTED_TOOLS
 from bot.tooling import ConfirmationOutcome
-from tests.command_support import run
+from tests.command_support import answer_id_of, run
 from tests.conftest import ServicesFactory, settings
 from tests.fakes.discord_server import FakeDiscord, StoredMessage
 from tests.fakes.openai_server import (
@@ -433,7 +432,7 @@ async def test_search_then_book_with_a_click_in_one_turn(tmp_path: Path, fake_op
             h.general.id, h.alice, f"{h.bot_mention} find the best pizza and book for 2", mentions_bot=True
         )
         prompt = await h.discord.wait_for_message(lambda m: bool(m.components), timeout=WAIT_S)
-        await h.discord.click_button(prompt.id, CONFIRM_ID, user=h.alice)
+        await h.discord.click_button(prompt.id, answer_id_of(prompt, "confirm"), user=h.alice)
         await h.discord.wait_for(
             lambda: any("-# Sources" in m.content for m in bot_messages(h.discord, prompt.channel_id)),
             timeout=WAIT_S,

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from bot.confirmation import CONFIRM_ID
-from tests.fakes.discord_server import FakeChannel, FakeDiscord, StoredMessage
+from tests.command_support import answer_buttons, answer_id_of
+from tests.fakes.discord_server import CALLBACK_UPDATE_MESSAGE, FakeChannel, FakeDiscord, StoredMessage
 from tests.fakes.openai_server import FakeOpenAI, FunctionCall, Reply
 from tests.faults.support import WAIT_S, bot_messages, threads_of, wait_for_content
 from tests.harness import FAST_BUCKET, World, build_world
@@ -34,8 +34,6 @@ pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 30.0  # interpreter start, imports, login; discord.py then waits 2 s for guilds
 EXIT_TIMEOUT_S = 10.0
-CLICK_ATTEMPTS = 5
-CLICK_WAIT_S = 2.0
 INTERRUPTED_NOTE = "I was restarted while answering"
 SETTING = ("max_queued_turns_per_user", "5")
 # Pizzeria Napoli is open every day from 11:30 to 23:00: "tomorrow at 8pm" is always bookable.
@@ -274,18 +272,11 @@ async def ask_for_a_booking(rig: Rig) -> tuple[FakeChannel, StoredMessage]:
 
 
 async def confirm(rig: Rig, prompt: StoredMessage) -> None:
-    """Alice presses Confirm until the bot takes the click.
-
-    The bot learns that the question is on screen from the answer to its own POST, which can reach it
-    after the click's gateway event; a click it cannot match yet is dropped unanswered (and costs
-    nothing), so she presses again, as a person would.
-    """
-    for _ in range(CLICK_ATTEMPTS):
-        click = await rig.discord.click_button(prompt.id, CONFIRM_ID, user=rig.world.alice)
-        with contextlib.suppress(TimeoutError):
-            await rig.discord.wait_for(lambda click=click: click.acknowledged, timeout=CLICK_WAIT_S)
-            return
-    raise AssertionError("the bot never took the Confirm click")
+    """Alice presses Confirm once; the bot takes it, even if the click's gateway event reaches it before
+    the answer to its own POST (its buttons carry the question's token, not the message id)."""
+    click = await rig.discord.click_button(prompt.id, answer_id_of(prompt, "confirm"), user=rig.world.alice)
+    await rig.discord.wait_for(lambda: click.acknowledged, timeout=WAIT_S)
+    assert click.response_type == CALLBACK_UPDATE_MESSAGE
 
 
 def booking_call_id(rig: Rig) -> str:
@@ -306,12 +297,20 @@ async def test_killed_while_a_booking_waits_for_its_click_books_nothing_even_if_
 
         async with bot_process(rig) as process:
             await wait_for_note(rig, thread)
-            # The question is still on screen; a click now reaches a bot that no longer asks it.
-            late = await rig.discord.click_button(prompt.id, CONFIRM_ID, user=rig.world.alice)
+            # The question is still on screen; a click now reaches a bot that no longer asks it, which
+            # closes it for everyone to see instead of leaving the click unanswered.
+            late = await rig.discord.click_button(
+                prompt.id, answer_id_of(prompt, "confirm"), user=rig.world.alice
+            )
+            await rig.discord.wait_for(lambda: late.acknowledged, timeout=WAIT_S)
             await answered(rig, thread, "did it work?")
             await stop(process)
         after = rig.durable_state()
-        assert not late.acknowledged or late.ephemeral
+        assert late.response_type == CALLBACK_UPDATE_MESSAGE
+        closed = rig.discord.message(prompt.id)
+        [shown] = closed.data["embeds"]
+        assert shown["title"].startswith("Expired: ") and "nothing was done" in shown["description"]
+        assert answer_buttons(closed) == {"confirm": True, "cancel": True}
 
         assert after["reservations"] == [] and after["settings"] == before["settings"]
         assert after["conversations"] == before["conversations"]

@@ -15,13 +15,14 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import aiohttp
 
 from bot.config import ProviderConfig
-from tools.common import ToolError
+from tools.common import Caller, ToolError
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,27 @@ class JsonApi:
                 raise ToolError("unavailable", f"The {self._what} gave an unreadable answer.")
             return payload
         raise self._error(status, payload, method, path)
+
+    async def records_of(self, caller: Caller, path: str, key: str, *, since: dt.datetime) -> list[Any]:
+        """The caller's records (`GET path?user_id&guild_id&since`): the answer's `key` list."""
+        params = {"user_id": str(caller.user_id), "since": since.isoformat()}
+        if caller.guild_id is not None:
+            params["guild_id"] = str(caller.guild_id)
+        items = field(await self.call("GET", path, params=params), key, self._what)
+        if not isinstance(items, list):
+            raise ToolError("unavailable", f"The {self._what} sent an unreadable list.")
+        return items
+
+    async def record_of(
+        self, caller: Caller, method: Literal["GET", "DELETE"], path: str, record_id: str
+    ) -> dict[str, Any]:
+        """One of the caller's records (`path/<id>?user_id`); a DELETE carries the call's idempotency key."""
+        return await self.call(
+            method,
+            f"{path}/{quote(record_id, safe='')}",
+            params={"user_id": str(caller.user_id)},
+            idempotency_key=caller.call_id if method == "DELETE" else None,
+        )
 
     def _error(self, status: int, payload: dict[str, Any] | None, method: str, path: str) -> ToolError:
         error = payload.get("error") if payload else None

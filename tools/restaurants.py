@@ -30,7 +30,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
-from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -548,28 +547,15 @@ class HttpBookingProvider:
         return self._reservation(field(payload, "reservation", self.WHAT), caller)
 
     async def reservations(self, caller: Caller, *, since: dt.datetime) -> list[Reservation]:
-        params = {"user_id": str(caller.user_id), "since": since.isoformat()}
-        if caller.guild_id is not None:
-            params["guild_id"] = str(caller.guild_id)
-        payload = await self._api.call("GET", "/reservations", params=params)
-        items = field(payload, "reservations", self.WHAT)
-        if not isinstance(items, list):
-            raise ToolError("unavailable", f"The {self.WHAT} sent an unreadable list.")
+        items = await self._api.records_of(caller, "/reservations", "reservations", since=since)
         return [self._reservation(item, caller) for item in items]
 
     async def reservation(self, reservation_id: str, caller: Caller) -> Reservation:
-        payload = await self._api.call(
-            "GET", f"/reservations/{quote(reservation_id, safe='')}", params={"user_id": str(caller.user_id)}
-        )
+        payload = await self._api.record_of(caller, "GET", "/reservations", reservation_id)
         return self._reservation(field(payload, "reservation", self.WHAT), caller, reservation_id)
 
     async def cancel(self, reservation_id: str, caller: Caller) -> Reservation:
-        payload = await self._api.call(
-            "DELETE",
-            f"/reservations/{quote(reservation_id, safe='')}",
-            params={"user_id": str(caller.user_id)},
-            idempotency_key=caller.call_id,
-        )
+        payload = await self._api.record_of(caller, "DELETE", "/reservations", reservation_id)
         return self._reservation(field(payload, "reservation", self.WHAT), caller, reservation_id)
 
     def _body(self, request: BookingRequest, caller: Caller) -> dict[str, Any]:

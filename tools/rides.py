@@ -25,7 +25,6 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -308,28 +307,15 @@ class HttpRideProvider:
         return self._ride(field(payload, "ride", self.WHAT), caller)
 
     async def rides(self, caller: Caller, *, since: dt.datetime) -> list[Ride]:
-        params = {"user_id": str(caller.user_id), "since": since.isoformat()}
-        if caller.guild_id is not None:
-            params["guild_id"] = str(caller.guild_id)
-        payload = await self._api.call("GET", "/rides", params=params)
-        items = field(payload, "rides", self.WHAT)
-        if not isinstance(items, list):
-            raise ToolError("unavailable", f"The {self.WHAT} sent an unreadable list.")
+        items = await self._api.records_of(caller, "/rides", "rides", since=since)
         return [self._ride(item, caller) for item in items]
 
     async def ride(self, ride_id: str, caller: Caller) -> Ride:
-        payload = await self._api.call(
-            "GET", f"/rides/{quote(ride_id, safe='')}", params={"user_id": str(caller.user_id)}
-        )
+        payload = await self._api.record_of(caller, "GET", "/rides", ride_id)
         return self._ride(field(payload, "ride", self.WHAT), caller, ride_id)
 
     async def cancel(self, ride_id: str, caller: Caller) -> Ride:
-        payload = await self._api.call(
-            "DELETE",
-            f"/rides/{quote(ride_id, safe='')}",
-            params={"user_id": str(caller.user_id)},
-            idempotency_key=caller.call_id,
-        )
+        payload = await self._api.record_of(caller, "DELETE", "/rides", ride_id)
         return self._ride(field(payload, "ride", self.WHAT), caller, ride_id)
 
     def _body(self, request: RideRequest) -> dict[str, Any]:

@@ -204,6 +204,11 @@ class ProviderConfig(_Strict):
 
 class StorageConfig(_Strict):
     database: Path = DEFAULT_DATABASE_PATH
+    knowledge_memory_mb: Annotated[int, Field(ge=16, le=1_000_000)] = Field(
+        default=1024,
+        description="Memory for the knowledge search indexes; the least recently searched are dropped"
+        " past it and load again from the database when next needed.",
+    )
 
 
 class AppConfig(_Strict):

@@ -251,6 +251,7 @@ class KnowledgeBase:
             index = self._indexes.get(key)
             if index is not None:
                 index.add(chunk_ids, [entry.id] * len(chunk_ids), embedded.vectors)
+                self._indexes.trim()  # it grew
         await self._record_usage(guild_id, author_id, embedded.tokens)
         return Remembered(entry, embedded.tokens)
 

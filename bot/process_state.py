@@ -8,9 +8,10 @@ write-through copies of what the database holds.
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -18,6 +19,10 @@ from dataclasses import dataclass, field
 from bot.config import GuildSettings
 from bot.tooling import ConfirmationOutcome, ConfirmationRequest
 from bot.vector_index import VectorIndex
+
+log = logging.getLogger(__name__)
+
+DEFAULT_KNOWLEDGE_MEMORY_BYTES = 1024 << 20
 
 
 class Ticket:
@@ -219,21 +224,54 @@ SpaceKey = tuple[int, str, int]  # (guild id, embedding model, dimensions)
 
 
 class KnowledgeIndexes:
-    """Each guild's knowledge vectors per embedding space, loaded once, written through on remember/forget.
+    """Each guild's knowledge vectors per embedding space, loaded on first search, written through on
+    remember/forget, within a memory budget: past it the least recently used are dropped (the
+    database has every vector; a dropped index loads again when next searched).
 
     The lock of a space serialises its loading and its changes, so a load never misses or doubles a
     write that lands meanwhile.
     """
 
-    def __init__(self) -> None:
-        self._indexes: dict[SpaceKey, VectorIndex] = {}
+    def __init__(self, max_bytes: int = DEFAULT_KNOWLEDGE_MEMORY_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._indexes: OrderedDict[SpaceKey, VectorIndex] = OrderedDict()  # least recently used first
         self._locks: dict[SpaceKey, asyncio.Lock] = {}
 
     def get(self, key: SpaceKey) -> VectorIndex | None:
-        return self._indexes.get(key)
+        index = self._indexes.get(key)
+        if index is not None:
+            self._indexes.move_to_end(key)
+        return index
 
     def put(self, key: SpaceKey, index: VectorIndex) -> None:
         self._indexes[key] = index
+        self._indexes.move_to_end(key)
+        self.trim()
+
+    def trim(self) -> list[SpaceKey]:
+        """Drop the least recently used indexes while over budget; the latest always stays."""
+        total = self.nbytes
+        dropped: list[SpaceKey] = []
+        while total > self.max_bytes and len(self._indexes) > 1:
+            key, index = self._indexes.popitem(last=False)
+            total -= index.nbytes
+            dropped.append(key)
+        if dropped:
+            log.info(
+                "Knowledge indexes over %d MB: dropped %d (now %d MB in %d)",
+                self.max_bytes >> 20,
+                len(dropped),
+                total >> 20,
+                len(self._indexes),
+            )
+        return dropped
+
+    @property
+    def nbytes(self) -> int:
+        return sum(index.nbytes for index in self._indexes.values())
+
+    def __contains__(self, key: SpaceKey) -> bool:
+        return key in self._indexes
 
     def lock(self, key: SpaceKey) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
@@ -296,5 +334,14 @@ class ProcessState:
     questions: OpenQuestions = field(default_factory=OpenQuestions)
 
     @classmethod
-    def create(cls, *, max_concurrent_model_calls: int, max_waiting_model_calls: int) -> ProcessState:
-        return cls(model_gate=ModelCallGate(max_concurrent_model_calls, max_waiting_model_calls))
+    def create(
+        cls,
+        *,
+        max_concurrent_model_calls: int,
+        max_waiting_model_calls: int,
+        knowledge_memory_bytes: int = DEFAULT_KNOWLEDGE_MEMORY_BYTES,
+    ) -> ProcessState:
+        return cls(
+            model_gate=ModelCallGate(max_concurrent_model_calls, max_waiting_model_calls),
+            knowledge=KnowledgeIndexes(knowledge_memory_bytes),
+        )

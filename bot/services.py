@@ -62,6 +62,7 @@ class Services:
         state = ProcessState.create(
             max_concurrent_model_calls=config.engine.max_concurrent_model_calls,
             max_waiting_model_calls=config.engine.max_waiting_model_calls,
+            knowledge_memory_bytes=config.storage.knowledge_memory_mb << 20,
         )
         openai_key = secrets.openai_api_key.get_secret_value() if secrets.openai_api_key else PLACEHOLDER_KEY
         openai_client = AsyncOpenAI(

@@ -110,6 +110,12 @@ class VectorIndex:
     def __len__(self) -> int:
         return self._size
 
+    @property
+    def nbytes(self) -> int:
+        """The memory its arrays hold (their capacity, not only the rows in use)."""
+        arrays = (self._vectors, self._codes, self._chunk_ids, self._entry_ids)
+        return sum(array.nbytes for array in arrays)
+
     def reserve(self, rows: int) -> None:
         """Make room for `rows` rows in all, so a bulk load does not grow step by step."""
         if rows > self._vectors.shape[0]:

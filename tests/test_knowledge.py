@@ -22,6 +22,7 @@ from bot.knowledge import (
     load_index,
     title_of,
 )
+from bot.process_state import KnowledgeIndexes
 from bot.services import Services
 from bot.tooling import ToolContext
 from bot.vector_index import DimensionMismatchError, VectorIndex
@@ -507,3 +508,48 @@ async def test_loading_in_pages_gives_the_same_index(make_services: ServicesFact
     assert len(paged) == len(whole) == 3
     assert paged.snapshot().chunk_ids.tolist() == whole.snapshot().chunk_ids.tolist()
     assert np.array_equal(paged.snapshot().vectors, whole.snapshot().vectors)
+
+
+def test_indexes_over_the_memory_budget_drop_the_least_recently_used() -> None:
+    def index_of(rows: int) -> VectorIndex:
+        index = VectorIndex(8)
+        index.add(list(range(rows)), [1] * rows, np.ones((rows, 8), dtype=np.float32))
+        return index
+
+    one = index_of(10).nbytes
+    indexes = KnowledgeIndexes(max_bytes=3 * one)
+    a, b, c = (GUILD, SMALL, 8), (GUILD + 1, SMALL, 8), (GUILD + 2, SMALL, 8)
+    for key in (a, b, c):
+        indexes.put(key, index_of(10))
+    assert indexes.nbytes == 3 * one and all(key in indexes for key in (a, b, c))
+    assert indexes.get(a) is not None  # a is now the most recently used; b the least
+    indexes.put((GUILD + 3, SMALL, 8), index_of(10))
+    assert b not in indexes and a in indexes and c in indexes
+    assert indexes.nbytes <= indexes.max_bytes
+
+    huge = index_of(1000)
+    assert huge.nbytes > indexes.max_bytes
+    indexes.put((GUILD + 4, SMALL, 8), huge)  # alone over budget: it stays, every other one goes
+    assert indexes.get((GUILD + 4, SMALL, 8)) is huge and indexes.nbytes == huge.nbytes
+
+
+async def test_a_dropped_index_loads_again_when_searched(make_services: ServicesFactory) -> None:
+    services = await make_services()
+    knowledge = knowledge_of(services)
+    ids = await remember_notes(knowledge)
+    other = await knowledge.remember(
+        guild_id=GUILD + 1, author_id=BOB, text="Bob's notes on lunch.", model=SMALL
+    )
+    indexes = services.state.knowledge
+    await knowledge.search(guild_id=GUILD, query="lunch", count=1, model=SMALL)
+    first = indexes.get((GUILD, SMALL, 1536))
+    assert first is not None
+    indexes.max_bytes = first.nbytes  # room for one index only
+
+    hits = (await knowledge.search(guild_id=GUILD + 1, query="lunch", count=1, model=SMALL)).hits
+    assert hits[0].entry.id == other.entry.id
+    assert (GUILD, SMALL, 1536) not in indexes and (GUILD + 1, SMALL, 1536) in indexes
+
+    hits = (await knowledge.search(guild_id=GUILD, query="friday lunch", count=3, model=SMALL)).hits
+    assert hits[0].entry.id == ids["lunch"] and len(hits) == 3  # loaded again, whole
+    assert (GUILD + 1, SMALL, 1536) not in indexes

@@ -167,7 +167,7 @@ class AnswerButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=ANSW
             return
         try:
             await interaction.response.edit_message(
-                embed=outcome_embed(question.request, outcome), view=answer_view(question, disabled=True)
+                embed=outcome_embed(question.request, outcome), view=question_view(question, disabled=True)
             )
         except discord.HTTPException:
             log.warning(
@@ -178,20 +178,23 @@ class AnswerButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=ANSW
         message = interaction.message
         shown = message.embeds[0] if message is not None and message.embeds else None
         log.info("Closing confirmation %s: not asked by this process", self.token)
-        view = discord.ui.View(timeout=None)
-        for answer in ("confirm", "cancel"):
-            view.add_item(AnswerButton(answer, self.user_id, self.token, disabled=True))
+        view = answer_view(self.user_id, self.token, disabled=True)
         try:
             await interaction.response.edit_message(embed=closed_embed(shown), view=view)
         except discord.HTTPException:
             log.warning("Could not close confirmation %s", self.token, exc_info=True)
 
 
-def answer_view(question: OpenQuestion, *, disabled: bool = False) -> discord.ui.View:
-    view = discord.ui.View(timeout=None)  # the confirmer owns the timeout; clicks reach AnswerButton
+def answer_view(user_id: int, token: str, *, disabled: bool = False) -> discord.ui.View:
+    """Confirm and Cancel for one question (the confirmer owns the timeout; clicks reach AnswerButton)."""
+    view = discord.ui.View(timeout=None)
     for answer in ("confirm", "cancel"):
-        view.add_item(AnswerButton(answer, question.request.user_id, question.token, disabled=disabled))
+        view.add_item(AnswerButton(answer, user_id, token, disabled=disabled))
     return view
+
+
+def question_view(question: OpenQuestion, *, disabled: bool = False) -> discord.ui.View:
+    return answer_view(question.request.user_id, question.token, disabled=disabled)
 
 
 class DiscordConfirmer:
@@ -212,7 +215,9 @@ class DiscordConfirmer:
     async def _ask(self, question: OpenQuestion, timeout_s: float) -> ConfirmationOutcome:
         request = question.request
         expires_at = self._clock() + dt.timedelta(seconds=timeout_s)
-        message = await self._post(confirmation_embed(request, expires_at=expires_at), answer_view(question))
+        message = await self._post(
+            confirmation_embed(request, expires_at=expires_at), question_view(question)
+        )
         try:
             await asyncio.wait_for(question.decided.wait(), timeout=timeout_s)
         except TimeoutError:
@@ -231,7 +236,7 @@ class DiscordConfirmer:
 
     async def _close(self, message: discord.Message, embed: discord.Embed, question: OpenQuestion) -> None:
         try:
-            await message.edit(embed=embed, view=answer_view(question, disabled=True))
+            await message.edit(embed=embed, view=question_view(question, disabled=True))
         except discord.HTTPException:
             log.warning("Could not close confirmation %s", question.request.call_id, exc_info=True)
 

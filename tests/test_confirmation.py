@@ -20,9 +20,9 @@ from bot.confirmation import (
     ANSWER_ID,
     DiscordConfirmer,
     answer_id,
-    answer_view,
     confirmation_embed,
     post_to,
+    question_view,
 )
 from bot.process_state import OpenQuestions
 from bot.tooling import ConfirmationOutcome, ConfirmationRequest
@@ -215,7 +215,7 @@ async def test_a_question_from_before_a_restart_is_closed_when_clicked(
         )
         expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
         await post_to(channel)(
-            confirmation_embed(question.request, expires_at=expires_at), answer_view(question)
+            confirmation_embed(question.request, expires_at=expires_at), question_view(question)
         )
         prompt = await h.discord.wait_for_message(lambda m: bool(m.components), channel_id=h.general.id)
 

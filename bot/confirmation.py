@@ -10,8 +10,9 @@ carries its question's token, so every click is answered, also a click that arri
 knows the question's message id, and a click on a question left on screen when the bot restarted
 (which closes it: "nothing was done").
 
-The confirmer posts through a callable it is given, so the chat extension can route the message
-through the bot's write scheduler; `post_to(channel)` is the plain version.
+The confirmer writes through the `QuestionWrites` it is given, so the chat extension can route the
+question and the edit that closes it through the bot's write scheduler; `direct_writes(channel)` is
+the plain version.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import datetime as dt
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import discord
@@ -31,6 +33,7 @@ from bot.tooling import ConfirmationOutcome, ConfirmationRequest
 log = logging.getLogger(__name__)
 
 Post = Callable[[discord.Embed, discord.ui.View], Awaitable[discord.Message]]
+Edit = Callable[[discord.Message, discord.Embed, discord.ui.View], Awaitable[object]]
 Clock = Callable[[], dt.datetime]
 
 Answer = Literal["confirm", "cancel"]
@@ -197,11 +200,19 @@ def question_view(question: OpenQuestion, *, disabled: bool = False) -> discord.
     return answer_view(question.request.user_id, question.token, disabled=disabled)
 
 
+@dataclass(frozen=True)
+class QuestionWrites:
+    """How a question reaches Discord: posted, and later edited to show how it ended."""
+
+    post: Post
+    edit: Edit
+
+
 class DiscordConfirmer:
     """Implements `bot.tooling.Confirmer` with a message in the conversation's channel."""
 
-    def __init__(self, post: Post, questions: OpenQuestions, *, clock: Clock = _utc_now) -> None:
-        self._post = post
+    def __init__(self, writes: QuestionWrites, questions: OpenQuestions, *, clock: Clock = _utc_now) -> None:
+        self._writes = writes
         self._questions = questions
         self._clock = clock
 
@@ -215,9 +226,8 @@ class DiscordConfirmer:
     async def _ask(self, question: OpenQuestion, timeout_s: float) -> ConfirmationOutcome:
         request = question.request
         expires_at = self._clock() + dt.timedelta(seconds=timeout_s)
-        message = await self._post(
-            confirmation_embed(request, expires_at=expires_at), question_view(question)
-        )
+        embed = confirmation_embed(request, expires_at=expires_at)
+        message = await self._writes.post(embed, question_view(question))
         try:
             await asyncio.wait_for(question.decided.wait(), timeout=timeout_s)
         except TimeoutError:
@@ -236,15 +246,18 @@ class DiscordConfirmer:
 
     async def _close(self, message: discord.Message, embed: discord.Embed, question: OpenQuestion) -> None:
         try:
-            await message.edit(embed=embed, view=question_view(question, disabled=True))
+            await self._writes.edit(message, embed, question_view(question, disabled=True))
         except discord.HTTPException:
             log.warning("Could not close confirmation %s", question.request.call_id, exc_info=True)
 
 
-def post_to(channel: discord.abc.Messageable) -> Post:
-    """The plain way to post a confirmation: straight into `channel`, mentioning no one."""
+def direct_writes(channel: discord.abc.Messageable) -> QuestionWrites:
+    """The plain way: straight into `channel`, mentioning no one."""
 
     async def post(embed: discord.Embed, view: discord.ui.View) -> discord.Message:
         return await channel.send(embed=embed, view=view, allowed_mentions=discord.AllowedMentions.none())
 
-    return post
+    async def edit(message: discord.Message, embed: discord.Embed, view: discord.ui.View) -> None:
+        await message.edit(embed=embed, view=view)
+
+    return QuestionWrites(post, edit)

@@ -17,13 +17,13 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.config import GuildSettings
-from bot.confirmation import DiscordConfirmer, Post
+from bot.confirmation import DiscordConfirmer, QuestionWrites
 from bot.engine import TurnContext, UserTurn, conversation_key
 from bot.engine.events import Flagged, TurnEvent
 from bot.moderation import describe_categories
 from bot.render import ReplyStreamer, WriteKind
 from bot.render.discord_sink import DiscordSink
-from bot.render.scheduler import POST_ROUTE, THREAD_ROUTE
+from bot.render.scheduler import EDIT_ROUTE, POST_ROUTE, THREAD_ROUTE
 
 if TYPE_CHECKING:
     from bot.app import AssistantBot
@@ -182,9 +182,7 @@ class ChatCog(commands.Cog):
         self, destination: Destination, turn: UserTurn, settings: GuildSettings
     ) -> AsyncGenerator[TurnEvent, None]:
         channel = destination.channel
-        confirmer = DiscordConfirmer(
-            self._confirmation_poster(channel, destination.reply_to), self.services.state.questions
-        )
+        confirmer = DiscordConfirmer(self._question_writes(channel), self.services.state.questions)
         context = TurnContext(
             guild_id=channel.guild.id if not isinstance(channel, discord.DMChannel) else None,
             channel_id=channel.id,
@@ -193,7 +191,9 @@ class ChatCog(commands.Cog):
         )
         return self.services.engine.reply(destination.key, turn, context)
 
-    def _confirmation_poster(self, channel: Channel, reply_to: discord.Message | None) -> Post:
+    def _question_writes(self, channel: Channel) -> QuestionWrites:
+        """A confirmation's post and closing edit, through the write scheduler like every reply."""
+
         async def post(embed: discord.Embed, view: discord.ui.View) -> discord.Message:
             result = await self.bot.writes.run(
                 WriteKind.FINAL,
@@ -204,7 +204,16 @@ class ChatCog(commands.Cog):
             assert isinstance(result, discord.Message)
             return result
 
-        return post
+        async def edit(message: discord.Message, embed: discord.Embed, view: discord.ui.View) -> None:
+            await self.bot.writes.run(
+                WriteKind.FINAL,
+                channel.id,
+                lambda: message.edit(embed=embed, view=view),
+                route=EDIT_ROUTE,
+                target=("question", message.id),
+            )
+
+        return QuestionWrites(post, edit)
 
     async def _show(
         self, destination: Destination, message: discord.Message, events: AsyncIterator[TurnEvent]

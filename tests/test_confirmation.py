@@ -21,10 +21,11 @@ from bot.confirmation import (
     DiscordConfirmer,
     answer_id,
     confirmation_embed,
-    post_to,
+    direct_writes,
     question_view,
 )
 from bot.process_state import OpenQuestions
+from bot.render.scheduler import EDIT_ROUTE
 from bot.tooling import ConfirmationOutcome, ConfirmationRequest
 from tests.command_support import answer_buttons, answer_id_of
 from tests.fakes.discord_server import (
@@ -155,11 +156,20 @@ async def test_cancel_books_nothing_and_the_model_hears_it(tmp_path: Path, fake_
 
 async def test_no_answer_in_time_counts_as_declined(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
     async with assistant(tmp_path, fake_openai, engine={"confirmation_timeout_s": 0.3}) as h:
+        scheduled: list[tuple[str, object]] = []
+        run = h.bot.writes.run
+
+        async def recorded(*args: Any, **kwargs: Any) -> object:
+            scheduled.append((kwargs["route"], kwargs.get("target")))
+            return await run(*args, **kwargs)
+
+        h.bot.writes.run = recorded  # type: ignore[method-assign]
         thread, prompt = await ask_for_a_booking(h)
         assert '"code":"timed_out"' in await final_text(h, thread)
         closed = h.discord.message(prompt.id)
         assert embed(closed)["title"].startswith("Expired:")
         assert "nothing was done" in embed(closed)["description"]
+        assert (EDIT_ROUTE, ("question", prompt.id)) in scheduled  # closed within the write budget
         assert answer_buttons(closed) == {"confirm": True, "cancel": True}
         assert await alices_reservations(h) == []
 
@@ -168,7 +178,7 @@ async def test_a_stopped_turn_closes_its_question(tmp_path: Path, fake_openai: F
     async with running_bot(tmp_path, fake_openai, extensions=()) as h:
         channel = h.bot.get_channel(h.general.id)
         assert isinstance(channel, discord.TextChannel)
-        confirmer = DiscordConfirmer(post_to(channel), h.bot.questions)
+        confirmer = DiscordConfirmer(direct_writes(channel), h.bot.questions)
         request = ConfirmationRequest(
             "order_ride", "call_1", h.alice.id, "Order a ride to Airport?", (("Pickup", "Home"),)
         )
@@ -186,7 +196,7 @@ async def test_the_confirmer_returns_the_first_answer(tmp_path: Path, fake_opena
     async with running_bot(tmp_path, fake_openai, extensions=()) as h:
         channel = h.bot.get_channel(h.general.id)
         assert isinstance(channel, discord.TextChannel)
-        confirmer = DiscordConfirmer(post_to(channel), h.bot.questions)
+        confirmer = DiscordConfirmer(direct_writes(channel), h.bot.questions)
         request = ConfirmationRequest(
             "book_restaurant", "call_2", h.alice.id, "Book?", (("Notes", "x" * 2000),)
         )
@@ -214,7 +224,7 @@ async def test_a_question_from_before_a_restart_is_closed_when_clicked(
             )
         )
         expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
-        await post_to(channel)(
+        await direct_writes(channel).post(
             confirmation_embed(question.request, expires_at=expires_at), question_view(question)
         )
         prompt = await h.discord.wait_for_message(lambda m: bool(m.components), channel_id=h.general.id)

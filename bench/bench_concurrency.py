@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.rig import (
     BotStats,
     answer_text,
     load_average,
+    median_of,
     now,
     peak_rate,
     percentile,
@@ -132,9 +132,7 @@ async def run(count: int, runs: int, profile: Path | None = None) -> Concurrency
         print(row(f"#{number + 1}", figures), f"  (load {load_average()})", flush=True)
         if stats.errors_logged:
             print(f"  the bot logged {stats.errors_logged} errors:\n{stats.log_tail}")
-    median = ConcurrencyFigures(
-        **{f.name: statistics.median(getattr(r, f.name) for r in results) for f in fields(ConcurrencyFigures)}
-    )
+    median = median_of(results)
     if runs > 1:
         print(row("median", median), flush=True)
     return median

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.rig import (
@@ -26,6 +25,7 @@ from bench.rig import (
     answer_text,
     bot_text,
     load_average,
+    median_of,
     now,
     percentile,
     rate_limit_counts,
@@ -140,9 +140,7 @@ async def run(messages: int, threads: int, runs: int, profile: Path | None = Non
         print(row(f"#{number + 1}", figures), f"  (load {load_average()})", flush=True)
         if stats.errors_logged:
             print(f"  the bot logged {stats.errors_logged} errors:\n{stats.log_tail}")
-    median = OverheadFigures(
-        **{f.name: statistics.median(getattr(r, f.name) for r in results) for f in fields(OverheadFigures)}
-    )
+    median = median_of(results)
     if runs > 1:
         print(row("median", median), flush=True)
     return median

@@ -24,7 +24,7 @@ import argparse
 import asyncio
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.rig import (
@@ -34,6 +34,7 @@ from bench.rig import (
     World,
     answer_text,
     load_average,
+    median_of,
     now,
     peak_rate,
     percentile,
@@ -192,11 +193,6 @@ def _figures(
     )
 
 
-def median_figures(runs: Sequence[StreamingFigures]) -> StreamingFigures:
-    values = {f.name: statistics.median(getattr(r, f.name) for r in runs) for f in fields(StreamingFigures)}
-    return StreamingFigures(**values)
-
-
 HEADER = (
     f"{'scenario':<14} {'done s':>7} {'1st p50':>7} {'1st max':>7} {'edit/msg':>8} {'edit/s':>6} "
     f"{'unfair':>6} {'g429':>4} {'c429':>4} {'peak/s':>6} {'RSS MB':>6} "
@@ -228,7 +224,7 @@ async def run(names: Sequence[str], runs: int, profile: Path | None = None) -> d
             print(row(f"{name} #{number + 1}", figures), f"  (load {load_average()})", flush=True)
             if figures.errors_logged:
                 print(f"  the bot logged {figures.errors_logged} errors:\n{stats.log_tail}")
-        medians[name] = median_figures(results)
+        medians[name] = median_of(results)
         if runs > 1:
             print(row(f"{name} median", medians[name]), flush=True)
     return medians

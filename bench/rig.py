@@ -16,14 +16,15 @@ import json
 import math
 import os
 import re
+import statistics
 import sys
 import tempfile
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psutil
 
@@ -45,6 +46,17 @@ WORDS = (
 
 
 # -- small statistics -------------------------------------------------------------------------------
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+Figures = TypeVar("Figures", bound="DataclassInstance")
+
+
+def median_of(runs: Sequence[Figures]) -> Figures:
+    """Figures (a dataclass of numbers) whose every field is the median of that field over the runs."""
+    kind = type(runs[0])
+    return kind(**{f.name: statistics.median(getattr(r, f.name) for r in runs) for f in fields(kind)})
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -26,12 +26,11 @@ from pathlib import Path
 from bench.rig import (
     BotStats,
     answer_text,
-    load_average,
-    median_of,
     now,
     peak_rate,
     percentile,
     rate_limit_counts,
+    repeated,
     replies,
     rest_calls_between,
     send_all,
@@ -125,17 +124,7 @@ def row(name: str, f: ConcurrencyFigures) -> str:
 async def run(count: int, runs: int, profile: Path | None = None) -> ConcurrencyFigures:
     print(f"{count} conversations at once, model latency {MODEL_LATENCY_S} s (times from the burst)")
     print(HEADER)
-    results = []
-    for number in range(runs):
-        figures, stats = await run_once(count, profile)
-        results.append(figures)
-        print(row(f"#{number + 1}", figures), f"  (load {load_average()})", flush=True)
-        if stats.errors_logged:
-            print(f"  the bot logged {stats.errors_logged} errors:\n{stats.log_tail}")
-    median = median_of(results)
-    if runs > 1:
-        print(row("median", median), flush=True)
-    return median
+    return await repeated(runs, lambda: run_once(count, profile), row)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

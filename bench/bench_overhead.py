@@ -24,11 +24,10 @@ from bench.rig import (
     BotStats,
     answer_text,
     bot_text,
-    load_average,
-    median_of,
     now,
     percentile,
     rate_limit_counts,
+    repeated,
     send_all,
     stage,
     threads_world,
@@ -133,17 +132,7 @@ def row(name: str, f: OverheadFigures) -> str:
 async def run(messages: int, threads: int, runs: int, profile: Path | None = None) -> OverheadFigures:
     print("overhead, ms (intake: MESSAGE_CREATE -> model request; finish: model's last byte -> final write)")
     print(HEADER)
-    results = []
-    for number in range(runs):
-        figures, stats = await run_once(messages, threads, profile)
-        results.append(figures)
-        print(row(f"#{number + 1}", figures), f"  (load {load_average()})", flush=True)
-        if stats.errors_logged:
-            print(f"  the bot logged {stats.errors_logged} errors:\n{stats.log_tail}")
-    median = median_of(results)
-    if runs > 1:
-        print(row("median", median), flush=True)
-    return median
+    return await repeated(runs, lambda: run_once(messages, threads, profile), row)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

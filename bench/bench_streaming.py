@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,13 +34,12 @@ from bench.rig import (
     Stage,
     World,
     answer_text,
-    load_average,
-    median_of,
     now,
     peak_rate,
     percentile,
     rate_limit_counts,
     refresh_fairness,
+    repeated,
     replies,
     rest_calls_between,
     send_all,
@@ -216,17 +216,8 @@ async def run(names: Sequence[str], runs: int, profile: Path | None = None) -> d
     print(HEADER)
     medians: dict[str, StreamingFigures] = {}
     for name in names:
-        scenario = SCENARIOS[name]
-        results = []
-        for number in range(runs):
-            figures, stats = await run_once(scenario, profile)
-            results.append(figures)
-            print(row(f"{name} #{number + 1}", figures), f"  (load {load_average()})", flush=True)
-            if figures.errors_logged:
-                print(f"  the bot logged {figures.errors_logged} errors:\n{stats.log_tail}")
-        medians[name] = median_of(results)
-        if runs > 1:
-            print(row(f"{name} median", medians[name]), flush=True)
+        measure = functools.partial(run_once, SCENARIOS[name], profile)
+        medians[name] = await repeated(runs, measure, row, name=f"{name} ")
     return medians
 
 

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -245,6 +245,27 @@ class BotStats:
     writes_started: dict[str, int]
     errors_logged: int
     log_tail: str
+
+
+async def repeated(
+    runs: int,
+    measure: Callable[[], Awaitable[tuple[Figures, BotStats]]],
+    row: Callable[[str, Figures], str],
+    *,
+    name: str = "",
+) -> Figures:
+    """`measure` `runs` times: a row per run (and what the bot logged at ERROR), then the medians."""
+    results = []
+    for number in range(runs):
+        figures, stats = await measure()
+        results.append(figures)
+        print(row(f"{name}#{number + 1}", figures), f"  (load {load_average()})", flush=True)
+        if stats.errors_logged:
+            print(f"  the bot logged {stats.errors_logged} errors:\n{stats.log_tail}")
+    median = median_of(results)
+    if runs > 1:
+        print(row(f"{name}median", median), flush=True)
+    return median
 
 
 class BotProcess:

@@ -11,6 +11,7 @@ from pydantic import SecretStr
 
 from bot.config import AppConfig, GuildSettings, Secrets
 from bot.services import Services
+from bot.storage import Storage
 from tests.fakes.openai_server import FakeOpenAI
 
 ServicesFactory = Callable[..., Awaitable[Services]]
@@ -29,6 +30,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 async def fake_openai() -> AsyncIterator[FakeOpenAI]:
     async with FakeOpenAI() as fake:
         yield fake
+
+
+@pytest.fixture
+async def storage(tmp_path: Path) -> AsyncIterator[Storage]:
+    """A migrated database of its own, closed after the test."""
+    opened = await Storage.open(tmp_path / "bot.db")
+    yield opened
+    await opened.close()
 
 
 def make_config(tmp_path: Path, **sections: dict[str, Any]) -> AppConfig:

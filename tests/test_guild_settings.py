@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -32,13 +31,6 @@ GUILD = 42
 ADMIN = 7
 ACME = ProviderConfig(serves="restaurants", base_url="https://acme.example")
 CABS = ProviderConfig(serves="rides", base_url="https://cabs.example")
-
-
-@pytest.fixture
-async def storage(tmp_path: Path) -> AsyncIterator[Storage]:
-    opened = await Storage.open(tmp_path / "bot.db")
-    yield opened
-    await opened.close()
 
 
 def service(storage: Storage, **options: Any) -> SettingsService:

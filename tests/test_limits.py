@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from bot.config import GuildSettings
 from bot.limits import LimitReachedError, model_call_allowance
 from bot.process_state import ProcessState
 from bot.storage import Storage
-
-
-@pytest.fixture
-async def storage(tmp_path: Path) -> Storage:
-    opened = await Storage.open(tmp_path / "bot.db")
-    yield opened  # type: ignore[misc]
-    await opened.close()
 
 
 async def test_a_full_model_gate_refuses_with_a_sentence(storage: Storage) -> None:

@@ -12,13 +12,6 @@ from bot.storage import HistoryMessage, Storage, utc_day
 from bot.storage.migrations import LATEST_VERSION
 
 
-@pytest.fixture
-async def storage(tmp_path: Path) -> Storage:
-    opened = await Storage.open(tmp_path / "bot.db")
-    yield opened  # type: ignore[misc]
-    await opened.close()
-
-
 async def test_new_database_is_migrated_and_in_wal_mode(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "bot.db"
     storage = await Storage.open(path)

@@ -5,19 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import aiosqlite
-import pytest
 
 from bot.storage import Storage, utc_day
-
-
-@pytest.fixture
-async def storage(tmp_path: Path) -> AsyncIterator[Storage]:
-    opened = await Storage.open(tmp_path / "bot.db")
-    yield opened
-    await opened.close()
 
 
 async def test_turns_ending_together_are_written_in_one_transaction_each_counted(storage: Storage) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import datetime as dt
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +25,7 @@ from tests.tool_support import (
     GUILD,
     Clock,
     ScriptedConfirmer,
+    builtin_registry,
     call_tool,
     push,
     run_turn,
@@ -334,19 +334,6 @@ async def test_without_confirmation_setting_it_books_directly(
 
 
 # ------------------------------------------------------------------------------ the tools directly
-
-
-@pytest.fixture
-async def storage(tmp_path: Path) -> AsyncIterator[Storage]:
-    opened = await Storage.open(tmp_path / "bot.db")
-    yield opened
-    await opened.close()
-
-
-def builtin_registry(storage: Storage, clock: Clock) -> ToolRegistry:
-    registry = ToolRegistry(storage.tool_calls)
-    register_builtin_tools(registry, storage=storage, config=AppConfig(), secrets_env={}, clock=clock)
-    return registry
 
 
 async def test_find_reports_why_a_restaurant_has_no_table(storage: Storage) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +25,7 @@ from tests.tool_support import (
     MONDAY_10_UTC,
     Clock,
     ScriptedConfirmer,
+    builtin_registry,
     call_tool,
     push,
     run_turn,
@@ -206,19 +206,6 @@ async def test_the_same_ride_call_id_orders_once(
 
 
 # ------------------------------------------------------------------------------ the tools directly
-
-
-@pytest.fixture
-async def storage(tmp_path: Path) -> AsyncIterator[Storage]:
-    opened = await Storage.open(tmp_path / "bot.db")
-    yield opened
-    await opened.close()
-
-
-def builtin_registry(storage: Storage, clock: Clock) -> ToolRegistry:
-    registry = ToolRegistry(storage.tool_calls)
-    register_builtin_tools(registry, storage=storage, config=AppConfig(), secrets_env={}, clock=clock)
-    return registry
 
 
 @pytest.mark.parametrize(

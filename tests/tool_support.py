@@ -9,10 +9,11 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from bot.config import GuildSettings
+from bot.config import AppConfig, GuildSettings
 from bot.engine import TurnContext, UserTurn, conversation_key
 from bot.engine.events import TurnEvent
 from bot.services import Services
+from bot.storage import Storage
 from bot.tooling import ConfirmationOutcome, ConfirmationRequest, ToolContext, ToolRegistry, ToolResult
 from tests.conftest import ServicesFactory, settings
 from tests.fakes.openai_server import FakeOpenAI
@@ -134,3 +135,10 @@ async def call_tool(
     )
     raw = arguments if isinstance(arguments, str) else json.dumps(arguments)
     return await registry.run(name, raw, context, confirmer)
+
+
+def builtin_registry(storage: Storage, clock: Clock) -> ToolRegistry:
+    """The built-in tools on their own (no engine), with the default config and a settable clock."""
+    registry = ToolRegistry(storage.tool_calls)
+    register_builtin_tools(registry, storage=storage, config=AppConfig(), secrets_env={}, clock=clock)
+    return registry

@@ -1782,25 +1782,19 @@ class FakeDiscord:
         return data
 
     async def _dispatch_message_create(self, message: StoredMessage) -> None:
-        if message.ephemeral:
-            return  # ephemeral messages exist only for their user, never on the gateway
-        channel = self.channels[message.channel_id]
-        await self._dispatch(
-            "MESSAGE_CREATE",
-            lambda s: self._gateway_message(message, s),
-            intent=self._message_intent(message),
-            channel=channel,
-        )
+        await self._dispatch_message("MESSAGE_CREATE", message)
 
     async def _dispatch_message_update(self, message: StoredMessage) -> None:
+        await self._dispatch_message("MESSAGE_UPDATE", message)
+
+    async def _dispatch_message(self, event: str, message: StoredMessage) -> None:
         if message.ephemeral:
-            return
-        channel = self.channels[message.channel_id]
+            return  # ephemeral messages exist only for their user, never on the gateway
         await self._dispatch(
-            "MESSAGE_UPDATE",
+            event,
             lambda s: self._gateway_message(message, s),
             intent=self._message_intent(message),
-            channel=channel,
+            channel=self.channels[message.channel_id],
         )
 
     async def _dispatch_message_delete(self, message: StoredMessage) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import selectors
-import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -438,11 +437,14 @@ def test_a_final_text_shorter_than_the_stream_deletes_extra_messages() -> None:
     assert sink.messages() == ["x"]
 
 
-def test_terminal_event_to_final_submission_is_fast() -> None:
-    """The work between the model's last byte and the final write's submission stays tiny."""
-    text = "\n\n".join(" ".join(f"w{i}x{j}" for j in range(60)) for i in range(60))  # ~24k chars
+def test_a_long_streamed_reply_ends_exactly_as_the_final_text() -> None:
+    """~24k characters in 400 deltas: the final write leaves exactly the final text's parts.
 
-    async def main() -> float:
+    How fast the final write follows the last byte is a figure, not a test: `python -m bench.bench_overhead`.
+    """
+    text = "\n\n".join(" ".join(f"w{i}x{j}" for j in range(60)) for i in range(60))
+
+    async def main() -> list[str]:
         sink = FakeSink(latency_s=0.0)
         scheduler = WriteScheduler()
         streamer = ReplyStreamer(sink, scheduler)
@@ -451,16 +453,12 @@ def test_terminal_event_to_final_submission_is_fast() -> None:
                 await asyncio.sleep(event)
             else:
                 streamer.feed(event)
-        began = time.perf_counter()
         streamer.feed(done(text))
-        elapsed = time.perf_counter() - began
         await streamer.wait()
         await scheduler.close()
-        assert sink.messages() == split_message(text)
-        return elapsed
+        return sink.messages()
 
-    elapsed = run_virtual(main)
-    assert elapsed < 0.02
+    assert run_virtual(main) == split_message(text)
 
 
 def test_hundred_concurrent_replies_stay_in_budget_and_meet_the_goals() -> None:

@@ -8,8 +8,9 @@ these calls is recorded in the same daily table the budgets read.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Protocol, TypeVar
 
 from bot.config import GuildSettings
 from bot.errors import UserFacingError
@@ -21,23 +22,66 @@ class LimitReachedError(UserFacingError):
     """A cooldown or a daily budget stops this request; the message says until when."""
 
 
-@asynccontextmanager
-async def model_call_allowance(
-    usage: UsageStore,
-    state: ProcessState,
-    settings: GuildSettings,
-    *,
-    guild_id: int | None,
-    user_id: int,
-) -> AsyncIterator[None]:
-    """For a command that calls the model directly: the member's limits, then a slot under the bot's
-    global cap on concurrent model calls (the same gate conversation turns wait at)."""
-    await claim_allowance(usage, state.cooldowns, settings, guild_id=guild_id, user_id=user_id)
-    try:
-        async with state.model_gate.slot():
-            yield
-    except GateFullError:
-        raise LimitReachedError("The bot is very busy right now; please try again in a minute.") from None
+class Metered(Protocol):
+    """What a direct model call reports of its cost (image, extraction results)."""
+
+    @property
+    def input_tokens(self) -> int: ...
+
+    @property
+    def output_tokens(self) -> int: ...
+
+
+M = TypeVar("M", bound=Metered)
+
+
+class MeteredCalls:
+    """Direct model calls from commands, under the rules a conversation turn obeys.
+
+    One place checks the member's cooldown and budgets, waits at the bot's global model-call gate, and
+    records what the call cost in the daily table the budgets read: the commands only say what to call.
+    """
+
+    def __init__(self, usage: UsageStore, state: ProcessState) -> None:
+        self._usage = usage
+        self._state = state
+
+    @asynccontextmanager
+    async def allowance(
+        self, settings: GuildSettings, *, guild_id: int | None, user_id: int
+    ) -> AsyncIterator[None]:
+        """The member's limits, then a slot at the global gate, held for the block.
+
+        For work that records its own usage (knowledge embeddings, counted also when they run as a tool).
+        """
+        await claim_allowance(
+            self._usage, self._state.cooldowns, settings, guild_id=guild_id, user_id=user_id
+        )
+        try:
+            async with self._state.model_gate.slot():
+                yield
+        except GateFullError:
+            raise LimitReachedError("The bot is very busy right now; please try again in a minute.") from None
+
+    async def call(
+        self,
+        settings: GuildSettings,
+        work: Callable[[], Awaitable[M]],
+        *,
+        guild_id: int | None,
+        user_id: int,
+    ) -> M:
+        """Check the limits, run `work` in a gate slot, and record the tokens it reports."""
+        async with self.allowance(settings, guild_id=guild_id, user_id=user_id):
+            result = await work()
+        if result.input_tokens or result.output_tokens:
+            await self._usage.record(
+                guild_id=guild_id,
+                user_id=user_id,
+                input_tokens=result.input_tokens,
+                output_tokens=result.output_tokens,
+            )
+        return result
 
 
 async def claim_allowance(

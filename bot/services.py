@@ -16,6 +16,7 @@ from bot.engine.chat_backend import ChatBackend
 from bot.engine.responses_backend import ResponsesBackend
 from bot.guild_settings import OpenAIModelCatalog, SettingsService
 from bot.knowledge import KnowledgeBase
+from bot.limits import MeteredCalls
 from bot.moderation import Moderator
 from bot.process_state import ProcessState
 from bot.storage import Storage
@@ -48,6 +49,8 @@ class Services:
     settings: SettingsService
     engine: ConversationEngine
     knowledge: KnowledgeBase
+    metered: MeteredCalls
+    """Direct model calls from commands: limits checked, a gate slot, usage recorded."""
 
     @classmethod
     async def start(
@@ -122,6 +125,7 @@ class Services:
             settings=settings,
             engine=engine,
             knowledge=KnowledgeBase(openai_client, storage, state.knowledge),
+            metered=MeteredCalls(storage.usage, state),
         )
 
     async def close(self) -> None:

@@ -25,7 +25,6 @@ from bot.extraction import (
     display_fields,
     extract,
 )
-from bot.limits import model_call_allowance
 from cogs.deferral import public_thinking
 from cogs.embeds import add_fields
 
@@ -105,23 +104,12 @@ class ExtractCog(commands.Cog):
         async with public_thinking(interaction):
             settings = await services.settings.effective(interaction.guild_id)
             client = services.openai if settings.backend == "responses" else services.chat_client
-            async with model_call_allowance(
-                services.storage.usage,
-                services.state,
+            outcome = await services.metered.call(
                 settings,
+                lambda: extract(client, backend=settings.backend, model=settings.model, kind=kind, text=text),
                 guild_id=interaction.guild_id,
                 user_id=interaction.user.id,
-            ):
-                outcome = await extract(
-                    client, backend=settings.backend, model=settings.model, kind=kind, text=text
-                )
-            if outcome.input_tokens or outcome.output_tokens:
-                await services.storage.usage.record(
-                    guild_id=interaction.guild_id,
-                    user_id=interaction.user.id,
-                    input_tokens=outcome.input_tokens,
-                    output_tokens=outcome.output_tokens,
-                )
+            )
             label = KINDS[kind].label.lower()
             if isinstance(outcome, NothingFound):
                 raise UserFacingError(f"I found no {label} in that text, so there is nothing to extract.")

@@ -11,7 +11,6 @@ from discord.ext import commands
 
 from bot.errors import UserFacingError
 from bot.images import MAX_IMAGES, MAX_PROMPT_CHARS, SIZE_CHOICES, generate_images
-from bot.limits import model_call_allowance
 from cogs.deferral import public_thinking
 
 if TYPE_CHECKING:
@@ -54,22 +53,13 @@ class ImagineCog(commands.Cog):
             choice = next((c for c in SIZE_CHOICES if c == size), None)
             if choice is None:
                 raise UserFacingError(f"Unknown size {size!r}; choose {', '.join(SIZE_CHOICES)}.")
-            async with model_call_allowance(
-                services.storage.usage,
-                services.state,
+            result = await services.metered.call(
                 settings,
-                guild_id=interaction.guild_id,
-                user_id=interaction.user.id,
-            ):
-                result = await generate_images(
+                lambda: generate_images(
                     services.openai, model=settings.image_model, prompt=prompt, size=choice, count=count
-                )
-        if result.input_tokens or result.output_tokens:
-            await services.storage.usage.record(
+                ),
                 guild_id=interaction.guild_id,
                 user_id=interaction.user.id,
-                input_tokens=result.input_tokens,
-                output_tokens=result.output_tokens,
             )
         files = [
             discord.File(io.BytesIO(image), filename=f"imagine-{number}.png")

@@ -12,7 +12,6 @@ from discord.ext import commands
 from bot.config import GuildSettings
 from bot.errors import UserFacingError
 from bot.knowledge import MAX_QUERY_CHARS, MAX_SEARCH_RESULTS, SearchResults
-from bot.limits import model_call_allowance
 from cogs.deferral import public_thinking
 from cogs.embeds import add_fields, field_share
 
@@ -68,13 +67,9 @@ class KnowledgeCog(commands.Cog):
     def _allowance(
         self, interaction: discord.Interaction, settings: GuildSettings
     ) -> AbstractAsyncContextManager[None]:
-        services = self.bot.services
-        return model_call_allowance(
-            services.storage.usage,
-            services.state,
-            settings,
-            guild_id=interaction.guild_id,
-            user_id=interaction.user.id,
+        """Knowledge records its own embedding usage (also when it runs as a tool in a conversation)."""
+        return self.bot.services.metered.allowance(
+            settings, guild_id=interaction.guild_id, user_id=interaction.user.id
         )
 
     @app_commands.guild_only()

@@ -79,7 +79,7 @@ class ExtractCog(commands.Cog):
         kind: str,
         text: app_commands.Range[str, 1, MAX_TEXT_OPTION_CHARS],
     ) -> None:
-        await self.run(interaction, _kind(kind), text)
+        await self.extract_and_answer(interaction, _kind(kind), text)
 
     async def extract_from_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
         """Ask which kind to extract (privately); the choice runs the extraction."""
@@ -91,7 +91,7 @@ class ExtractCog(commands.Cog):
         )
         picker.prompt = interaction
 
-    async def run(
+    async def extract_and_answer(
         self,
         interaction: discord.Interaction,
         kind: ExtractionKind,
@@ -150,7 +150,9 @@ class KindPicker(discord.ui.View):
         self.stop()
         try:
             kind = _kind(self.select.values[0])
-            await self.cog.run(interaction, kind, self.message.content, source_url=self.message.jump_url)
+            await self.cog.extract_and_answer(
+                interaction, kind, self.message.content, source_url=self.message.jump_url
+            )
         finally:
             if self.prompt is not None:
                 try:

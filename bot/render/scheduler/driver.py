@@ -1,0 +1,194 @@
+"""The thin asyncio driver of ``SchedulerCore``: runs released writes as tasks, sleeps until the next."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Hashable
+
+from bot.render.scheduler.core import (
+    MIN_WAKE_S,
+    SKIPPED,
+    Job,
+    Observation,
+    SchedulerConfig,
+    SchedulerCore,
+    SchedulerStats,
+    Write,
+    WriteKind,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _consume_exception(future: asyncio.Future[object]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+class WriteScheduler:
+    """Runs released writes as concurrent tasks and sleeps until the next may start.
+
+    Time is the running loop's ``time()`` (a virtual-time loop makes tests instant). Construct it
+    anywhere; it starts on the first submit, or with ``start()`` inside a running loop.
+    """
+
+    def __init__(self, config: SchedulerConfig | None = None) -> None:
+        self.core = SchedulerCore(config)
+        self._futures: dict[Write, asyncio.Future[object]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake: asyncio.Event | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def config(self) -> SchedulerConfig:
+        return self.core.config
+
+    @property
+    def stats(self) -> SchedulerStats:
+        return self.core.stats
+
+    def now(self) -> float:
+        loop = self._loop or asyncio.get_running_loop()
+        return loop.time()
+
+    def start(self) -> None:
+        """Start the driver on the running loop (idempotent)."""
+        if self._runner is not None and not self._runner.done():
+            return
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._runner = self._loop.create_task(self._drive(), name="discord-write-scheduler")
+
+    async def close(self) -> None:
+        """Stop: queued writes are cancelled, running ones are cancelled and awaited."""
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+            self._runner = None
+        for write in self.core.queued():
+            self.core.cancel(write.key)
+        for future in self._futures.values():
+            future.cancel()
+        self._futures.clear()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def submit(
+        self,
+        kind: WriteKind,
+        channel: Hashable,
+        job: Job,
+        *,
+        route: str,
+        target: Hashable | None = None,
+        reply: Hashable | None = None,
+        delay_s: float = 0.0,
+    ) -> asyncio.Future[object]:
+        """Queue a write; the future gets the result of the job run that carries it.
+
+        A write merged into a queued one for the same target shares that one's future (the latest job
+        runs). The future is cancelled if the write is dropped or cancelled before it starts.
+        """
+        self.start()
+        assert self._loop is not None and self._wake is not None
+        now = self._loop.time()
+        write = Write(kind, channel, job, route, target, reply, not_before=now + delay_s)
+        result = self.core.submit(write, now)
+        for dropped in result.dropped:
+            future = self._futures.pop(dropped, None)
+            if future is not None:
+                future.cancel()
+        if result.write in result.dropped:
+            cancelled: asyncio.Future[object] = self._loop.create_future()
+            cancelled.cancel()
+            return cancelled
+        future = self._futures.get(result.write)
+        if future is None:
+            future = self._futures[result.write] = self._loop.create_future()
+        if result.wake:
+            self._wake.set()
+        return future
+
+    async def run(
+        self,
+        kind: WriteKind,
+        channel: Hashable,
+        job: Job,
+        *,
+        route: str,
+        target: Hashable | None = None,
+        reply: Hashable | None = None,
+    ) -> object:
+        """Submit and wait for the result (e.g. the cog's thread creation or an error note)."""
+        return await self.submit(kind, channel, job, route=route, target=target, reply=reply)
+
+    def cancel(self, target: Hashable) -> bool:
+        """Drop the queued write for ``target`` (a started one runs to its end)."""
+        write = self.core.cancel(target)
+        if write is None:
+            return False
+        future = self._futures.pop(write, None)
+        if future is not None:
+            future.cancel()
+        return True
+
+    def end_reply(self, reply: Hashable) -> None:
+        """The reply is finished; its fairness state can go (see ``SchedulerCore.end_reply``)."""
+        self.core.end_reply(reply)
+
+    def observe(self, seen: Observation) -> None:
+        """Feed a response's rate-limit information (see ``rate_limit_trace_config``)."""
+        loop = self._loop or asyncio.get_running_loop()
+        self.core.observe(seen, loop.time())
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _drive(self) -> None:
+        loop = asyncio.get_running_loop()
+        wake = self._wake
+        assert wake is not None
+        while True:
+            wake.clear()
+            now = loop.time()
+            for write in self.core.release(now):
+                self._launch(write, now)
+            at = self.core.next_wake(now)
+            timer = loop.call_at(max(at, now + MIN_WAKE_S), wake.set) if at is not None else None
+            await wake.wait()
+            if timer is not None:
+                timer.cancel()
+
+    def _launch(self, write: Write, now: float) -> None:
+        future = self._futures.pop(write, None)
+        if future is None or future.cancelled():
+            self.core.done(write, now, sent=False)
+            return
+        assert self._loop is not None
+        task = self._loop.create_task(self._run(write, future))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, write: Write, future: asyncio.Future[object]) -> None:
+        assert self._loop is not None and self._wake is not None and write.job is not None
+        try:
+            result = await write.job()
+        except asyncio.CancelledError:
+            self.core.done(write, self._loop.time())
+            future.cancel()
+            raise
+        except Exception as exc:
+            log.exception("A Discord write (%s to %r) failed", write.kind.name, write.channel)
+            self.core.done(write, self._loop.time())
+            self._wake.set()
+            if not future.done():
+                future.add_done_callback(_consume_exception)
+                future.set_exception(exc)
+            return
+        self.core.done(write, self._loop.time(), sent=result is not SKIPPED)
+        self._wake.set()
+        if not future.done():
+            future.set_result(result)

@@ -17,6 +17,7 @@ from bot.engine.events import (
     TERMINAL_EVENTS,
     Busy,
     Cancelled,
+    CancelReason,
     Completed,
     Failed,
     Flagged,
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
     from bot.moderation import ModerationVerdict
 
 log = logging.getLogger(__name__)
+
+RESTARTING = "The bot is restarting; please send your message again in a minute."
+"""Why a turn that arrives (or reaches the front of its line) during a shutdown is not started."""
 
 
 class Backend(Protocol):
@@ -74,12 +78,19 @@ class ConversationEngine:
         self._backends = dict(backends)
         self._config = config
         self._moderator = moderator
+        self._closing = False
+        self._grace_over = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
+        self._cut_by_shutdown: set[asyncio.Task[None]] = set()
 
     async def reply(self, key: str, turn: UserTurn, context: TurnContext) -> AsyncGenerator[TurnEvent, None]:
         """Answer `turn` in conversation `key`: events in order, ending with exactly one terminal event.
 
         Closing the iterator early (the consumer went away) cancels the turn.
         """
+        if self._closing:
+            yield Busy(RESTARTING)
+            return
         settings = context.settings
         state = self._state
         waiting = cooldown_problem(
@@ -104,14 +115,19 @@ class ConversationEngine:
             if ticket.ahead:
                 yield Queued(ticket.ahead)
             await ticket.wait()
+            if self._closing:  # it waited behind a turn that ended during a shutdown: not started
+                yield Busy(RESTARTING)
+                return
             producer = asyncio.create_task(self._run(key, turn, context, events.put_nowait))
             producer.add_done_callback(lambda _: events.put_nowait(_ProducerEnded()))
+            self._running.add(producer)
+            producer.add_done_callback(self._running.discard)
             ticket.task = producer
             text = ""
             while True:
                 event = await events.get()
                 if isinstance(event, _ProducerEnded):  # stopped before it said how the turn ended
-                    yield Cancelled(text)
+                    yield Cancelled(text, reason=self._cancel_reason(producer))
                     return
                 if isinstance(event, TextDelta):
                     text += event.text
@@ -139,6 +155,44 @@ class ConversationEngine:
     async def wait_idle(self) -> None:
         """Until every turn has ended and its consumer let go (used for a graceful shutdown)."""
         await self._state.lanes.wait_idle()
+
+    async def shut_down(self, *, grace_s: float, wrap_up_s: float) -> int:
+        """Refuse new turns, give those in progress `grace_s` to finish, then cut the rest short.
+
+        A turn cut short ends with `Cancelled(reason="shutdown")` and is journalled 'interrupted' (so
+        the next start does not report it as lost); its consumer then has up to `wrap_up_s` to show
+        that ending and let go. Turns waiting in line are not started. Returns how many were cut.
+        """
+        self._closing = True
+        if await self._idle_within(grace_s, unless=self._grace_over):
+            return 0
+        cut = [task for task in self._running if not task.done()]
+        for task in cut:
+            self._cut_by_shutdown.add(task)
+            task.cancel()
+        if cut:
+            log.warning("Shutting down: %d turn(s) still running after the grace were cut short", len(cut))
+        if not await self._idle_within(wrap_up_s):
+            log.warning("Shutting down: replies still writing after %.1f s are left unfinished", wrap_up_s)
+        return len(cut)
+
+    def end_grace(self) -> None:
+        """Cut a shutdown's grace short (a second stop signal): turns still running stop now."""
+        self._grace_over.set()
+
+    async def _idle_within(self, timeout_s: float, *, unless: asyncio.Event | None = None) -> bool:
+        """Whether every turn ended within `timeout_s` (giving up early once `unless` is set)."""
+        idle = asyncio.ensure_future(self.wait_idle())
+        waiters = {idle} if unless is None else {idle, asyncio.ensure_future(unless.wait())}
+        try:
+            await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        return idle.done() and not idle.cancelled()
+
+    def _cancel_reason(self, task: asyncio.Task[None] | None) -> CancelReason:
+        return "shutdown" if task in self._cut_by_shutdown else "stopped"
 
     def is_busy(self, key: str) -> bool:
         return self._state.lanes.active(key) is not None
@@ -205,7 +259,7 @@ class ConversationEngine:
                         text += event.text
                     emit(event)
         except asyncio.CancelledError:
-            final = Cancelled(text)
+            final = Cancelled(text, reason=self._cancel_reason(asyncio.current_task()))
         except TimeoutError:
             final = Failed("timeout", "The answer took too long, so I stopped it.", text)
         except GateFullError:
@@ -252,5 +306,5 @@ def _status_of(event: TurnEvent) -> TurnStatus:
     if isinstance(event, Completed):
         return "completed"
     if isinstance(event, Cancelled):
-        return "cancelled"
+        return "interrupted" if event.reason == "shutdown" else "cancelled"
     return "failed"

@@ -158,11 +158,18 @@ class Busy:
     reason: str
 
 
+CancelReason = Literal["stopped", "shutdown"]
+
+
 @dataclass(frozen=True, slots=True)
 class Cancelled:
-    """The turn was stopped (``/stop``) before it finished."""
+    """The turn was stopped before it finished: by ``/stop``, or because the bot is shutting down.
+
+    A turn cut short by a shutdown is journalled as interrupted, and its reply says to ask again.
+    """
 
     partial_text: str = ""
+    reason: CancelReason = "stopped"
 
 
 TurnEvent = (

@@ -79,6 +79,12 @@ MAX_WRITE_ATTEMPTS = 3
 RETRY_DELAY_S = 1.0
 NONCE_BYTES = 10
 """A slot's nonce is this many random bytes in hex (Discord takes nonces of up to 25 characters)."""
+STOPPED_NOTE = "-# ⏹️ Stopped."
+"""Ends a reply someone stopped with /stop."""
+SHUTDOWN_NOTE = (
+    "⚠️ The bot is restarting, so this answer stops here; please send your message again in a minute."
+)
+"""Ends a reply the bot's shutdown cut short: not a sentence cut in half, and what to do about it."""
 
 
 class WriteOutcome(Enum):
@@ -266,7 +272,11 @@ class ReplyStreamer:
             text = self._kept_text(event.partial_text)
             self._finish(text, f"⚠️ {_one_line(event.reason)}", "failed", event)
         elif isinstance(event, Cancelled):
-            self._finish(self._kept_text(event.partial_text), "-# ⏹️ Stopped.", "cancelled", event)
+            text = self._kept_text(event.partial_text)
+            if event.reason == "shutdown":
+                self._finish(text, SHUTDOWN_NOTE, "interrupted", event)
+            else:
+                self._finish(text, STOPPED_NOTE, "cancelled", event)
         elif isinstance(event, Busy):
             self._finish("", f"⏳ {_one_line(event.reason)}", "busy", event)
         elif isinstance(event, ToolStarted):

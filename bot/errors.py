@@ -1,7 +1,8 @@
 """The bot's own error types, each carrying a sentence fit to show a person.
 
-Errors are raised deep and handled once, near the user: the CLI turns `ConfigError` into one line and
-exit code 2; cogs turn `UserFacingError` into an ephemeral message.
+Errors are raised deep and handled once, near the user: the CLI turns `ConfigError`,
+`DatabaseUnusableError` and `SchemaTooNewError` into one line and exit code 2; cogs turn
+`UserFacingError` into an ephemeral message.
 """
 
 from __future__ import annotations
@@ -28,6 +29,17 @@ class SchemaTooNewError(BotError):
         super().__init__(
             f"{path}: database schema version {found} is newer than this bot knows ({known}); "
             "upgrade the bot or point BOT_DATABASE at another file"
+        )
+
+
+class DatabaseUnusableError(BotError):
+    """The database path cannot be opened or written: names the path, what is wrong, and the fix."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(
+            f"{path}: {problem}; set [storage] database or BOT_DATABASE to a file the bot can write"
         )
 
 

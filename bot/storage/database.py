@@ -11,19 +11,91 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiosqlite
 
-from bot.errors import SchemaTooNewError
+from bot.errors import DatabaseUnusableError, SchemaTooNewError
 from bot.storage.migrations import LATEST_VERSION, MIGRATIONS
 
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
+IN_MEMORY = ":memory:"
+
+
+@dataclass(frozen=True)
+class DatabaseStatus:
+    """What `inspect_database` found at a path; `version` is None when the file is not there yet."""
+
+    path: str
+    version: int | None
+
+    def describe(self) -> str:
+        """One line for `python -m bot --check`."""
+        if self.version is None:
+            return f"{self.path} (not there yet: created at start, schema version {LATEST_VERSION})"
+        if self.version < LATEST_VERSION:
+            return f"{self.path} (schema version {self.version}: migrated to {LATEST_VERSION} at start)"
+        return f"{self.path} (schema version {self.version}, current)"
+
+
+def check_database_path(path: Path) -> None:
+    """Raise `DatabaseUnusableError` if the bot could not create or write a database at `path`.
+
+    Changes nothing. SQLite itself only says "unable to open database file", and only once the bot is
+    already logged in to Discord; this names the path and what is wrong with it.
+    """
+    if path.is_dir():
+        raise DatabaseUnusableError(str(path), "is a folder, not a database file")
+    folder = path.parent
+    existing = folder
+    while not existing.exists():  # the nearest folder that is there (the rest is created at start)
+        existing = existing.parent
+    if not existing.is_dir():
+        raise DatabaseUnusableError(str(path), f"its folder cannot be created: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        if existing == folder:
+            raise DatabaseUnusableError(
+                str(path), f"the folder {folder} is not writable (SQLite writes its -wal file beside it)"
+            )
+        raise DatabaseUnusableError(str(path), f"its folder cannot be created: {existing} is not writable")
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise DatabaseUnusableError(str(path), "is read-only")
+
+
+async def inspect_database(path: str | Path) -> DatabaseStatus:
+    """Whether the bot could use the database at `path`, and its schema version, changing nothing.
+
+    No folder or file is created and nothing is migrated: `--check` may run beside a running bot, and
+    a migration under an older bot would break it. Raises `DatabaseUnusableError` or
+    `SchemaTooNewError`.
+    """
+    path_text = str(path)
+    read_only_uri = None if path_text == IN_MEMORY else _read_only_uri(Path(path_text))
+    if read_only_uri is None:
+        return DatabaseStatus(path_text, None)
+    try:
+        async with aiosqlite.connect(read_only_uri, uri=True) as connection:
+            cursor = await connection.execute("PRAGMA user_version")
+            row = await cursor.fetchone()
+    except sqlite3.Error as exc:
+        raise DatabaseUnusableError(path_text, f"cannot be opened ({exc})") from None
+    version = int(row[0]) if row else 0
+    if version > LATEST_VERSION:
+        raise SchemaTooNewError(path_text, version, LATEST_VERSION)
+    return DatabaseStatus(path_text, version)
+
+
+def _read_only_uri(path: Path) -> str | None:
+    """The URI that opens the database at `path` read-only; None if there is no file yet."""
+    check_database_path(path)
+    return path.resolve().as_uri() + "?mode=ro" if path.exists() else None
 
 
 class Database:
@@ -40,17 +112,35 @@ class Database:
 
     @classmethod
     async def open(cls, path: str | Path) -> Database:
-        """Open (creating if needed) and migrate; refuse a schema newer than this code knows."""
+        """Open (creating if needed) and migrate; refuse a schema newer than this code knows.
+
+        A path that cannot be opened or written raises `DatabaseUnusableError` naming it.
+        """
         path_text = str(path)
-        if path_text != ":memory:":
-            Path(path_text).parent.mkdir(parents=True, exist_ok=True)
-        connection = await aiosqlite.connect(path_text, isolation_level=None)
+        if path_text != IN_MEMORY:
+            check_database_path(Path(path_text))
+            try:
+                Path(path_text).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseUnusableError(
+                    path_text, f"its folder cannot be created ({exc.strerror})"
+                ) from None
+        try:
+            connection = await aiosqlite.connect(path_text, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise DatabaseUnusableError(path_text, f"cannot be opened ({exc})") from None
         connection.row_factory = aiosqlite.Row
         try:
-            await connection.execute("PRAGMA journal_mode=WAL")
+            await connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            try:
+                await connection.execute_fetchall("PRAGMA journal_mode=WAL")  # read: it ends the statement
+                # A file SQLite could only open read-only fails here, not at the first write.
+                await connection.execute("BEGIN IMMEDIATE")
+                await connection.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                raise DatabaseUnusableError(path_text, f"cannot be opened for writing ({exc})") from None
             await connection.execute("PRAGMA synchronous=NORMAL")
             await connection.execute("PRAGMA foreign_keys=ON")
-            await connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             database = cls(connection, path_text)
             await database._migrate()
         except BaseException:

@@ -153,8 +153,14 @@ class ConversationEngine:
         return True
 
     async def wait_idle(self) -> None:
-        """Until every turn has ended and its consumer let go (used for a graceful shutdown)."""
+        """Until every turn has ended, its consumer let go and its journal entry is written.
+
+        The consumer lets go before the journal's last write (the reply's end need not wait for it),
+        so the turns' own tasks are waited for too: a shutdown closes the database right after.
+        """
         await self._state.lanes.wait_idle()
+        while self._running:
+            await asyncio.wait(list(self._running))
 
     async def shut_down(self, *, grace_s: float, wrap_up_s: float) -> int:
         """Refuse new turns, give those in progress `grace_s` to finish, then cut the rest short.

@@ -2,7 +2,8 @@
 
 `config.example.toml` documents every setting; a setting absent from the file takes the default
 written here. Secrets (`DISCORD_TOKEN`, `OPENAI_API_KEY`) never live in the file: they come from the
-environment or a `.env` file next to the bot.
+environment or a `.env` file (`DOTENV_LOOKUP` says where it is looked for). `ENVIRONMENT_VARIABLES` is
+the one list of the variables the bot reads, for `--help`, the docs and a test.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import tomllib
 import zoneinfo
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -21,6 +23,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from bot.errors import ConfigError
@@ -43,6 +46,33 @@ ALL_TOOLS = FUNCTION_TOOL_FAMILIES + HOSTED_TOOLS
 
 Backend = Literal["responses", "chat"]
 ModerationMode = Literal["off", "flag", "block"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LOG_LEVELS: tuple[LogLevel, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+BUILTIN_PROVIDER = "builtin"
+PROVIDER_SETTINGS = {"booking_provider": "restaurants", "ride_provider": "rides"}
+"""The settings that pick a provider, and the family of providers each may name."""
+DOTENV_LOOKUP = (
+    "a .env file in the folder the bot is started from, or else in the nearest parent folder with one"
+)
+
+
+@dataclass(frozen=True)
+class EnvironmentVariable:
+    """One variable the bot (or the OpenAI SDK for it) reads from the environment or `.env`."""
+
+    name: str
+    meaning: str
+    read_by_sdk: bool = False
+    """True when the bot never reads it itself: the OpenAI SDK does."""
+
+
+class SettingProblem(ValueError):
+    """A cross-setting rule broken: names the setting, so the error line can too."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(problem)
+        self.setting = setting
+        self.problem = problem
 
 
 class _Strict(BaseModel):
@@ -202,6 +232,19 @@ class ProviderConfig(_Strict):
     timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
 
 
+class LoggingConfig(_Strict):
+    """What the bot writes to its log (stderr)."""
+
+    level: LogLevel = Field(
+        default="INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL; `--log-level` overrides it."
+    )
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper_case(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
 class StorageConfig(_Strict):
     database: Path = DEFAULT_DATABASE_PATH
     knowledge_memory_mb: Annotated[int, Field(ge=16, le=1_000_000)] = Field(
@@ -220,8 +263,48 @@ class AppConfig(_Strict):
     engine: EngineConfig = EngineConfig()
     streaming: StreamingConfig = StreamingConfig()
     storage: StorageConfig = StorageConfig()
+    logging: LoggingConfig = LoggingConfig()
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     defaults: GuildSettings = GuildSettings()
+
+    @model_validator(mode="after")
+    def _providers_defined(self) -> AppConfig:
+        """`booking_provider` / `ride_provider` must name a provider of their kind: refused at start,
+        not at the first booking."""
+        for setting, family in PROVIDER_SETTINGS.items():
+            chosen = getattr(self.defaults, setting)
+            offered = provider_choices(self.providers, family)
+            if chosen not in offered:
+                raise SettingProblem(
+                    f"defaults.{setting}",
+                    f"names {chosen!r}, which [providers] does not define for {family}; "
+                    f"defined: {', '.join(offered)}",
+                )
+        return self
+
+
+def provider_choices(providers: Mapping[str, ProviderConfig], family: str) -> list[str]:
+    """What a `*_provider` setting of `family` ("restaurants" or "rides") may name."""
+    return [BUILTIN_PROVIDER, *sorted(name for name, config in providers.items() if config.serves == family)]
+
+
+ENVIRONMENT_VARIABLES: tuple[EnvironmentVariable, ...] = (
+    EnvironmentVariable("DISCORD_TOKEN", "the bot's token (required)"),
+    EnvironmentVariable(
+        "OPENAI_API_KEY",
+        'the OpenAI API key (required unless backend = "chat" with a [chat_backend] base_url)',
+    ),
+    EnvironmentVariable("OPENAI_BASE_URL", "another server for the OpenAI client", read_by_sdk=True),
+    EnvironmentVariable("DISCORD_API_BASE_URL", "a Discord-compatible server instead of Discord (tests)"),
+    EnvironmentVariable("BOT_DATABASE", "the SQLite file; overrides [storage] database"),
+    EnvironmentVariable(
+        str(ChatBackendConfig.model_fields["api_key_env"].default),
+        "the chat backend's key, if its server needs one ([chat_backend] api_key_env names another)",
+    ),
+)
+"""Every variable the bot reads, whatever the configuration; `python -m bot --help` lists them."""
+CONFIG_NAMED_VARIABLES = "[providers.NAME] api_key_env: the variable holding that provider's key"
+"""Variables whose names only the configuration knows."""
 
 
 class Secrets(BaseModel):
@@ -305,6 +388,9 @@ def hosted_tools_problem(settings: GuildSettings) -> str | None:
 def _first_problem(exc: ValidationError) -> tuple[str, str]:
     """The first validation error as (dotted setting name, human message)."""
     error = exc.errors()[0]
+    broken_rule = error.get("ctx", {}).get("error")
+    if isinstance(broken_rule, SettingProblem):
+        return broken_rule.setting, broken_rule.problem
     setting = ".".join(str(part) for part in error["loc"]) or "file"
     if error["type"] == "extra_forbidden":
         return setting, "is not a known setting (see config.example.toml)"

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import sqlite3
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -48,8 +49,9 @@ class DatabaseStatus:
 def check_database_path(path: Path) -> None:
     """Raise `DatabaseUnusableError` if the bot could not create or write a database at `path`.
 
-    Changes nothing. SQLite itself only says "unable to open database file", and only once the bot is
-    already logged in to Discord; this names the path and what is wrong with it.
+    Changes nothing (a test file in the folder is removed at once). SQLite itself only says "unable
+    to open database file", and only once the bot is logged in to Discord; this names the path and
+    what is wrong with it.
     """
     if path.is_dir():
         raise DatabaseUnusableError(str(path), "is a folder, not a database file")
@@ -59,12 +61,21 @@ def check_database_path(path: Path) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise DatabaseUnusableError(str(path), f"its folder cannot be created: {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        if existing == folder:
+    if existing != folder:
+        if not os.access(existing, os.W_OK | os.X_OK):
             raise DatabaseUnusableError(
-                str(path), f"the folder {folder} is not writable (SQLite writes its -wal file beside it)"
+                str(path), f"its folder cannot be created: {existing} is not writable"
             )
-        raise DatabaseUnusableError(str(path), f"its folder cannot be created: {existing} is not writable")
+    else:
+        # Trying is the only sure test: permission bits say nothing for root, special file systems or ACLs.
+        try:
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            raise DatabaseUnusableError(
+                str(path),
+                f"the folder {folder} is not writable ({exc.strerror}); SQLite writes its -wal file there",
+            ) from None
     if path.exists() and not os.access(path, os.R_OK | os.W_OK):
         raise DatabaseUnusableError(str(path), "is read-only")
 

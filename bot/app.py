@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Sequence
 from typing import Any
 
+import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -109,10 +111,22 @@ class AssistantBot(commands.Bot):
             await self._sync_commands()
 
     async def _sync_commands(self) -> None:
+        """To each of `command_guild_ids` (instant there), then globally. A guild the bot is not in
+        (Discord answers 403) is a typo or a guild it left: skipped with one warning, not a failed start.
+        """
         for guild_id in self.config.discord.command_guild_ids:
             guild = discord.Object(id=guild_id)
             self.tree.copy_global_to(guild=guild)
-            await self.tree.sync(guild=guild)
+            try:
+                await self.tree.sync(guild=guild)
+            except discord.Forbidden as exc:
+                self.tree.clear_commands(guild=guild)
+                log.warning(
+                    "command_guild_ids: the bot is not in guild %d (Discord answered %d %s); skipped",
+                    guild_id,
+                    exc.status,
+                    exc.text,
+                )
         synced = await self.tree.sync()
         log.info("Synced %d slash commands", len(synced))
 
@@ -173,9 +187,75 @@ async def send_ephemeral(interaction: discord.Interaction, message: str) -> None
         log.warning("Could not tell the user about an error (interaction expired?)", exc_info=True)
 
 
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 60.0
+DISCORD_UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,  # refused, unreachable, name not resolved (aiohttp's connection errors are OSErrors too)
+    aiohttp.ClientError,
+    TimeoutError,
+    discord.DiscordServerError,  # 5xx after discord.py's own retries
+    discord.GatewayNotFound,  # GET /gateway/bot failed
+)
+"""What a later login may not meet again: no connection, a timeout, Discord failing on its side."""
+
+
+class Backoff:
+    """Waits that double from `first_s` up to `max_s` (1, 2, 4 ... 60 s), each jittered into the
+    upper half of its step so that many bots restarted together do not retry in step."""
+
+    def __init__(
+        self, first_s: float = RETRY_FIRST_S, max_s: float = RETRY_MAX_S, rng: random.Random | None = None
+    ) -> None:
+        self._step_s = first_s
+        self._max_s = max_s
+        self._rng = rng or random.Random()
+
+    def next_delay_s(self) -> float:
+        step_s = self._step_s
+        self._step_s = min(step_s * 2, self._max_s)
+        return self._rng.uniform(step_s / 2, step_s)
+
+
+async def login_with_retry(bot: AssistantBot, token: str, *, backoff: Backoff | None = None) -> None:
+    """`bot.login`, tried again with backoff while Discord cannot be reached, one warning per attempt.
+
+    It never gives up: a supervisor (systemd, Docker, Kubernetes) expects the process to stay up, and
+    exiting would only make it restart the bot into the same outage. A rejected token or a failure
+    once the set-up has built the core (`setup_hook` is not repeatable) is raised, not retried.
+    """
+    backoff = backoff or Backoff()
+    attempt = 0
+    while not bot.is_closed():
+        attempt += 1
+        try:
+            await bot.login(token)
+            return
+        except DISCORD_UNREACHABLE as exc:
+            if getattr(bot, "services", None) is not None:
+                raise
+            delay_s = backoff.next_delay_s()
+            log.warning(
+                "Discord is unreachable (%s); attempt %d failed, trying again in %.1f s",
+                str(exc) or type(exc).__name__,
+                attempt,
+                delay_s,
+            )
+        # The attempt's HTTP session closes its connector too; the next login makes new ones.
+        await bot.http.close()
+        bot.http.connector = discord.utils.MISSING
+        await asyncio.sleep(delay_s)
+
+
+async def connect_with_retry(bot: AssistantBot, token: str) -> None:
+    """`bot.start` with the login retried while Discord is unreachable (discord.py itself reconnects
+    the gateway once logged in)."""
+    await login_with_retry(bot, token)
+    await bot.connect()
+
+
 async def run(config: AppConfig, secrets: Secrets) -> None:
     """Connect to Discord (or the server DISCORD_API_BASE_URL names) and run until stopped."""
     use_rest_base(secrets.discord_api_base_url)
     bot = AssistantBot(config, secrets)
     async with bot:
-        await bot.start(secrets.discord_token.get_secret_value())
+        await connect_with_retry(bot, secrets.discord_token.get_secret_value())

@@ -1,7 +1,9 @@
-"""`python -m bot [--config PATH]`: start the bot.
+"""`python -m bot [--config PATH] [--log-level LEVEL] [--check]`: start the bot, or check its set-up.
 
 Start-up problems a person can fix (no token, a broken config file, a database from a newer
-version, the message-content intent not enabled) end with one clear line and exit code 2.
+version, an unusable database path, the message-content intent not enabled) end with one clear line
+and exit code 2. `--help` lists every environment variable read; `--check` validates the config, the
+environment and the database and says what the bot would run with, without connecting anywhere.
 """
 
 from __future__ import annotations
@@ -9,36 +11,61 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
 import discord
 from dotenv import find_dotenv, load_dotenv
 
-from bot.config import DEFAULT_CONFIG_PATH, load_config, load_secrets
-from bot.errors import ConfigError, SchemaTooNewError
+from bot.config import (
+    CONFIG_NAMED_VARIABLES,
+    DEFAULT_CONFIG_PATH,
+    DOTENV_LOOKUP,
+    ENVIRONMENT_VARIABLES,
+    LOG_LEVELS,
+    AppConfig,
+    LogLevel,
+    Secrets,
+    load_config,
+    load_secrets,
+)
+from bot.errors import ConfigError, DatabaseUnusableError, SchemaTooNewError
+from bot.storage.database import DatabaseStatus, inspect_database
 
 EXIT_USAGE = 2
 log = logging.getLogger("bot")
 
+VOICE_WARNINGS = frozenset(
+    {
+        "PyNaCl is not installed, voice will NOT be supported",
+        "davey is not installed, voice will NOT be supported",
+    }
+)
+"""What discord.py's client warns at every start when the voice libraries are missing."""
+MODEL_HTTP_LOGGER = "httpx2"
+"""The OpenAI SDK's HTTP library: it logs every request at INFO ("HTTP Request: POST ...")."""
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bot", description="Run the Discord assistant bot.")
-    parser.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        help=f"path to the TOML configuration (default: {DEFAULT_CONFIG_PATH}, optional)",
-    )
-    args = parser.parse_args(argv)
-    load_dotenv(find_dotenv(usecwd=True))  # the .env of the folder the bot is started in
+    args = argument_parser().parse_args(argv)
+    load_dotenv(find_dotenv(usecwd=True))  # the .env of the folder the bot is started in, or a parent's
+    config_path: Path = args.config or DEFAULT_CONFIG_PATH
     try:
-        config = load_config(args.config or DEFAULT_CONFIG_PATH, required=args.config is not None)
+        config = load_config(config_path, required=args.config is not None)
         secrets = load_secrets(config)
-    except ConfigError as exc:
+        # Before any connection: a database the bot cannot use is one line here, not a traceback after
+        # the Discord login. Nothing is created or migrated yet.
+        database = asyncio.run(inspect_database(config.storage.database))
+    except (ConfigError, DatabaseUnusableError, SchemaTooNewError) as exc:
         return _fail(str(exc))
+    log_level: LogLevel = args.log_level or config.logging.level
+    if args.check:
+        found = config_path.exists()
+        sys.stdout.write(check_report(config, secrets, database, log_level, config_path if found else None))
+        return 0
 
-    discord.utils.setup_logging()
+    setup_logging(log_level)
     if args.config is None and not DEFAULT_CONFIG_PATH.exists():
         log.info("No %s found: using the defaults (see config.example.toml).", DEFAULT_CONFIG_PATH)
 
@@ -46,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         asyncio.run(run(config, secrets))
-    except SchemaTooNewError as exc:
+    except (DatabaseUnusableError, SchemaTooNewError) as exc:
         return _fail(str(exc))
     except discord.PrivilegedIntentsRequired:
         return _fail(
@@ -58,6 +85,92 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def argument_parser() -> argparse.ArgumentParser:
+    """The options, and an epilog naming every environment variable the bot reads and where."""
+    variables = "\n".join(f"  {variable.name:<22}{variable.meaning}" for variable in ENVIRONMENT_VARIABLES)
+    epilog = (
+        f"environment variables:\n{variables}\n  and {CONFIG_NAMED_VARIABLES}\n\n"
+        f".env: {DOTENV_LOOKUP};\nthe environment's own values win over the file's\n\n"
+        f"configuration: {DEFAULT_CONFIG_PATH} in the current folder unless --config names another file;\n"
+        "every setting is optional (config.example.toml shows them all, with their defaults)"
+    )
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        description="Run the Discord assistant bot.",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help=f"path to the TOML configuration (default: {DEFAULT_CONFIG_PATH}, optional)",
+    )
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default=None,
+        help="overrides [logging] level (default: INFO)",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="validate the configuration, the environment and the database, say what the bot would run"
+        " with, and exit (0: ready, 2: not) without connecting to Discord or OpenAI",
+    )
+    return parser
+
+
+def check_report(
+    config: AppConfig, secrets: Secrets, database: DatabaseStatus, log_level: str, config_file: Path | None
+) -> str:
+    """What `--check` prints: what the bot would run with, and which secrets are set (never their values)."""
+    settings = config.defaults
+    backend = f"{settings.backend}, model {settings.model}"
+    if settings.backend == "chat" and config.chat_backend.base_url:
+        backend += f" at {config.chat_backend.base_url}"
+    keys = {
+        "DISCORD_TOKEN": True,  # required: load_secrets refused its absence
+        "OPENAI_API_KEY": secrets.openai_api_key is not None,
+        config.chat_backend.api_key_env: secrets.chat_api_key is not None,
+    }
+    for provider in config.providers.values():
+        if provider.api_key_env:
+            keys[provider.api_key_env] = bool(os.environ.get(provider.api_key_env, "").strip())
+    providers = ", ".join(f"{name} ({p.serves})" for name, p in sorted(config.providers.items())) or "none"
+    secrets_set = ", ".join(f"{name} {'set' if is_set else 'not set'}" for name, is_set in keys.items())
+    lines = [
+        f"config: {config_file if config_file is not None else 'the defaults (no config file)'}",
+        f"backend: {backend}",
+        f"database: {database.describe()}",
+        f"discord: {secrets.discord_api_base_url or 'discord.com'}",
+        f"openai: {os.environ.get('OPENAI_BASE_URL') or 'api.openai.com'}",
+        f"providers: {providers}",
+        f"secrets: {secrets_set}",
+        f"log level: {log_level}",
+        "ok: ready to start (nothing was connected to, created or migrated)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+class DropVoiceWarnings(logging.Filter):
+    """This bot has no voice features: discord.py's warnings about the missing voice libraries are noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.WARNING and record.getMessage() in VOICE_WARNINGS)
+
+
+DROP_VOICE_WARNINGS = DropVoiceWarnings()
+
+
+def setup_logging(level: LogLevel) -> None:
+    """discord.py's handler on the root logger at `level`; per-request lines only at DEBUG."""
+    discord.utils.setup_logging(level=logging.getLevelNamesMapping()[level])
+    logging.getLogger("discord.client").addFilter(DROP_VOICE_WARNINGS)  # before the client warns
+    logging.getLogger(MODEL_HTTP_LOGGER).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
 
 
 def _fail(message: str) -> int:

@@ -108,7 +108,11 @@ class Flagged:
 
 @dataclass(frozen=True, slots=True)
 class Completed:
-    """The turn finished; ``text`` is the whole answer (the deltas joined)."""
+    """The turn finished; ``text`` is the whole answer (the deltas joined).
+
+    ``notes`` are one-line remarks for the reader about how the answer came about (e.g. earlier
+    messages left out to fit the model's context window), shown small after the answer.
+    """
 
     text: str
     usage: Usage
@@ -116,6 +120,7 @@ class Completed:
     files: tuple[GeneratedFile, ...] = ()
     code_runs: tuple[CodeRun, ...] = ()
     refusal: bool = False
+    notes: tuple[str, ...] = ()
 
 
 FailureKind = Literal[

@@ -64,6 +64,7 @@ TYPING_DELAY_S = 0.5
 TYPING_REFRESH_S = 8.0
 """Discord shows typing for about 10 s; refresh a little before it lapses."""
 MAX_STATUS_CHARS = 120
+MAX_NOTE_CHARS = 200
 CODE_MAX_LINES = 40
 CODE_MAX_CHARS = 1500
 LOG_MAX_CHARS = 600
@@ -358,6 +359,7 @@ class ReplyStreamer:
         if event.citations:
             sections.append(self._sources_section(event.citations))
         files, notes = self._pick_files(event.files)
+        notes.extend(f"-# ℹ️ {_one_line(note, MAX_NOTE_CHARS)}" for note in event.notes)
         if notes:
             sections.append("\n".join(notes))
         self._files = files

@@ -5,6 +5,11 @@ SDK's own code, so a shape mistake here or in the bot fails the way it would aga
 stateful (conversations, stored responses, container files), scriptable per endpoint (FIFO queues of
 steps plus a default responder) and records every request for assertions.
 
+A model can be given a context window (`fake.context_windows["gpt-5.5"] = 2000`, in the fake's
+tokens, see `estimate_context_tokens`): a request over it is refused with OpenAI's 400
+`context_length_exceeded`, unless a Responses request asks for `truncation: "auto"`, which drops the
+conversation's oldest items from what the model sees (they stay in the conversation), as OpenAI does.
+
     async with FakeOpenAI() as fake:
         fake.responses.push(Reply("hello"), HttpError(429, headers={"retry-after": "0.01"}))
         client = fake.client()
@@ -58,11 +63,13 @@ __all__ = [
     "ResponseStatus",
     "Script",
     "StoredContainerFile",
+    "Truncation",
     "UrlCitation",
     "WebSearchCall",
     "cosine_similarity",
     "echo_chat",
     "echo_response",
+    "estimate_context_tokens",
     "fake_embedding",
 ]
 
@@ -319,6 +326,16 @@ class FakeConversation:
         return [item for item in self.items if item.get("type") == item_type]
 
 
+@dataclass(frozen=True)
+class Truncation:
+    """A Responses request that `truncation: "auto"` made fit: the model saw only the newest items."""
+
+    model: str
+    conversation_id: str | None
+    dropped_items: int
+    kept_items: int
+
+
 @dataclass
 class StoredContainerFile:
     """A file held in a fake code-interpreter container."""
@@ -363,6 +380,46 @@ _EMBEDDING_DEFAULT_DIMS = {
 def _count_tokens(text: str) -> int:
     """A deterministic stand-in for a tokenizer: words and punctuation marks."""
     return len(_TOKEN_COUNT_RE.findall(text))
+
+
+ITEM_OVERHEAD_TOKENS = 4
+IMAGE_INPUT_TOKENS = 85
+
+
+def _item_tokens(item: Json) -> int:
+    """Tokens of one Responses item or Chat Completions message (text, call arguments, outputs)."""
+    kind = item.get("type") or ("message" if "role" in item else None)
+    if kind == "message":
+        content = item.get("content")
+        images = sum(
+            1
+            for part in (content if isinstance(content, list) else [])
+            if isinstance(part, dict) and part.get("type") in ("input_image", "image_url")
+        )
+        calls = "".join(
+            f"{call['function'].get('name', '')} {call['function'].get('arguments', '')}"
+            for call in item.get("tool_calls") or []
+            if isinstance(call, dict) and isinstance(call.get("function"), dict)
+        )
+        spoken = _count_tokens(_message_text(item) + " " + calls)
+        return ITEM_OVERHEAD_TOKENS + spoken + images * IMAGE_INPUT_TOKENS
+    if kind == "function_call":
+        return ITEM_OVERHEAD_TOKENS + _count_tokens(f"{item.get('name', '')} {item.get('arguments', '')}")
+    if kind == "function_call_output":
+        output = item.get("output")
+        return ITEM_OVERHEAD_TOKENS + _count_tokens(output if isinstance(output, str) else json.dumps(output))
+    return ITEM_OVERHEAD_TOKENS + _count_tokens(json.dumps(item))
+
+
+def estimate_context_tokens(items: list[Json], instructions: Any = None, tools: Any = None) -> int:
+    """What the fake counts against a context window: the items (or chat messages), the instructions
+    and the tool definitions, each a few tokens of overhead plus its words and punctuation marks."""
+    total = sum(_item_tokens(item) for item in items)
+    if isinstance(instructions, str):
+        total += _count_tokens(instructions)
+    if tools:
+        total += _count_tokens(json.dumps(tools))
+    return total
 
 
 def fake_embedding(text: str | list[int], dims: int = 1536) -> list[float]:
@@ -638,6 +695,9 @@ def _cite(text: str, anchor: str | None, link: str) -> tuple[str, int, int]:
 # The server
 # --------------------------------------------------------------------------------------------------
 
+_CONTEXT_EXCEEDED_MESSAGE = (
+    "Your input exceeds the context window of this model. Please adjust your input and try again."
+)
 _ERROR_TYPES = {
     400: "invalid_request_error",
     401: "invalid_request_error",
@@ -687,6 +747,8 @@ class _ResponseRun:
     conversation_id: str | None
     prior: list[Json]
     new_items: list[Json]
+    visible_prior: list[Json]
+    """The part of `prior` the model sees: all of it, unless `truncation: "auto"` dropped the oldest."""
     reply: Reply
     rendered: _Rendered
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
@@ -703,6 +765,11 @@ class FakeOpenAI:
         self.models: list[str] = list(models)
         self.retired_models: set[str] = set(_RETIRED_MODELS)
         self.invalid_api_keys: set[str] = {"invalid"}
+        self.context_windows: dict[str, int] = {}
+        """Per model: its context window in tokens (`estimate_context_tokens`); unnamed: unlimited."""
+        self.honours_truncation = True
+        """False: a server without `truncation: "auto"`; every request over the window is refused."""
+        self.truncations: list[Truncation] = []
 
         self.responses = Script(echo_response)
         self.chat = Script(echo_chat)
@@ -1053,7 +1120,7 @@ class FakeOpenAI:
 
     async def _create_response(self, call: _Call) -> web.StreamResponse:
         body = call.body
-        self._check_model(body)
+        model = self._check_model(body)
         conversation_ref = body.get("conversation")
         conversation_id = (
             conversation_ref.get("id") if isinstance(conversation_ref, dict) else conversation_ref
@@ -1079,6 +1146,7 @@ class FakeOpenAI:
             prior = list(self._contexts[previous_id])
         new_items = _input_items(body.get("input"))
         _check_tool_pairs(prior + new_items)
+        visible_prior = self._fit_context_window(model, body, conversation_id, prior, new_items)
 
         if conversation_id:
             self.inflight_per_conversation[conversation_id] += 1
@@ -1100,6 +1168,7 @@ class FakeOpenAI:
                 conversation_id=conversation_id,
                 prior=prior,
                 new_items=new_items,
+                visible_prior=visible_prior,
                 reply=step,
                 rendered=self._render(step, body),
             )
@@ -1112,6 +1181,41 @@ class FakeOpenAI:
         finally:
             if conversation_id:
                 self.inflight_per_conversation[conversation_id] -= 1
+
+    def _fit_context_window(
+        self, model: str, body: Json, conversation_id: str | None, prior: list[Json], new_items: list[Json]
+    ) -> list[Json]:
+        """The prior items the model sees: all, or (with `truncation: "auto"`) the newest that fit.
+
+        Over the window without truncation, or when the new input alone is too long: OpenAI's 400.
+        """
+        truncation = body.get("truncation")
+        if truncation not in (None, "auto", "disabled"):
+            raise _BadRequest(
+                f"Invalid value: '{truncation}'. Supported values are: 'auto' and 'disabled'.",
+                param="truncation",
+                code="invalid_value",
+            )
+        window = self.context_windows.get(model)
+        if window is None:
+            return prior
+        sizes = [_item_tokens(item) for item in prior]
+        total = estimate_context_tokens(new_items, body.get("instructions"), body.get("tools")) + sum(sizes)
+        if total <= window:
+            return prior
+        if truncation != "auto" or not self.honours_truncation:
+            raise _BadRequest(_CONTEXT_EXCEEDED_MESSAGE, param="input", code="context_length_exceeded")
+        start = 0
+        while start < len(prior) and total > window:
+            total -= sizes[start]
+            start += 1
+        while start < len(prior) and prior[start].get("type") == "function_call_output":
+            total -= sizes[start]  # an output whose call was dropped goes with it
+            start += 1
+        if total > window:
+            raise _BadRequest(_CONTEXT_EXCEEDED_MESSAGE, param="input", code="context_length_exceeded")
+        self.truncations.append(Truncation(model, conversation_id, start, len(prior) - start))
+        return prior[start:]
 
     def _render(self, reply: Reply, body: Json) -> _Rendered:
         """Build the final output items of a Reply: hosted calls, the message with annotations, calls."""
@@ -1221,7 +1325,8 @@ class FakeOpenAI:
                 input_tokens, output_tokens = reply.usage
             else:
                 input_tokens = max(
-                    1, _count_tokens(json.dumps([*run.prior, *run.new_items, body.get("instructions")]))
+                    1,
+                    _count_tokens(json.dumps([*run.visible_prior, *run.new_items, body.get("instructions")])),
                 )
                 output_tokens = run.rendered.output_tokens()
             usage = {
@@ -1369,6 +1474,16 @@ class FakeOpenAI:
         if not isinstance(messages, list) or not messages:
             raise _BadRequest("Missing required parameter: 'messages'.", param="messages")
         _check_chat_messages(messages)
+        window = self.context_windows.get(model)
+        if window is not None:
+            used = estimate_context_tokens(messages, tools=body.get("tools"))
+            if used > window:
+                raise _BadRequest(
+                    f"This model's maximum context length is {window} tokens. However, your messages "
+                    f"resulted in {used} tokens. Please reduce the length of the messages.",
+                    param="messages",
+                    code="context_length_exceeded",
+                )
         step = await self.chat.next_step(body)
         if isinstance(step, HttpError | Drop):
             return await _fail(call.request, step)

@@ -3,19 +3,26 @@
 Ollama, vLLM, llama.cpp's server and most gateways speak Chat Completions but not Conversations, so
 the bot stores each conversation's messages in SQLite, sends the newest ones that fit a token budget,
 and saves a turn only once it completed.
+
+A server with a smaller window than the budget refuses the request (`context_length_exceeded`, or
+its own words for it): the round is tried once more with a much shorter history, and the answer says
+that earlier messages were left out. The stored history itself is never cut.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import openai
 from openai import AsyncOpenAI, omit
 
 from bot.config import GuildSettings
 from bot.engine.events import Completed, Failed, TextDelta, TurnEvent, Usage
+from bot.engine.openai_errors import context_window_of, is_context_length_error
 from bot.engine.tool_round import RequestedCall, run_tool_round
 from bot.engine.turn import TurnRequest, UserTurn
 from bot.process_state import ModelCallGate
@@ -28,6 +35,9 @@ CHARS_PER_TOKEN = 4
 MESSAGE_OVERHEAD_TOKENS = 4
 IMAGE_TOKENS = 800  # a rough cost per image, for trimming only
 ROUND_SEPARATOR = "\n\n"
+RETRY_HISTORY_SHARE = 4
+"""After a context-length error, the history sent is cut to this fraction of it (the new turn is kept)."""
+HISTORY_LEFT_OUT_NOTE = "Earlier messages in this thread were left out to fit the model's context window."
 
 
 def estimate_tokens(payload: dict[str, Any]) -> int:
@@ -101,13 +111,37 @@ class ChatBackend:
         tools = self._tools.schemas(settings.enabled_tools, "chat")
         usage = Usage()
         text = ""
+        shortened = False  # the history was cut after a context-length error (once per turn)
         for round_number in range(self._max_tool_rounds + 1):
-            messages = [system, *(h.payload for h in history), *new_messages]
-            round_ = _Round(separate=bool(text) and not text.endswith("\n"))
-            async with self._gate.slot():
-                async for delta in self._stream_round(settings, messages, tools, round_):
-                    text += delta.text
-                    yield delta
+            while True:  # a second pass only after a context-length error, once per turn
+                messages = [system, *(h.payload for h in history), *new_messages]
+                round_ = _Round(separate=bool(text) and not text.endswith("\n"))
+                try:
+                    async with self._gate.slot():
+                        async for delta in self._stream_round(settings, messages, tools, round_):
+                            text += delta.text
+                            yield delta
+                    break
+                except openai.APIError as exc:
+                    if shortened or round_.text or round_.calls or not is_context_length_error(exc):
+                        raise
+                    fixed = estimate_tokens(system) + _tools_tokens(tools)
+                    fixed += sum(estimate_tokens(m) for m in new_messages)
+                    shorter = await self._storage.history.recent(
+                        record.key,
+                        record.generation,
+                        token_budget=_retry_budget(history, context_window_of(exc), fixed),
+                    )
+                    if len(shorter) >= len(history):
+                        raise  # nothing left to leave out: the new turn alone is too long
+                    log.info(
+                        "Context window exceeded in %s; retrying with %d of %d history messages",
+                        record.key,
+                        len(shorter),
+                        len(history),
+                    )
+                    history = shorter
+                    shortened = True
             usage = usage + (round_.usage or _estimate_usage(messages, round_.text))
             if round_.finish_reason is None:
                 yield Failed("connection", "The answer was cut off before it finished.", text, usage)
@@ -132,7 +166,8 @@ class ChatBackend:
                     request.turn_id,
                     [HistoryMessage(m, estimate_tokens(m)) for m in new_messages],
                 )
-                yield Completed(text=text, usage=usage)
+                notes = (HISTORY_LEFT_OUT_NOTE,) if shortened else ()
+                yield Completed(text=text, usage=usage, notes=notes)
                 return
             if round_number == self._max_tool_rounds:
                 yield Failed(
@@ -198,6 +233,20 @@ class ChatBackend:
                             partial.arguments += piece.function.arguments or ""
                     if choice.finish_reason is not None:
                         round_.finish_reason = choice.finish_reason
+
+
+def _tools_tokens(tools: list[dict[str, Any]]) -> int:
+    return len(json.dumps(tools, separators=(",", ":"))) // CHARS_PER_TOKEN if tools else 0
+
+
+def _retry_budget(history: list[HistoryMessage], window: int | None, fixed_tokens: int) -> int:
+    """The history budget for the retry: a share of the history that did not fit, and, when the server
+    named its window, at most half of what that window leaves after the instructions, tools and new
+    turn (our estimate is not the server's tokenizer)."""
+    shorter = sum(message.token_estimate for message in history) // RETRY_HISTORY_SHARE
+    if window is not None:
+        shorter = min(shorter, window // 2 - fixed_tokens)
+    return max(0, shorter)
 
 
 def _estimate_usage(messages: list[dict[str, Any]], answer: str) -> Usage:

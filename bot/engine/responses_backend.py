@@ -5,6 +5,11 @@ server appends input and output items to the conversation. Instructions and tool
 with every call (they are not carried from turn to turn). Besides our function tools, a guild may
 switch on OpenAI's hosted tools (code interpreter, web search): they run inside the model call, and
 what they did (code, sources, files) is gathered from the stream and put on `Completed`.
+
+Every call asks for `truncation: "auto"`, so OpenAI drops a long conversation's oldest items rather
+than refusing it. Should a context-length error come all the same (a server that does not truncate),
+the turn starts the channel a fresh conversation, seeded with a short summary of the old one, and
+answers there, once; the answer then says that earlier messages were summarised.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from openai.types.responses import (
 from bot.config import GuildSettings
 from bot.engine.events import Completed, Failed, TextDelta, TurnEvent, Usage
 from bot.engine.hosted_outputs import MAX_GENERATED_FILE_BYTES, HostedOutputs, fetch_files
+from bot.engine.openai_errors import is_context_length_error
 from bot.engine.response_stream import build_validators, used_events
 from bot.engine.tool_round import RequestedCall, run_tool_round
 from bot.engine.turn import TurnRequest, UserTurn
@@ -45,6 +51,22 @@ log = logging.getLogger(__name__)
 ROUND_SEPARATOR = "\n\n"
 DANGLING_SCAN_ITEMS = 100
 """Newest conversation items searched for unanswered function calls (a broken turn's are the last)."""
+SUMMARY_SCAN_ITEMS = 40
+"""Newest conversation items a fresh conversation's summary is made from."""
+SUMMARY_MESSAGE_CHARS = 600
+"""Each message's share of the summary's input: its gist, so a small window holds the transcript."""
+SUMMARY_INPUT_CHARS = 12_000
+SUMMARY_MAX_OUTPUT_TOKENS = 500
+SUMMARY_INSTRUCTIONS = (
+    "Summarise this conversation for whoever continues it: the people, what was asked and decided, "
+    "facts and numbers still needed, open questions. At most 150 words, plain text, no preamble."
+)
+VERBATIM_MESSAGES = 6
+"""When no summary can be made, the newest messages are carried over word for word (trimmed)."""
+VERBATIM_MESSAGE_CHARS = 400
+SUMMARISED_NOTE = "Earlier messages in this thread were summarised to make room."
+SHORTENED_NOTE = "Earlier messages in this thread were shortened to make room."
+DROPPED_NOTE = "Earlier messages in this thread were dropped to make room."
 
 
 def user_input_item(turn: UserTurn) -> dict[str, Any]:
@@ -90,6 +112,7 @@ class ResponsesBackend:
     async def run(self, request: TurnRequest) -> AsyncIterator[TurnEvent]:
         settings = request.context.settings
         conversation_id = await self._conversation_id(request)
+        notes: tuple[str, ...] = ()  # set when the turn moved to a fresh conversation (once per turn)
         hosted_tools = enabled_hosted_tools(settings.enabled_tools)
         tools = self._tools.schemas(settings.enabled_tools, "responses")
         tools.extend(tool.definition() for tool in hosted_tools)
@@ -105,17 +128,42 @@ class ResponsesBackend:
         refusal = False
         try:
             for round_number in range(self._max_tool_rounds + 1):
-                round_ = _Round(separate=bool(text) and not text.endswith("\n"))
                 # A turn continuing a conversation may find it holding a function call an earlier,
                 # broken turn could not answer (OpenAI down, the bot killed): answered on the first call.
                 repair = round_number == 0 and request.conversation.conversation_id is not None
-                async with self._gate.slot():
-                    async for event in self._stream_round(
-                        settings, conversation_id, input_items, tools, include, round_, hosted, repair=repair
-                    ):
-                        if isinstance(event, TextDelta):
-                            text += event.text
-                        yield event
+                while True:  # a second pass only in a fresh conversation after a context-length error
+                    round_ = _Round(separate=bool(text) and not text.endswith("\n"))
+                    try:
+                        async with self._gate.slot():
+                            async for event in self._stream_round(
+                                settings,
+                                conversation_id,
+                                input_items,
+                                tools,
+                                include,
+                                round_,
+                                hosted,
+                                repair=repair and not notes,
+                            ):
+                                round_.yielded = True
+                                if isinstance(event, TextDelta):
+                                    text += event.text
+                                yield event
+                    except openai.APIError as exc:
+                        # Only the first round can move: later rounds answer calls of this conversation.
+                        if notes or round_number or round_.yielded or not is_context_length_error(exc):
+                            raise
+                        fresh = await self._start_over(request, conversation_id)
+                        if fresh is None:
+                            raise
+                        conversation_id, notes, summary_usage = fresh
+                        usage = usage + summary_usage
+                        continue
+                    if notes and round_number == 0:  # the fresh conversation took the turn: keep it
+                        await self._storage.conversations.set_conversation_id(
+                            request.conversation.key, request.conversation.generation, conversation_id
+                        )
+                    break
                 refusal = refusal or round_.refusal
                 response, calls = round_.response, round_.calls
                 if response is None:
@@ -136,6 +184,7 @@ class ResponsesBackend:
                         files=files,
                         code_runs=tuple(hosted.code_runs),
                         refusal=refusal,
+                        notes=notes,
                     )
                     return
                 if round_number == self._max_tool_rounds:
@@ -188,6 +237,7 @@ class ResponsesBackend:
                 instructions=settings.instructions,
                 include=cast(Any, include) or omit,
                 stream=True,
+                truncation="auto",  # past the window, drop the oldest items instead of refusing
                 # The input and tools go as they are: they are plain JSON already, and the SDK's
                 # parameter transform walks every node of them against its types (about 1 ms for the
                 # input and 3.5 ms for the tools, per call: most of the bot's own time in a turn).
@@ -197,8 +247,12 @@ class ResponsesBackend:
         async with contextlib.AsyncExitStack() as stack:
             try:
                 response = await stack.enter_async_context(create())
-            except openai.BadRequestError:
-                if not repair or not await self._answer_dangling_calls(conversation_id):
+            except openai.BadRequestError as exc:
+                if (
+                    not repair
+                    or is_context_length_error(exc)
+                    or not await self._answer_dangling_calls(conversation_id)
+                ):
                     raise
                 response = await stack.enter_async_context(create())
             async for event in used_events(response):  # see bot.engine.response_stream: CPU
@@ -224,6 +278,96 @@ class ResponsesBackend:
                     event, ResponseCompletedEvent | ResponseFailedEvent | ResponseIncompleteEvent
                 ):
                     round_.response = event.response
+
+    async def _start_over(
+        self, request: TurnRequest, old_conversation_id: str
+    ) -> tuple[str, tuple[str, ...], Usage] | None:
+        """A fresh conversation for a channel whose conversation no longer fits the model's window,
+        seeded with what matters of the old one: (its id, the note for the answer, the summary's usage).
+
+        None if the old conversation holds no messages (a fresh one would not be any shorter). The
+        channel keeps the old conversation until the fresh one has answered (the caller stores it).
+        """
+        messages: list[tuple[str, str]] | None
+        try:
+            messages = await self._recent_messages(old_conversation_id)
+        except openai.APIError:
+            log.warning("Could not read conversation %s to summarise it", old_conversation_id, exc_info=True)
+            messages = None
+        if messages == []:
+            return None
+        usage = Usage()
+        seed: str | None = None
+        note = DROPPED_NOTE
+        if messages:
+            summary, usage = await self._summarise(request.context.settings, messages)
+            if summary:
+                seed = f"Summary of this conversation's earlier messages (dropped to make room):\n{summary}"
+                note = SUMMARISED_NOTE
+            else:
+                kept = "\n".join(
+                    f"{role}: {_clip(text, VERBATIM_MESSAGE_CHARS)}"
+                    for role, text in messages[-VERBATIM_MESSAGES:]
+                )
+                seed = f"The newest earlier messages of this conversation (older ones were dropped):\n{kept}"
+                note = SHORTENED_NOTE
+        items = [{"type": "message", "role": "developer", "content": seed}] if seed else []
+        conversation = await self._client.conversations.create(
+            metadata=request.metadata or omit, items=cast(Any, items) or omit
+        )
+        log.info(
+            "Conversation %s outgrew the context window; continuing in %s: %s",
+            old_conversation_id,
+            conversation.id,
+            note,
+        )
+        return conversation.id, (note,), usage
+
+    async def _recent_messages(self, conversation_id: str) -> list[tuple[str, str]]:
+        """The newest messages of a conversation as (role, text), oldest first: the people's, the
+        model's, and the summary an earlier move seeded it with (a developer message)."""
+        page = await self._client.conversations.items.list(
+            conversation_id, order="desc", limit=SUMMARY_SCAN_ITEMS
+        )
+        messages: list[tuple[str, str]] = []
+        for item in page.data:
+            if item.type != "message" or item.role not in ("user", "assistant", "developer"):
+                continue
+            texts = [getattr(part, "text", None) for part in item.content]  # images etc. have none
+            text = "".join(piece for piece in texts if isinstance(piece, str))
+            if text.strip():
+                messages.append((item.role, text))
+        messages.reverse()
+        return messages
+
+    async def _summarise(
+        self, settings: GuildSettings, messages: list[tuple[str, str]]
+    ) -> tuple[str | None, Usage]:
+        """A short summary by one small model call; None if that call fails too."""
+        lines: list[str] = []
+        room = SUMMARY_INPUT_CHARS
+        for role, text in reversed(messages):  # the newest first: they matter most
+            line = f"{role}: {_clip(text, SUMMARY_MESSAGE_CHARS)}"
+            if len(line) > room:
+                break
+            lines.append(line)
+            room -= len(line) + 1
+        transcript = "\n".join(reversed(lines))
+        try:
+            async with self._gate.slot():
+                response = await self._client.responses.create(
+                    model=settings.model,
+                    instructions=SUMMARY_INSTRUCTIONS,
+                    input=transcript,
+                    max_output_tokens=SUMMARY_MAX_OUTPUT_TOKENS,
+                    store=False,
+                    truncation="auto",
+                )
+        except openai.APIError:
+            log.warning("Could not summarise a conversation; keeping its newest messages", exc_info=True)
+            return None, Usage()
+        summary = response.output_text.strip() if response.status == "completed" else ""
+        return summary or None, _usage_of(response)
 
     async def _close_calls(
         self,
@@ -295,8 +439,14 @@ class _Round:
 
     separate: bool  # the turn already has text: put a paragraph break before this round's text
     refusal: bool = False
+    yielded: bool = False  # something of this round was shown: it cannot be tried again
     response: Response | None = None
     calls: list[RequestedCall] = field(default_factory=list)
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _usage_of(response: Response) -> Usage:

@@ -4,7 +4,9 @@ A tool is a pydantic arguments model (the single source of its JSON schema, in s
 description written for the model, and an async handler. `tools/` declares the tools; the engine asks
 the registry for schemas and hands it every call. Whatever the model sends, the registry answers with
 a `ToolResult` the model can read: unknown names, broken JSON, invalid arguments, a declined
-confirmation and handler failures all become structured errors, never exceptions.
+confirmation and handler failures all become structured errors, never exceptions. Handlers and
+previews raise `ToolError` for what the user should hear about; the registry turns it into the
+result, so no tool can forget to.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar
+from zoneinfo import ZoneInfo
 
 import pydantic
 from openai.lib._pydantic import to_strict_json_schema
@@ -40,6 +43,11 @@ class ToolContext:
     conversation_key: str
     call_id: str
     settings: GuildSettings
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The guild's time zone: the caller's times are read and shown in it."""
+        return ZoneInfo(self.settings.timezone)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +88,21 @@ class ToolResult:
             return cls.success(payload, summary="(already done)")
         error = payload.get("error") or {}
         return cls.failure(str(error.get("code")), str(error.get("message")), summary="(already done)")
+
+
+class ToolError(Exception):
+    """A call that cannot be done, for a reason the model can relay or fix (`code` is stable).
+
+    Raised anywhere under a handler or a preview; the registry makes it the call's result.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def to_result(self) -> ToolResult:
+        return ToolResult.failure(self.code, self.message)
 
 
 class ConfirmationOutcome(enum.Enum):
@@ -217,6 +240,8 @@ class ToolRegistry:
             return ToolResult.failure("in_progress", "This exact call is already being handled.")
         try:
             result = await self._confirm_and_run(tool, arguments, context, confirmer)
+        except ToolError as exc:  # the user's problem, told to the model; not the tool's failure
+            result = exc.to_result()
         except asyncio.CancelledError:
             await asyncio.shield(self._ledger.release(context.call_id))
             raise

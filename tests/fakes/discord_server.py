@@ -879,13 +879,13 @@ class FakeDiscord:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def start(self) -> None:
-        """Listen on a free loopback port."""
+    async def start(self, port: int = 0) -> None:
+        """Listen on a loopback port: a free one, or `port` (Discord coming up where the bot looks)."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
         self._add_routes(app)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         host, port = self._runner.addresses[0][:2]
         self._port = int(port)

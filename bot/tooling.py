@@ -129,7 +129,7 @@ class Confirmer(Protocol):
 
 
 Handler = Callable[[Args, ToolContext], Awaitable[ToolResult]]
-Preview = Callable[[Args, ToolContext], Awaitable["ConfirmationRequest | ToolResult"]]
+Preview = Callable[[Args, ToolContext], Awaitable[ConfirmationRequest]]
 
 
 @dataclass(frozen=True)
@@ -137,8 +137,8 @@ class Tool(Generic[Args]):
     """One function the model can call.
 
     `side_effect` tools (booking, ordering) are confirmed by the user first when the guild asks for
-    it; `preview` checks the request and builds what the user sees (or returns an error result, so
-    an impossible booking is never put to the user).
+    it; `preview` checks the request and builds what the user sees (or raises `ToolError`, so an
+    impossible booking is never put to the user).
     """
 
     name: str
@@ -262,8 +262,6 @@ class ToolRegistry:
             if tool.preview is None:
                 raise TypeError(f"side-effecting tool {tool.name!r} has no preview to confirm")
             preview = await tool.preview(arguments, context)
-            if isinstance(preview, ToolResult):
-                return preview
             if confirmer is None:
                 return ToolResult.failure(
                     "confirmation_unavailable",

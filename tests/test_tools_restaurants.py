@@ -499,7 +499,7 @@ async def test_editing_the_catalog_changes_what_can_be_booked(storage: Storage) 
 
 
 class StandInBookingApi:
-    """A tiny booking API on 127.0.0.1 speaking the contract in tools/restaurants.py."""
+    """A tiny booking API on 127.0.0.1 speaking the contract in tools/restaurants/http.py."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, dict[str, str], Any, dict[str, str]]] = []

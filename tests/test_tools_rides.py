@@ -275,7 +275,7 @@ async def test_known_places_match_names_aliases_and_mentions() -> None:
 
 
 class StandInRideApi:
-    """A tiny ride API on 127.0.0.1 speaking the contract in tools/rides.py."""
+    """A tiny ride API on 127.0.0.1 speaking the contract in tools/rides/http.py."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, Any, dict[str, str]]] = []

@@ -1,4 +1,4 @@
-"""The bot's function tools, one module per family; `register_builtin_tools` wires them up.
+"""The bot's function tools, a package or module per family; `register_builtin_tools` wires them up.
 
 Each family gets its provider per guild (`booking_provider` / `ride_provider`): the built-in SQLite
 one, or an HTTP API from the `[providers]` section of config.toml.
@@ -16,7 +16,7 @@ from bot.tooling import ToolRegistry
 from tools.common import Clock, utc_now
 from tools.knowledge import register_knowledge_tools
 from tools.places import Geocoder, KnownPlaces
-from tools.providers import ProviderDirectory
+from tools.providers import ProviderDirectory, configured_providers
 from tools.restaurants import BookingProvider, BuiltinBookingProvider, HttpBookingProvider, RestaurantTools
 from tools.rides import BuiltinRideProvider, HttpRideProvider, RideProvider, RideTools
 
@@ -42,26 +42,25 @@ def register_builtin_tools(
     env = os.environ if secrets_env is None else secrets_env
     now = clock or utc_now
 
-    booking_remote: dict[str, BookingProvider] = {
-        name: HttpBookingProvider(name, provider, env)
-        for name, provider in config.providers.items()
-        if provider.serves == "restaurants"
-    }
-    bookings = ProviderDirectory[BookingProvider](
-        "booking", BuiltinBookingProvider(storage.bookings), booking_remote
+    bookings: ProviderDirectory[BookingProvider] = configured_providers(
+        "booking",
+        builtin=BuiltinBookingProvider(storage.bookings),
+        remote=HttpBookingProvider,
+        serves="restaurants",
+        config=config,
+        env=env,
+        setting=lambda settings: settings.booking_provider,
     )
-    for tool in RestaurantTools(bookings, now).tools():
-        registry.add(tool)
-
-    ride_remote: dict[str, RideProvider] = {
-        name: HttpRideProvider(name, provider, env)
-        for name, provider in config.providers.items()
-        if provider.serves == "rides"
-    }
-    rides = ProviderDirectory[RideProvider](
-        "ride", BuiltinRideProvider(storage.rides, geocoder or KnownPlaces()), ride_remote
+    rides: ProviderDirectory[RideProvider] = configured_providers(
+        "ride",
+        builtin=BuiltinRideProvider(storage.rides, geocoder or KnownPlaces()),
+        remote=HttpRideProvider,
+        serves="rides",
+        config=config,
+        env=env,
+        setting=lambda settings: settings.ride_provider,
     )
-    for tool in RideTools(rides, now).tools():
+    for tool in (*RestaurantTools(bookings, now).tools(), *RideTools(rides, now).tools()):
         registry.add(tool)
 
     if knowledge is not None:

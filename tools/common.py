@@ -1,19 +1,18 @@
-"""What every tool family shares: the structured failure, who is calling, the clock, and times.
+"""What every tool family shares: ids, the clock, times, and the question a user confirms.
 
-Tools raise `ToolError` deep (a provider, a rule) and turn it into a `ToolResult` at the handler,
-so the model always reads a code and a sentence it can explain or act on.
+Tools raise `bot.tooling.ToolError` wherever a rule fails (a provider, a time); the registry turns
+it into the call's result, so the model always reads a code and a sentence it can act on.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Generic, TypeVar
 from zoneinfo import ZoneInfo
 
-from bot.tooling import ToolContext, ToolResult
+from bot.tooling import ConfirmationRequest, ToolContext, ToolError
 from tools.when import WhenError, format_local, parse_when
 
 Clock = Callable[[], dt.datetime]
@@ -34,45 +33,38 @@ def parse_id(text: str) -> int | None:
     return number if number <= MAX_ROW_ID else None
 
 
-class ToolError(Exception):
-    """A call that cannot be done, for a reason the model can relay or fix (`code` is stable)."""
+def tidy_text(value: str | None, *, limit: int, what: str | None = None) -> str | None:
+    """Free text from the model with its whitespace collapsed (None when empty); at most `limit` chars.
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+    Raises ValueError for pydantic to report ("notes must be at most 200 characters").
+    """
+    if value is None:
+        return None
+    value = " ".join(value.split())
+    if len(value) > limit:
+        raise ValueError(f"{what + ' ' if what else ''}must be at most {limit} characters")
+    return value or None
 
-    def to_result(self) -> ToolResult:
-        return ToolResult.failure(self.code, self.message)
+
+def required_text(value: str, *, limit: int, what: str | None = None) -> str:
+    """`tidy_text` that must not come out empty."""
+    cleaned = tidy_text(value, limit=limit, what=what)
+    if not cleaned:
+        raise ValueError("must not be empty")
+    return cleaned
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """The person a provider acts for, taken from Discord (never from the model's arguments)."""
-
-    user_id: int
-    user_name: str
-    guild_id: int | None
-    call_id: str
-    tz: ZoneInfo
-
-    @classmethod
-    def from_context(cls, context: ToolContext) -> Caller:
-        return cls(
-            user_id=context.user_id,
-            user_name=context.user_name,
-            guild_id=context.guild_id,
-            call_id=context.call_id,
-            tz=ZoneInfo(context.settings.timezone),
-        )
-
-    def identity(self) -> dict[str, Any]:
-        """How the caller is named to a remote provider."""
-        return {
-            "user_id": str(self.user_id),
-            "user_name": self.user_name,
-            "guild_id": None if self.guild_id is None else str(self.guild_id),
-        }
+def confirmation(
+    context: ToolContext, tool_name: str, title: str, fields: Iterable[tuple[str, str]]
+) -> ConfirmationRequest:
+    """What the calling user is asked before `tool_name` acts for them: a title and the facts."""
+    return ConfirmationRequest(
+        tool_name=tool_name,
+        call_id=context.call_id,
+        user_id=context.user_id,
+        title=title,
+        fields=tuple(fields),
+    )
 
 
 class CallMemo(Generic[T]):

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from tools.common import ToolError
+from bot.tooling import ToolError
 
 EARTH_RADIUS_KM = 6371.0088
 

@@ -1,12 +1,11 @@
 """Where a tool family's calls go: the built-in SQLite provider or an external HTTP API.
 
 A guild picks one with `booking_provider` / `ride_provider` (`builtin`, or a `[providers]` entry).
-Providers raise `tools.common.ToolError` with a stable code; tools turn it into a result the model
-can explain or correct.
+Providers raise `bot.tooling.ToolError` with a stable code; the registry makes it the call's result.
 
-The HTTP contract (documented in `tools/restaurants.py` and `tools/rides.py`): JSON bodies, a
-bearer key if configured, `Idempotency-Key: <tool call id>` on every write so a retried call cannot
-book twice remotely, and errors as `{"error": {"code": "...", "message": "..."}}`.
+The HTTP contract (each family's in its `http.py`, the caller's records in `tools/owned.py`): JSON
+bodies, a bearer key if configured, `Idempotency-Key: <tool call id>` on every write so a retried
+call cannot book twice remotely, and errors as `{"error": {"code": "...", "message": "..."}}`.
 """
 
 from __future__ import annotations
@@ -14,19 +13,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, Literal, TypeVar
-from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import aiohttp
 
-from bot.config import ProviderConfig
-from tools.common import Caller, ToolError
+from bot.config import AppConfig, GuildSettings, ProviderConfig
+from bot.tooling import ToolContext, ToolError
 
 log = logging.getLogger(__name__)
 
-P = TypeVar("P")
+P = TypeVar("P", covariant=True)  # a directory of booking providers serves as one of record keepers
+T = TypeVar("T")
 
 BUILTIN_PROVIDER = "builtin"
 MAX_REMOTE_MESSAGE_CHARS = 300
@@ -55,18 +54,42 @@ PASS_THROUGH_CODES = frozenset(
 class ProviderDirectory(Generic[P]):
     """The providers of one family by name; a guild setting picks one per call."""
 
-    def __init__(self, family: str, builtin: P, remote: Mapping[str, P]) -> None:
-        self._family = family
+    def __init__(
+        self, what: str, builtin: P, remote: Mapping[str, P], *, setting: Callable[[GuildSettings], str]
+    ) -> None:
+        self._what = what
         self._providers: dict[str, P] = {**remote, BUILTIN_PROVIDER: builtin}
+        self._setting = setting
 
-    def get(self, name: str) -> P:
+    def for_call(self, context: ToolContext) -> P:
+        """The provider the calling guild's setting names."""
+        name = self._setting(context.settings)
         provider = self._providers.get(name)
         if provider is None:
             raise ToolError(
                 "unavailable",
-                f"This server's {self._family} provider {name!r} is not configured; ask an admin.",
+                f"This server's {self._what} provider {name!r} is not configured; ask an admin.",
             )
         return provider
+
+
+def configured_providers(
+    what: str,
+    *,
+    builtin: T,
+    remote: Callable[[str, ProviderConfig, Mapping[str, str]], T],
+    serves: Literal["restaurants", "rides"],
+    config: AppConfig,
+    env: Mapping[str, str],
+    setting: Callable[[GuildSettings], str],
+) -> ProviderDirectory[T]:
+    """`builtin`, and a `remote` provider for each `[providers]` entry that `serves` this family."""
+    providers = {
+        name: remote(name, provider, env)
+        for name, provider in config.providers.items()
+        if provider.serves == serves
+    }
+    return ProviderDirectory(what, builtin, providers, setting=setting)
 
 
 class JsonApi:
@@ -78,7 +101,8 @@ class JsonApi:
 
     def __init__(self, *, name: str, what: str, config: ProviderConfig, env: Mapping[str, str]) -> None:
         self._name = name
-        self._what = what
+        self.what = what
+        """What the service is called in sentences to the user: "booking service"."""
         self._base_url = config.base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=config.timeout_s)
         self._key_env = config.api_key_env
@@ -95,9 +119,9 @@ class JsonApi:
         body: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        """One request; the decoded JSON object on 2xx, else `tools.common.ToolError`."""
+        """One request; the decoded JSON object on 2xx, else `ToolError`."""
         if self._key_env and not self._api_key:
-            raise ToolError("unavailable", f"The {self._what} is not set up (its API key is missing).")
+            raise ToolError("unavailable", f"The {self.what} is not set up (its API key is missing).")
         headers = {"Accept": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
@@ -115,38 +139,17 @@ class JsonApi:
                 text = await response.text()
         except TimeoutError:
             log.warning("Provider %s: %s %s timed out", self._name, method, path)
-            raise ToolError("unavailable", f"The {self._what} did not answer in time.") from None
+            raise ToolError("unavailable", f"The {self.what} did not answer in time.") from None
         except aiohttp.ClientError as exc:
             log.warning("Provider %s: %s %s failed: %s", self._name, method, path, exc)
-            raise ToolError("unavailable", f"The {self._what} could not be reached.") from None
+            raise ToolError("unavailable", f"The {self.what} could not be reached.") from None
         payload = _decode(text)
         if 200 <= status < 300:
             if payload is None:
                 log.warning("Provider %s: %s %s answered unreadable JSON", self._name, method, path)
-                raise ToolError("unavailable", f"The {self._what} gave an unreadable answer.")
+                raise ToolError("unavailable", f"The {self.what} gave an unreadable answer.")
             return payload
         raise self._error(status, payload, method, path)
-
-    async def records_of(self, caller: Caller, path: str, key: str, *, since: dt.datetime) -> list[Any]:
-        """The caller's records (`GET path?user_id&guild_id&since`): the answer's `key` list."""
-        params = {"user_id": str(caller.user_id), "since": since.isoformat()}
-        if caller.guild_id is not None:
-            params["guild_id"] = str(caller.guild_id)
-        items = field(await self.call("GET", path, params=params), key, self._what)
-        if not isinstance(items, list):
-            raise ToolError("unavailable", f"The {self._what} sent an unreadable list.")
-        return items
-
-    async def record_of(
-        self, caller: Caller, method: Literal["GET", "DELETE"], path: str, record_id: str
-    ) -> dict[str, Any]:
-        """One of the caller's records (`path/<id>?user_id`); a DELETE carries the call's idempotency key."""
-        return await self.call(
-            method,
-            f"{path}/{quote(record_id, safe='')}",
-            params={"user_id": str(caller.user_id)},
-            idempotency_key=caller.call_id if method == "DELETE" else None,
-        )
 
     def _error(self, status: int, payload: dict[str, Any] | None, method: str, path: str) -> ToolError:
         error = payload.get("error") if payload else None
@@ -159,12 +162,12 @@ class JsonApi:
             return ToolError("not_found", message or "The service does not know that.")
         log.warning("Provider %s: %s %s answered %d %s", self._name, method, path, status, code or "")
         if status in (401, 403):
-            return ToolError("unavailable", f"The {self._what} refused the bot's credentials.")
+            return ToolError("unavailable", f"The {self.what} refused the bot's credentials.")
         if status == 429:
-            return ToolError("unavailable", f"The {self._what} is busy; try again in a minute.")
+            return ToolError("unavailable", f"The {self.what} is busy; try again in a minute.")
         if 400 <= status < 500:
-            return ToolError("rejected", message or f"The {self._what} refused the request.")
-        return ToolError("unavailable", f"The {self._what} is having problems right now.")
+            return ToolError("rejected", message or f"The {self.what} refused the request.")
+        return ToolError("unavailable", f"The {self.what} is having problems right now.")
 
 
 def _decode(text: str) -> dict[str, Any] | None:
@@ -189,3 +192,12 @@ def field(payload: Mapping[str, Any], key: str, what: str) -> Any:
     if key not in payload or payload[key] is None:
         raise ToolError("unavailable", f"The {what} sent an incomplete answer (no {key}).")
     return payload[key]
+
+
+def caller_identity(caller: ToolContext) -> dict[str, Any]:
+    """How the caller is named to a remote provider (Discord ids as strings)."""
+    return {
+        "user_id": str(caller.user_id),
+        "user_name": caller.user_name,
+        "guild_id": None if caller.guild_id is None else str(caller.guild_id),
+    }

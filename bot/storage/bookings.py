@@ -15,6 +15,7 @@ from typing import Literal
 import aiosqlite
 
 from bot.storage.database import Database
+from bot.storage.owned import CancelResult, cancel_owned
 
 ReservationStatus = Literal["confirmed", "cancelled"]
 
@@ -55,12 +56,6 @@ class ReserveResult:
     outcome: Literal["booked", "repeat", "full", "duplicate"]
     reservation: ReservationRecord | None = None
     tables_left: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class CancelReservationResult:
-    outcome: Literal["cancelled", "not_found", "not_yours", "already_cancelled"]
-    reservation: ReservationRecord | None = None
 
 
 _RESERVATION_COLUMNS = (
@@ -256,22 +251,16 @@ class BookingStore:
             rows = await cursor.fetchall()
         return [_reservation(row) for row in rows]
 
-    async def cancel(self, reservation_id: int, *, user_id: int) -> CancelReservationResult:
+    async def cancel(self, reservation_id: int, *, user_id: int) -> CancelResult[ReservationRecord]:
         """Cancel one's own reservation; someone else's is refused, whoever asks the model."""
         async with self._db.transaction() as connection:
-            found = await _reservation_by_id(connection, reservation_id)
-            if found is None:
-                return CancelReservationResult("not_found")
-            if found.user_id != user_id:
-                return CancelReservationResult("not_yours")
-            if found.status == "cancelled":
-                return CancelReservationResult("already_cancelled", found)
-            await connection.execute(
-                "UPDATE reservations SET status = 'cancelled', cancelled_at = ? WHERE id = ?",
-                (time.time(), reservation_id),
+            return await cancel_owned(
+                connection,
+                table="reservations",
+                record_id=reservation_id,
+                user_id=user_id,
+                read=_reservation_by_id,
             )
-            cancelled = await _reservation_by_id(connection, reservation_id)
-        return CancelReservationResult("cancelled", cancelled)
 
 
 async def _tables_taken(connection: aiosqlite.Connection, restaurant_id: int, starts_at: int) -> int:

@@ -13,6 +13,7 @@ from typing import Literal
 import aiosqlite
 
 from bot.storage.database import Database
+from bot.storage.owned import CancelResult, cancel_owned
 
 RideStatus = Literal["requested", "scheduled", "cancelled"]
 
@@ -49,12 +50,6 @@ class NewRide:
     fare_cents: int
     currency: str
     status: RideStatus
-
-
-@dataclass(frozen=True, slots=True)
-class CancelRideResult:
-    outcome: Literal["cancelled", "not_found", "not_yours", "already_cancelled"]
-    ride: RideRecord | None = None
 
 
 def _ride(row: aiosqlite.Row) -> RideRecord:
@@ -133,24 +128,19 @@ class RideStore:
             rows = await cursor.fetchall()
         return [_ride(row) for row in rows]
 
-    async def cancel(self, ride_id: int, *, user_id: int) -> CancelRideResult:
+    async def cancel(self, ride_id: int, *, user_id: int) -> CancelResult[RideRecord]:
         """Cancel one's own ride; someone else's is refused."""
         async with self._db.transaction() as connection:
-            found = await _ride_where(connection, "id = ?", ride_id)
-            if found is None:
-                return CancelRideResult("not_found")
-            if found.user_id != user_id:
-                return CancelRideResult("not_yours")
-            if found.status == "cancelled":
-                return CancelRideResult("already_cancelled", found)
-            await connection.execute(
-                "UPDATE rides SET status = 'cancelled', cancelled_at = ? WHERE id = ?", (time.time(), ride_id)
+            return await cancel_owned(
+                connection, table="rides", record_id=ride_id, user_id=user_id, read=_ride_by_id
             )
-            cancelled = await _ride_where(connection, "id = ?", ride_id)
-        return CancelRideResult("cancelled", cancelled)
 
 
 async def _ride_where(connection: aiosqlite.Connection, condition: str, value: object) -> RideRecord | None:
     cursor = await connection.execute(f"SELECT * FROM rides WHERE {condition}", (value,))
     row = await cursor.fetchone()
     return _ride(row) if row else None
+
+
+async def _ride_by_id(connection: aiosqlite.Connection, ride_id: int) -> RideRecord | None:
+    return await _ride_where(connection, "id = ?", ride_id)

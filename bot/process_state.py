@@ -332,6 +332,8 @@ class ProcessState:
     intake: IntakeLocks = field(default_factory=IntakeLocks)
     knowledge: KnowledgeIndexes = field(default_factory=KnowledgeIndexes)
     questions: OpenQuestions = field(default_factory=OpenQuestions)
+    run_id: str = field(default_factory=lambda: secrets.token_hex(8))
+    """This process run's id, on each turn it journals: turns of other runs left running are lost."""
 
     @classmethod
     def create(

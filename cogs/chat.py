@@ -270,7 +270,9 @@ class ChatCog(commands.Cog):
         if self._reported_interruptions:
             return
         self._reported_interruptions = True
-        for turn in await self.services.storage.turns.take_interrupted():
+        # Only turns of earlier runs: this run's, begun as soon as the gateway connected, are alive.
+        left = await self.services.storage.turns.take_interrupted(current_run=self.services.state.run_id)
+        for turn in left:
             channel = self.bot.get_channel(turn.channel_id)
             if not isinstance(channel, discord.abc.Messageable):
                 continue

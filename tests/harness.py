@@ -101,12 +101,14 @@ async def running_bot(
     world: World | None = None,
     extensions: Sequence[str] = EXTENSIONS,
     allow_errors: bool = False,
+    guild_ready_timeout_s: float = 0.05,
     **config_sections: dict[str, Any],
 ) -> AsyncIterator[Harness]:
     """Start the bot against the stand-ins; on exit close it and fail if anything logged an error.
 
     `config_sections` override config.toml sections (`openai={...}` too: the stand-in is positional).
     Pass the same `discord`, `world` and `tmp_path` again to restart the bot on the same database.
+    `guild_ready_timeout_s`: how long discord.py waits for guilds before `on_ready` (2 s on Discord).
     """
     owns_server = discord is None
     server = discord or FakeDiscord(rate_limits={"message_create": FAST_BUCKET, "message_edit": FAST_BUCKET})
@@ -120,7 +122,11 @@ async def running_bot(
         logging.getLogger(name).addHandler(errors)
     use_rest_base(server.base_url)
     bot = AssistantBot(
-        config, secrets, extensions=extensions, openai_base_url=openai.base_url, guild_ready_timeout=0.05
+        config,
+        secrets,
+        extensions=extensions,
+        openai_base_url=openai.base_url,
+        guild_ready_timeout=guild_ready_timeout_s,
     )
     ready = asyncio.Event()
     bot.add_listener(_set_on_ready(ready), "on_ready")

@@ -119,13 +119,13 @@ async def test_settings_changes_are_audited(storage: Storage) -> None:
 async def test_turn_journal_reports_interrupted_turns_once(storage: Storage) -> None:
     await storage.conversations.get_or_create("channel:1", backend="chat", guild_id=1, channel_id=1)
     done = await storage.turns.start(
-        conversation_key="channel:1", guild_id=1, channel_id=1, user_id=3, message_id=9
+        conversation_key="channel:1", guild_id=1, channel_id=1, user_id=3, message_id=9, run_id="run-1"
     )
     await storage.turns.finish(done, "completed", input_tokens=4, output_tokens=6)
     running = await storage.turns.start(
-        conversation_key="channel:1", guild_id=1, channel_id=1, user_id=3, message_id=10
+        conversation_key="channel:1", guild_id=1, channel_id=1, user_id=3, message_id=10, run_id="run-1"
     )
-    interrupted = await storage.turns.take_interrupted()
+    interrupted = await storage.turns.take_interrupted(current_run="run-2")
     assert [t.turn_id for t in interrupted] == [running]
     assert interrupted[0].message_id == 10
     assert await storage.turns.take_interrupted() == []

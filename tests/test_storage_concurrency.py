@@ -23,6 +23,7 @@ async def test_turns_ending_together_are_written_in_one_transaction_each_counted
             channel_id=1 + n % 2,
             user_id=n % 3,
             message_id=n,
+            run_id="run-1",
         )
         for n in range(6)
     ]

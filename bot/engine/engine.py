@@ -244,6 +244,7 @@ class ConversationEngine:
             channel_id=context.channel_id,
             user_id=turn.author_id,
             message_id=turn.message_id,
+            run_id=self._state.run_id,
         )
         request = TurnRequest(
             conversation=record,

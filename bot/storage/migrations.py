@@ -202,6 +202,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        4,
+        "turn journal: the run (process start) that began each turn",
+        """
+        -- NULL on turns journalled before this version: an earlier process began them all.
+        ALTER TABLE turns ADD COLUMN run_id TEXT;
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -1,4 +1,10 @@
-"""The turn journal: which turns are in flight, so a crash mid-reply is reported after restart."""
+"""The turn journal: which turns are in flight, so a crash mid-reply is reported after restart.
+
+Each turn carries the run id of the process that began it (``ProcessState.run_id``): on start, only
+turns an *earlier* run left running are interrupted ones; this run's own turns, begun the moment the
+gateway connected, are alive. (With several processes on one database, a run id is also the key that
+tells a dead process's turns from a live neighbour's.)
+"""
 
 from __future__ import annotations
 
@@ -63,12 +69,14 @@ class TurnJournal:
         channel_id: int,
         user_id: int,
         message_id: int | None,
+        run_id: str,
     ) -> int:
+        """Journal a turn as running, begun by the process run ``run_id``; returns its id."""
         async with self._db.autocommit() as connection:
             row = await connection.execute_insert(  # the insert and its row id in one round trip
                 "INSERT INTO turns (conversation_key, guild_id, channel_id, user_id, message_id, status,"
-                " started_at) VALUES (?, ?, ?, ?, ?, 'running', ?)",
-                (conversation_key, guild_id, channel_id, user_id, message_id, time.time()),
+                " started_at, run_id) VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
+                (conversation_key, guild_id, channel_id, user_id, message_id, time.time(), run_id),
             )
         assert row is not None
         return int(row[0])
@@ -122,14 +130,23 @@ class TurnJournal:
                     if not finish.written.done():
                         finish.written.set_result(None)
 
-    async def take_interrupted(self) -> list[InterruptedTurn]:
-        """Turns a previous process left running: marked interrupted and returned, once."""
+    async def take_interrupted(self, *, current_run: str | None = None) -> list[InterruptedTurn]:
+        """Turns earlier runs left running: marked interrupted and returned, once.
+
+        ``current_run``: this process's run id, whose turns are alive and left alone (turns journalled
+        before run ids existed count as earlier runs'). None takes every running turn: for a database
+        no process is using.
+        """
+        others = "" if current_run is None else " AND run_id IS NOT ?"  # IS NOT: NULL counts as other
+        params = () if current_run is None else (current_run,)
         async with self._db.transaction() as connection:
-            cursor = await connection.execute("SELECT * FROM turns WHERE status = 'running' ORDER BY id")
+            cursor = await connection.execute(
+                f"SELECT * FROM turns WHERE status = 'running'{others} ORDER BY id", params
+            )
             rows = await cursor.fetchall()
             await connection.execute(
-                "UPDATE turns SET status = 'interrupted', finished_at = ? WHERE status = 'running'",
-                (time.time(),),
+                f"UPDATE turns SET status = 'interrupted', finished_at = ? WHERE status = 'running'{others}",
+                (time.time(), *params),
             )
         return [
             InterruptedTurn(

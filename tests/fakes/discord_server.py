@@ -85,6 +85,9 @@ MAX_FILES_PER_MESSAGE = 10
 ATTACHMENT_SIZE_LIMIT_BYTES = 10 * 1024 * 1024
 INTERACTION_DEADLINE_S = 3.0
 HEARTBEAT_INTERVAL_MS = 41_250
+NEW_SESSION_CLOSE_CODES = frozenset({4007, 4009})
+"""Closes after which Discord does not resume the session (invalid seq, session timed out): the
+client's RESUME is answered with op 9 (not resumable) and it IDENTIFYs again, getting a new READY."""
 THREAD_ARCHIVE_MINUTES = (60, 1440, 4320, 10080)
 _ARCHIVE_CHOICES_MESSAGE = "Value must be one of {60, 1440, 4320, 10080}."
 
@@ -864,6 +867,9 @@ class FakeDiscord:
         self._buckets: dict[tuple[str, int | None], _Bucket] = {}
         self._global_window: deque[float] = deque()
         self._failures: list[_InjectedFailure] = []
+        self._holds: dict[str, asyncio.Event] = {}
+        self.held: list[RestCall] = []
+        """Requests that waited (or wait) inside ``holding()``, in arrival order."""
         self._changed = asyncio.Condition()
         self._gateway_open = asyncio.Event()
         self._gateway_open.set()
@@ -1819,11 +1825,14 @@ class FakeDiscord:
         return session is not None and session.connection is not None and not session.connection.closed
 
     async def disconnect_gateway(self, code: int = 4000, reason: str = "stand-in disconnect") -> None:
-        """Close the bot's websocket with ``code``; 4000 and the like are resumable, as on Discord."""
+        """Close the bot's websocket with ``code``; 4000 and the like are resumable, as on Discord,
+        4007 and 4009 end the session (``NEW_SESSION_CLOSE_CODES``): the bot gets a new READY."""
         session = self._session
         connection = session.connection if session else None
         if connection is None or connection.closed:
             raise RuntimeError("the bot has no live gateway connection to close")
+        if session is not None and code in NEW_SESSION_CLOSE_CODES:
+            session.resumable = False
         await connection.close(code, reason)
         await self.wait_for(lambda: session is not None and session.connection is not connection)
 
@@ -2195,6 +2204,17 @@ class FakeDiscord:
         """
         self._failures.append(_InjectedFailure(kind, status, count, retry_after, scope, applied))
 
+    @contextlib.asynccontextmanager
+    async def holding(self, kind: str) -> AsyncIterator[None]:
+        """Requests of route ``kind`` wait unanswered until the block ends (Discord being slow there);
+        each is recorded in ``held`` as it arrives, and then handled as usual."""
+        gate = self._holds[kind] = asyncio.Event()
+        try:
+            yield
+        finally:
+            del self._holds[kind]
+            gate.set()
+
     def use_up_bucket(self, kind: str, channel_id: int) -> None:
         """Empty a per-channel bucket, as if another process with the same token (the bot's previous
         run) had just used it; discord.py cannot know, so its next request meets a 429."""
@@ -2441,6 +2461,11 @@ class FakeDiscord:
                 return self._too_many(retry_after, scope="user", headers=self._bucket_headers(bucket, now))
             bucket.count += 1
             headers = self._bucket_headers(bucket, now)
+        gate = self._holds.get(call.kind)
+        if gate is not None:
+            self.held.append(call)
+            await self._notify()
+            await gate.wait()
         try:
             response = await handler(req)
         except DiscordAPIError as exc:

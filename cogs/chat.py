@@ -2,16 +2,23 @@
 
 The cog decides whether and where to answer, turns a Discord message into a `UserTurn`, and hands
 the engine's events to a `ReplyStreamer`; everything else lives in the core.
+
+A mention that opens a thread starts its turn at once: the model's first token is the slowest part of
+a reply, so its request must not wait behind Discord writes for the thread. A thread started from a
+message has that message's id, so the conversation's key is known before the thread exists; the
+thread's creation goes through the write budget meanwhile, and the reply's writes wait for it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -22,8 +29,9 @@ from bot.engine import TurnContext, UserTurn, conversation_key
 from bot.engine.events import Flagged, TurnEvent
 from bot.moderation import describe_categories
 from bot.render import ReplyStreamer, WriteKind
-from bot.render.discord_sink import DiscordSink
+from bot.render.discord_sink import DiscordSink, ReplyTarget
 from bot.render.scheduler import EDIT_ROUTE, POST_ROUTE, THREAD_ROUTE
+from bot.render.stream import DEFAULT_MAX_FILE_BYTES
 
 if TYPE_CHECKING:
     from bot.app import AssistantBot
@@ -45,14 +53,28 @@ Channel = discord.TextChannel | discord.Thread | discord.DMChannel | discord.Voi
 
 @dataclass(frozen=True, slots=True)
 class Destination:
-    """Where a message is answered: the conversation's channel and, if not a thread, what to reply to."""
+    """Where a message is answered: a thread or DM, a reply in a channel, or a thread to open.
+
+    `channel`: where the answer goes, or (with `thread_from`) the channel the new thread opens in.
+    """
 
     channel: Channel
     reply_to: discord.Message | None = None
+    thread_from: discord.Message | None = None
+    """Open a thread on this message and answer there (a reply in `channel` if Discord refuses)."""
+
+    @property
+    def channel_id(self) -> int:
+        """The conversation's channel; a thread started from a message has that message's id."""
+        return self.thread_from.id if self.thread_from is not None else self.channel.id
 
     @property
     def key(self) -> str:
-        return conversation_key(self.channel.id)
+        return conversation_key(self.channel_id)
+
+    @property
+    def guild_id(self) -> int | None:
+        return None if isinstance(self.channel, discord.DMChannel) else self.channel.guild.id
 
 
 class ChatCog(commands.Cog):
@@ -76,11 +98,12 @@ class ChatCog(commands.Cog):
             turn = await self._user_turn(message)
             if not turn.text and not turn.image_urls:
                 return
-            events = self._reply(destination, turn, settings)
-            first = await anext(events)
+            place = self._place(destination)  # a new thread: created meanwhile, through the budget
+            events = self._reply(destination, place, turn, settings)
+            first = await anext(events)  # the turn takes its place in the conversation's line
         try:
             await self._show(
-                destination, message, self._report_flags(message, settings, _prepend(first, events))
+                destination, place, message, self._report_flags(message, settings, _prepend(first, events))
             )
         finally:
             await events.aclose()  # if the reply stopped early, the engine cancels the turn
@@ -120,31 +143,44 @@ class ChatCog(commands.Cog):
             and permissions.create_public_threads
             and permissions.send_messages_in_threads
         ):
-            thread = await self._open_thread(message, channel)
-            if thread is not None:
-                return Destination(thread)
+            return Destination(channel, reply_to=message, thread_from=message)
         return Destination(channel, reply_to=message)
 
     async def _is_conversation(self, thread: discord.Thread) -> bool:
         return await self.services.storage.conversations.get(conversation_key(thread.id)) is not None
 
-    async def _open_thread(
-        self, message: discord.Message, channel: discord.TextChannel
-    ) -> discord.Thread | None:
-        """A public thread on the message; None (answer in the channel instead) if Discord refuses."""
+    def _place(self, destination: Destination) -> asyncio.Future[ReplyTarget]:
+        """Where the reply is written: known now, or once Discord has created the thread."""
+        if destination.thread_from is None:
+            known: asyncio.Future[ReplyTarget] = asyncio.get_running_loop().create_future()
+            known.set_result(ReplyTarget(destination.channel, destination.reply_to))
+            return known
+        return asyncio.create_task(self._open_thread(destination.thread_from, destination.channel))
+
+    async def _open_thread(self, message: discord.Message, channel: Channel) -> ReplyTarget:
+        """A public thread on the message; a reply in the channel instead if Discord refuses."""
         name = thread_name(self._clean_text(message), message.author.display_name)
+
+        async def create() -> discord.Thread | Exception:
+            """The write's job; a refusal is its result, an expected case, not a failed write."""
+            try:
+                return await message.create_thread(name=name, reason="Conversation with the assistant")
+            except (discord.DiscordException, aiohttp.ClientError, OSError) as exc:
+                return exc
+
         try:
-            result = await self.bot.writes.run(
-                WriteKind.FIRST,
-                channel.id,
-                lambda: message.create_thread(name=name, reason="Conversation with the assistant"),
-                route=THREAD_ROUTE,
-            )
-        except discord.HTTPException as exc:
-            log.warning("Could not open a thread in #%s (%s); answering in the channel", channel, exc)
-            return None
-        assert isinstance(result, discord.Thread)
-        return result
+            result = await self.bot.writes.run(WriteKind.FIRST, channel.id, create, route=THREAD_ROUTE)
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            result = exc  # the write was dropped (the bot is closing): answer where it can
+        if isinstance(result, discord.Thread):
+            return ReplyTarget(result)
+        # The turn is under way already (its conversation keyed by the thread it expected): its text,
+        # streamed or not yet, goes to the channel as a reply instead.
+        log.warning("Could not open a thread in #%s (%r); answering in the channel", channel, result)
+        return ReplyTarget(channel, reply_to=message)
 
     async def _user_turn(self, message: discord.Message) -> UserTurn:
         text = self._clean_text(message)
@@ -179,22 +215,26 @@ class ChatCog(commands.Cog):
         return text.strip()
 
     def _reply(
-        self, destination: Destination, turn: UserTurn, settings: GuildSettings
+        self,
+        destination: Destination,
+        place: asyncio.Future[ReplyTarget],
+        turn: UserTurn,
+        settings: GuildSettings,
     ) -> AsyncGenerator[TurnEvent, None]:
-        channel = destination.channel
-        confirmer = DiscordConfirmer(self._question_writes(channel), self.services.state.questions)
+        confirmer = DiscordConfirmer(self._question_writes(place), self.services.state.questions)
         context = TurnContext(
-            guild_id=channel.guild.id if not isinstance(channel, discord.DMChannel) else None,
-            channel_id=channel.id,
+            guild_id=destination.guild_id,
+            channel_id=destination.channel_id,
             settings=settings,
             confirmer=confirmer,
         )
         return self.services.engine.reply(destination.key, turn, context)
 
-    def _question_writes(self, channel: Channel) -> QuestionWrites:
+    def _question_writes(self, place: asyncio.Future[ReplyTarget]) -> QuestionWrites:
         """A confirmation's post and closing edit, through the write scheduler like every reply."""
 
         async def post(embed: discord.Embed, view: discord.ui.View) -> discord.Message:
+            channel = (await asyncio.shield(place)).channel
             result = await self.bot.writes.run(
                 WriteKind.FINAL,
                 channel.id,
@@ -207,7 +247,7 @@ class ChatCog(commands.Cog):
         async def edit(message: discord.Message, embed: discord.Embed, view: discord.ui.View) -> None:
             await self.bot.writes.run(
                 WriteKind.FINAL,
-                channel.id,
+                message.channel.id,
                 lambda: message.edit(embed=embed, view=view),
                 route=EDIT_ROUTE,
                 target=("question", message.id),
@@ -216,15 +256,24 @@ class ChatCog(commands.Cog):
         return QuestionWrites(post, edit)
 
     async def _show(
-        self, destination: Destination, message: discord.Message, events: AsyncIterator[TurnEvent]
+        self,
+        destination: Destination,
+        place: asyncio.Future[ReplyTarget],
+        message: discord.Message,
+        events: AsyncIterator[TurnEvent],
     ) -> None:
-        sink = DiscordSink(destination.channel, reply_to=destination.reply_to)
+        guild = message.guild
+        sink = DiscordSink(
+            place,
+            channel_id=destination.channel_id,
+            max_file_bytes=guild.filesize_limit if guild is not None else DEFAULT_MAX_FILE_BYTES,
+        )
         streamer = ReplyStreamer(sink, self.bot.writes, config=self.bot.stream_config, reply_key=message.id)
         result = await streamer.run(events)
         if not result.delivered:
             log.warning("Reply to message %s was not fully delivered (%s)", message.id, result.outcome)
             if result.message_ids:  # part of it shows: say that the rest is missing
-                await self._send_note(destination.channel, UNDELIVERED_NOTE)
+                await self._send_note((await asyncio.shield(place)).channel, UNDELIVERED_NOTE)
 
     # -- moderation -------------------------------------------------------------------------------
 

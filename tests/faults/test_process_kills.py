@@ -1,7 +1,8 @@
 """The bot killed with SIGKILL in the middle of things, then started again on the same database.
 
-The bot runs as a real process (`python -m bot --config ...`), pointed through its environment at the
-stand-in Discord and OpenAI servers, which live in the test's own event loop on 127.0.0.1. After each
+The bot runs as a real process (`python -m bot --config ...`, see process_support.py), pointed through
+its environment at the stand-in Discord and OpenAI servers, which live in the test's own event loop on
+127.0.0.1. After each
 kill and restart, SQLite is read directly: conversation mappings, settings, usage rows and bookings
 are all there exactly once, the turn that was cut off is reported in its thread, and the thread still
 works. Every process is killed at teardown, whatever happened.
@@ -9,179 +10,34 @@ works. Every process is killed at teardown, whatever happened.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import os
-import signal
-import sqlite3
-import sys
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.command_support import answer_buttons, answer_id_of
-from tests.fakes.discord_server import CALLBACK_UPDATE_MESSAGE, FakeChannel, FakeDiscord, StoredMessage
-from tests.fakes.openai_server import FakeOpenAI, FunctionCall, Reply
-from tests.faults.support import WAIT_S, bot_messages, threads_of, wait_for_content
-from tests.harness import FAST_BUCKET, World, build_world
+from tests.fakes.discord_server import CALLBACK_UPDATE_MESSAGE, FakeChannel, StoredMessage
+from tests.fakes.openai_server import FunctionCall, Reply
+from tests.faults.process_support import (
+    INTERRUPTED_NOTE,
+    START_TIMEOUT_S,
+    Rig,
+    answered,
+    bot_process,
+    kill,
+    notes_in,
+    open_thread,
+    stand_ins,
+    stop,
+    turn_statuses,
+)
+from tests.faults.support import WAIT_S, wait_for_content
 
 pytestmark = pytest.mark.slow
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT_S = 30.0  # interpreter start, imports, login; discord.py then waits 2 s for guilds
-EXIT_TIMEOUT_S = 10.0
-INTERRUPTED_NOTE = "I was restarted while answering"
 SETTING = ("max_queued_turns_per_user", "5")
 # Pizzeria Napoli is open every day from 11:30 to 23:00: "tomorrow at 8pm" is always bookable.
 BOOKING = {"restaurant": "Pizzeria Napoli", "party_size": 4, "time": "tomorrow at 8pm", "notes": None}
-CONFIG = """\
-[discord]
-sync_commands = true
-
-[openai]
-max_retries = 0
-
-[streaming]
-edit_interval_s = 0.2
-
-[engine]
-confirmation_timeout_s = 600
-
-[defaults]
-backend = "{backend}"
-"""
-
-
-@dataclass
-class Rig:
-    """The stand-ins, the world on them, and where the bot's files go."""
-
-    discord: FakeDiscord
-    openai: FakeOpenAI
-    world: World
-    tmp_path: Path
-    backend: str
-
-    @property
-    def database(self) -> Path:
-        return self.tmp_path / "bot.db"
-
-    def env(self) -> dict[str, str]:
-        keep = {name: value for name, value in os.environ.items() if name in ("PATH", "HOME", "LANG")}
-        return {
-            **keep,
-            "PYTHONPATH": str(REPO_ROOT),
-            "DISCORD_TOKEN": self.discord.token,
-            "DISCORD_API_BASE_URL": self.discord.base_url,
-            "OPENAI_API_KEY": "test",
-            "OPENAI_BASE_URL": self.openai.base_url,
-            "BOT_DATABASE": str(self.database),
-        }
-
-    def rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        """Read the bot's database directly (committed data only, as a restarted bot would see it)."""
-        with contextlib.closing(sqlite3.connect(self.database)) as connection:
-            return [tuple(row) for row in connection.execute(sql, params)]
-
-    def durable_state(self) -> dict[str, list[tuple[Any, ...]]]:
-        """Everything that must survive a crash unchanged, as sorted rows."""
-        return {
-            "conversations": self.rows(
-                "SELECT key, backend, conversation_id, generation FROM conversations ORDER BY key"
-            ),
-            "settings": self.rows("SELECT guild_id, name, value FROM guild_settings ORDER BY guild_id, name"),
-            "settings audit": self.rows(
-                "SELECT guild_id, name, new_value FROM guild_settings_audit ORDER BY id"
-            ),
-            "usage": self.rows(
-                "SELECT guild_id, user_id, SUM(turns), SUM(input_tokens) > 0 FROM usage_daily"
-                " GROUP BY guild_id, user_id ORDER BY guild_id, user_id"
-            ),
-            "reservations": self.rows(
-                "SELECT call_id, user_id, party_size, status FROM reservations ORDER BY id"
-            ),
-            "history": self.rows("SELECT conversation_key, role, payload FROM chat_messages ORDER BY id"),
-        }
-
-
-@contextlib.asynccontextmanager
-async def stand_ins(tmp_path: Path, backend: str = "responses") -> AsyncIterator[Rig]:
-    async with (
-        FakeOpenAI() as openai,
-        FakeDiscord(rate_limits={"message_create": FAST_BUCKET, "message_edit": FAST_BUCKET}) as discord,
-    ):
-        world = build_world(discord)
-        (tmp_path / "config.toml").write_text(CONFIG.format(backend=backend), encoding="utf-8")
-        yield Rig(discord, openai, world, tmp_path, backend)
-
-
-@contextlib.asynccontextmanager
-async def bot_process(rig: Rig) -> AsyncIterator[asyncio.subprocess.Process]:
-    """`python -m bot` against the rig, yielded once it is connected; killed on the way out."""
-    number = len(rig.discord.identifies)
-    log_path = rig.tmp_path / f"bot-{number}.log"
-    with log_path.open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            "--config",
-            str(rig.tmp_path / "config.toml"),
-            cwd=rig.tmp_path,  # no .env of the developer's is picked up
-            env=rig.env(),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        try:
-            connected = asyncio.ensure_future(
-                rig.discord.wait_for(
-                    lambda: len(rig.discord.identifies) > number and rig.discord.connected,
-                    timeout=START_TIMEOUT_S,
-                )
-            )
-            exited = asyncio.ensure_future(process.wait())
-            try:
-                await asyncio.wait({connected, exited}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in (connected, exited):
-                    waiter.cancel()
-            if exited.done() and not exited.cancelled():
-                raise AssertionError(f"the bot exited with {process.returncode}:\n{log_path.read_text()}")
-            connected.result()  # raises TimeoutError if the bot never connected
-            yield process
-        finally:
-            if process.returncode is None:
-                process.kill()
-            await asyncio.wait_for(process.wait(), EXIT_TIMEOUT_S)
-    logged = log_path.read_text(encoding="utf-8", errors="replace")
-    for trouble in ("ERROR", "CRITICAL", "Traceback"):  # the level is padded and coloured: no spaces
-        assert trouble not in logged, logged
-
-
-async def kill(process: asyncio.subprocess.Process) -> None:
-    process.send_signal(signal.SIGKILL)
-    assert await asyncio.wait_for(process.wait(), EXIT_TIMEOUT_S) == -signal.SIGKILL
-
-
-async def stop(process: asyncio.subprocess.Process) -> None:
-    """Ctrl-C: the bot finishes what it was doing (turns closed, usage counted), then exits 0."""
-    process.send_signal(signal.SIGINT)
-    assert await asyncio.wait_for(process.wait(), EXIT_TIMEOUT_S) == 0
-
-
-async def open_thread(rig: Rig, text: str) -> FakeChannel:
-    """Alice mentions the bot in #general; the thread it opens, once the answer is complete."""
-    general = rig.world.general
-    before = len(threads_of(rig.discord, general))
-    mention = f"<@{rig.discord.bot_user.id}> {text}"
-    await rig.discord.user_message(general.id, rig.world.alice, mention, mentions_bot=True)
-    await rig.discord.wait_for(lambda: len(threads_of(rig.discord, general)) > before, timeout=WAIT_S)
-    return threads_of(rig.discord, general)[before]
 
 
 async def set_setting(rig: Rig) -> None:
@@ -198,20 +54,6 @@ async def wait_for_note(rig: Rig, thread: FakeChannel) -> StoredMessage:
     return await rig.discord.wait_for_message(
         lambda m: INTERRUPTED_NOTE in m.content, channel_id=thread.id, timeout=START_TIMEOUT_S
     )
-
-
-def notes_in(rig: Rig, thread: FakeChannel) -> list[StoredMessage]:
-    return [m for m in bot_messages(rig.discord, thread.id) if INTERRUPTED_NOTE in m.content]
-
-
-async def answered(rig: Rig, thread: FakeChannel, text: str) -> None:
-    """Alice writes in the thread and gets the echo: the conversation works."""
-    await rig.discord.user_message(thread.id, rig.world.alice, text)
-    await wait_for_content(rig.discord, thread.id, f"echo: alice: {text}")
-
-
-def turn_statuses(rig: Rig) -> list[tuple[str, int | None]]:
-    return rig.rows("SELECT status, message_id FROM turns ORDER BY id")
 
 
 @pytest.mark.parametrize("backend", ["responses", "chat"])

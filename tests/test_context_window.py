@@ -303,7 +303,7 @@ async def test_server_ignoring_truncation_moves_the_thread_to_a_summarised_conve
     assert record is not None and record.conversation_id not in (None, old_id)
     fresh = fake_openai.conversations[record.conversation_id]
     seed = fresh.items[0]
-    assert seed["role"] == "developer" and "Ada sent many long numbered messages" in fresh.texts()[0]
+    assert seed["role"] == "assistant" and "Ada sent many long numbered messages" in fresh.texts()[0]
     assert fresh.texts("user") == ["Ada: what did I send so far?"]
     requests = fake_openai.requests_to("/v1/responses")[before:]
     assert [r.status for r in requests] == [400, 200, 200]  # refused, summary, answer

@@ -311,7 +311,8 @@ class ResponsesBackend:
                 )
                 seed = f"The newest earlier messages of this conversation (older ones were dropped):\n{kept}"
                 note = SHORTENED_NOTE
-        items = [{"type": "message", "role": "developer", "content": seed}] if seed else []
+        # As the assistant's own recap, never as instructions: it carries what users wrote.
+        items = [{"type": "message", "role": "assistant", "content": seed}] if seed else []
         conversation = await self._client.conversations.create(
             metadata=request.metadata or omit, items=cast(Any, items) or omit
         )
@@ -324,14 +325,14 @@ class ResponsesBackend:
         return conversation.id, (note,), usage
 
     async def _recent_messages(self, conversation_id: str) -> list[tuple[str, str]]:
-        """The newest messages of a conversation as (role, text), oldest first: the people's, the
-        model's, and the summary an earlier move seeded it with (a developer message)."""
+        """The newest user and assistant messages of a conversation as (role, text), oldest first
+        (an earlier move's summary is an assistant message, so it is carried on too)."""
         page = await self._client.conversations.items.list(
             conversation_id, order="desc", limit=SUMMARY_SCAN_ITEMS
         )
         messages: list[tuple[str, str]] = []
         for item in page.data:
-            if item.type != "message" or item.role not in ("user", "assistant", "developer"):
+            if item.type != "message" or item.role not in ("user", "assistant"):
                 continue
             texts = [getattr(part, "text", None) for part in item.content]  # images etc. have none
             text = "".join(piece for piece in texts if isinstance(piece, str))

@@ -4,6 +4,7 @@ Start-up problems a person can fix (no token, a broken config file, a database f
 version, an unusable database path, the message-content intent not enabled) end with one clear line
 and exit code 2. `--help` lists every environment variable read; `--check` validates the config, the
 environment and the database and says what the bot would run with, without connecting anywhere.
+SIGTERM (docker stop, systemctl stop, Kubernetes) and Ctrl-C stop the bot gracefully, with exit code 0.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 
 import discord
 from dotenv import find_dotenv, load_dotenv
@@ -69,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.config is None and not DEFAULT_CONFIG_PATH.exists():
         log.info("No %s found: using the defaults (see config.example.toml).", DEFAULT_CONFIG_PATH)
 
+    # Until `run` puts the graceful handler in place, nothing is in progress: SIGTERM just ends, with 0.
+    signal.signal(signal.SIGTERM, _stop_before_start)
     from bot.app import run  # imported late: argument and config errors should not wait for discord.py
 
     try:
@@ -83,8 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     except discord.LoginFailure:
         return _fail("Discord rejected DISCORD_TOKEN; copy the bot token again from the Developer Portal.")
     except KeyboardInterrupt:
-        pass
+        pass  # where the loop takes no signal handlers (Windows), Ctrl-C still ends the bot gracefully
     return 0
+
+
+def _stop_before_start(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 def argument_parser() -> argparse.ArgumentParser:

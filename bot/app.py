@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Sequence
+import signal
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import aiohttp
@@ -21,6 +22,7 @@ from discord.ext import commands
 from bot.config import AppConfig, Secrets
 from bot.confirmation import AnswerButton
 from bot.discord_endpoint import use_gateway_of, use_rest_base
+from bot.engine.engine import RESTARTING
 from bot.errors import UserFacingError
 from bot.process_state import OpenQuestions
 from bot.render import SchedulerConfig, StreamConfig, WriteScheduler, rate_limit_trace_config
@@ -29,8 +31,13 @@ from tools import register_builtin_tools
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_GRACE_S = 10.0
-"""How long a stopping bot waits for answers in progress before it disconnects."""
+WRAP_UP_S = 1.5
+"""Of the shutdown grace (`discord.shutdown_grace_s`), the end kept for the answers cut short to write
+their closing note; at most half of it."""
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+"""docker stop, systemctl stop and Kubernetes send SIGTERM; Ctrl-C is SIGINT: both stop gracefully."""
+COMMANDS_WHILE_STOPPING = frozenset({"stop"})
+"""Slash commands still taken during a shutdown's grace (/stop only ends an answer sooner)."""
 EXTENSIONS: tuple[str, ...] = (
     "cogs.chat",
     "cogs.imagine",
@@ -75,11 +82,14 @@ class AssistantBot(commands.Bot):
         )
         self.stream_config = StreamConfig()
         self.accepting_messages = True
+        self._closing: asyncio.Future[None] | None = None
+        self._services_closed = False
         super().__init__(
             command_prefix=commands.when_mentioned,  # unused: the bot has slash commands only
             intents=intents(),
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
+            tree_cls=StoppingAwareTree,
             http_trace=rate_limit_trace_config(self.writes),
             **client_options,
         )
@@ -158,18 +168,67 @@ class AssistantBot(commands.Bot):
             message = "Something went wrong on the bot's side; the error was logged."
         await send_ephemeral(interaction, message)
 
+    def request_stop(self) -> None:
+        """A stop signal: the first starts the graceful close, a second cuts its grace short."""
+        if self._closing is None:
+            self.accepting_messages = False  # at once: not even one loop turn later
+            log.info(
+                "Stopping: no new messages; up to %.1f s for the answers in progress",
+                self.config.discord.shutdown_grace_s,
+            )
+            self._closing = asyncio.ensure_future(self._close_gracefully())
+            return
+        services: Services | None = getattr(self, "services", None)
+        if services is not None:
+            log.info("Stopping now: the answers still running end with a note")
+            services.engine.end_grace()
+
     async def close(self) -> None:
-        """Stop taking messages, let answers in progress finish (briefly), then disconnect."""
+        """Stop taking messages, let answers in progress finish within the grace, then disconnect.
+
+        Done once: a stop signal, discord.py and `async with bot` may each ask, and all wait for it.
+        """
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close_gracefully())
+        await asyncio.shield(self._closing)
+        # A stop signal during start-up closes before `setup_hook` has built the core: close it too.
+        await self._close_services()
+
+    async def _close_gracefully(self) -> None:
+        """Refuse new work at once; answers still running after the grace end with a note (and are
+        journalled interrupted) whose writes go out before the scheduler, Discord and the database close.
+        """
         self.accepting_messages = False
         services: Services | None = getattr(self, "services", None)
         if services is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(SHUTDOWN_GRACE_S):
-                    await services.engine.wait_idle()
+            grace_s = self.config.discord.shutdown_grace_s
+            wrap_up_s = min(WRAP_UP_S, grace_s / 2)
+            await services.engine.shut_down(grace_s=grace_s - wrap_up_s, wrap_up_s=wrap_up_s)
         await self.writes.close()
         await super().close()
-        if services is not None:
-            await services.close()
+        await self._close_services()
+
+    async def _close_services(self) -> None:
+        """The OpenAI clients and the database, once."""
+        services: Services | None = getattr(self, "services", None)
+        if services is None or self._services_closed:
+            return
+        self._services_closed = True
+        await services.close()
+
+
+class StoppingAwareTree(app_commands.CommandTree[AssistantBot]):
+    """Once the bot is stopping, new slash commands are refused with a word (except /stop)."""
+
+    async def interaction_check(self, interaction: discord.Interaction[AssistantBot], /) -> bool:
+        if self.client.accepting_messages:
+            return True
+        command = interaction.command
+        if command is not None and command.name in COMMANDS_WHILE_STOPPING:
+            return True
+        if interaction.type is discord.InteractionType.application_command:
+            await send_ephemeral(interaction, RESTARTING)
+        return False
 
 
 async def send_ephemeral(interaction: discord.Interaction, message: str) -> None:
@@ -258,4 +317,33 @@ async def run(config: AppConfig, secrets: Secrets) -> None:
     use_rest_base(secrets.discord_api_base_url)
     bot = AssistantBot(config, secrets)
     async with bot:
-        await connect_with_retry(bot, secrets.discord_token.get_secret_value())
+        try:
+            with stop_on_signals(bot.request_stop):
+                await connect_with_retry(bot, secrets.discord_token.get_secret_value())
+        finally:
+            # A stop signal's close ends the connection half-way through: wait for the rest (OpenAI,
+            # the database) here, since `async with` skips a bot whose connection is already closed.
+            await bot.close()
+
+
+@contextlib.contextmanager
+def stop_on_signals(on_stop: Callable[[], None]) -> Iterator[None]:
+    """SIGTERM and SIGINT both call `on_stop` (one graceful path), until the block ends.
+
+    Where the loop takes no signal handlers (Windows), Ctrl-C keeps asyncio.run's own handling: the
+    main task is cancelled, and `async with bot` then closes the bot just as gracefully.
+    """
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for stop_signal in STOP_SIGNALS:
+        try:
+            loop.add_signal_handler(stop_signal, on_stop)
+        except (NotImplementedError, RuntimeError):
+            log.debug("No handler for %s on this platform", stop_signal.name)
+        else:
+            installed.append(stop_signal)
+    try:
+        yield
+    finally:
+        for stop_signal in installed:
+            loop.remove_signal_handler(stop_signal)

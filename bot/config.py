@@ -179,6 +179,11 @@ class DiscordConfig(_Strict):
     max_text_attachment_chars: Annotated[int, Field(ge=0, le=100_000)] = Field(
         default=20_000, description="Text attachments are inlined into the turn up to this many characters."
     )
+    shutdown_grace_s: Annotated[float, Field(ge=0, le=600)] = Field(
+        default=8.0,
+        description="On SIGTERM or Ctrl-C, seconds for the answers in progress to finish before the bot"
+        " stops them (with a note) and exits; keep it under the supervisor's kill timeout (10 s in Docker).",
+    )
 
 
 class OpenAIConfig(_Strict):

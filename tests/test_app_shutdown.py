@@ -1,0 +1,50 @@
+"""The bot's close, in process: once only, and complete even when a stop signal comes during start-up.
+
+The whole SIGTERM path, as a real process, is in tests/faults/test_sigterm.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from bot import app
+from bot.app import AssistantBot
+from bot.discord_endpoint import restore_discord_urls, use_rest_base
+from tests.conftest import fake_secrets, make_config
+from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.openai_server import FakeOpenAI
+from tests.harness import build_world
+
+
+async def test_a_stop_signal_during_start_up_still_closes_the_database(
+    tmp_path: Path, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with FakeDiscord() as server:
+        build_world(server)
+        use_rest_base(server.base_url)
+        try:
+            config = make_config(tmp_path, discord={"sync_commands": False})
+            token = SecretStr(server.token)
+            secrets = fake_secrets(discord_token=token, discord_api_base_url=server.base_url)
+            bot = AssistantBot(config, secrets, openai_base_url=fake_openai.base_url)
+            start_services = app.Services.start
+
+            async def signalled_while_starting(*args: Any, **kwargs: Any) -> app.Services:
+                bot.request_stop()  # SIGTERM in the middle of setup_hook: the close begins first...
+                return await start_services(*args, **kwargs)  # ...and the core is built after it
+
+            monkeypatch.setattr(app.Services, "start", signalled_while_starting)
+            async with bot:
+                await bot.login(server.token)
+                wal = config.storage.database.with_name(config.storage.database.name + "-wal")
+                assert wal.exists()  # the database is open
+                await bot.close()
+                assert not bot.accepting_messages
+                assert not wal.exists()  # and closed cleanly: SQLite removes the log with the last close
+                await bot.close()  # a second close (as `async with` may do) is a no-op
+        finally:
+            restore_discord_urls()

@@ -6,7 +6,7 @@ the engine's events to a `ReplyStreamer`; everything else lives in the core.
 A mention that opens a thread starts its turn at once: the model's first token is the slowest part of
 a reply, so its request must not wait behind Discord writes for the thread. A thread started from a
 message has that message's id, so the conversation's key is known before the thread exists; the
-thread's creation goes through the write budget meanwhile, and the reply's writes wait for it.
+thread's creation goes through the write budget meanwhile, and the reply is shown once it exists.
 """
 
 from __future__ import annotations
@@ -29,9 +29,8 @@ from bot.engine import TurnContext, UserTurn, conversation_key
 from bot.engine.events import Flagged, TurnEvent
 from bot.moderation import describe_categories
 from bot.render import ReplyStreamer, WriteKind
-from bot.render.discord_sink import DiscordSink, ReplyTarget
+from bot.render.discord_sink import DiscordSink
 from bot.render.scheduler import EDIT_ROUTE, POST_ROUTE, THREAD_ROUTE
-from bot.render.stream import DEFAULT_MAX_FILE_BYTES
 
 if TYPE_CHECKING:
     from bot.app import AssistantBot
@@ -49,6 +48,14 @@ TEXT_SUFFIXES = (
 ANSWERED_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 UNDELIVERED_NOTE = "⚠️ Discord would not let me finish writing this answer, so it is incomplete above."
 Channel = discord.TextChannel | discord.Thread | discord.DMChannel | discord.VoiceChannel
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyTarget:
+    """Where a reply is written: a thread, channel or DM, and (in a channel) the message it answers."""
+
+    channel: Channel
+    reply_to: discord.Message | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,18 +269,16 @@ class ChatCog(commands.Cog):
         message: discord.Message,
         events: AsyncIterator[TurnEvent],
     ) -> None:
-        guild = message.guild
-        sink = DiscordSink(
-            place,
-            channel_id=destination.channel_id,
-            max_file_bytes=guild.filesize_limit if guild is not None else DEFAULT_MAX_FILE_BYTES,
-        )
+        # The turn runs meanwhile: its events (streamed text too) wait in order in the engine's queue.
+        # Waiting here, not in the writes, keeps the budget's slots for writes that can go.
+        target = await asyncio.shield(place)
+        sink = DiscordSink(target.channel, reply_to=target.reply_to)
         streamer = ReplyStreamer(sink, self.bot.writes, config=self.bot.stream_config, reply_key=message.id)
         result = await streamer.run(events)
         if not result.delivered:
             log.warning("Reply to message %s was not fully delivered (%s)", message.id, result.outcome)
             if result.message_ids:  # part of it shows: say that the rest is missing
-                await self._send_note((await asyncio.shield(place)).channel, UNDELIVERED_NOTE)
+                await self._send_note(target.channel, UNDELIVERED_NOTE)
 
     # -- moderation -------------------------------------------------------------------------------
 

@@ -105,3 +105,24 @@ async def test_quick_mentions_each_get_their_own_thread_and_answer(
             await h.discord.wait_for(lambda m=message_id: bool(bot_messages(h.discord, m)), timeout=WAIT_S)
             (answer,) = bot_messages(h.discord, message_id)
             assert answer.content == f"echo: alice: question {n}"  # the stand-in model echoes
+
+
+async def test_replies_waiting_for_their_threads_hold_no_write_budget(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    """More mentions in one channel than its thread bucket takes at once, on a small global budget:
+    the answers, ready long before their threads, wait outside the budget (a post waiting for its
+    thread inside it would hold the slot the thread's creation needs), and every one arrives."""
+    people = 12
+    async with running_bot(tmp_path, fake_openai, streaming={"global_writes_per_s": 6}) as h:
+        users = [h.discord.add_user(f"person{n}", guilds=[h.world.guild.id]) for n in range(people)]
+        for user in users:
+            await h.discord.user_message(h.general.id, user, f"{h.bot_mention} hi", mentions_bot=True)
+
+        def answered() -> int:
+            return sum(
+                any(m.content.startswith("echo: person") for m in bot_messages(h.discord, t.id))
+                for t in threads_of(h.discord, h.general)
+            )
+
+        await h.discord.wait_for(lambda: answered() == people, timeout=30.0)

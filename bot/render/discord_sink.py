@@ -3,19 +3,13 @@
 Everything carrying model text goes out with ``AllowedMentions.none()``: a model can be talked into
 writing ``@everyone`` or a user's mention, and the bot must never ping on its behalf. Discord errors
 become a ``WriteOutcome`` (logged here) so a failed write never crashes the reply.
-
-The place a reply goes may not exist yet: a mention's turn starts at once, while Discord creates the
-thread it opens. The sink is then given a future of its ``ReplyTarget``; each write waits for it, and
-the streamer's writes stay in order (a post waiting for the thread holds its slot until it goes).
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -41,41 +35,22 @@ def outcome_of(error: Exception) -> WriteOutcome:
     return WriteOutcome.FAILED
 
 
-@dataclass(frozen=True, slots=True)
-class ReplyTarget:
-    """Where a reply is written: a thread, channel or DM, and (in a channel) the message it answers."""
-
-    channel: MessageableChannel
-    reply_to: discord.Message | None = None
-
-
 class DiscordSink:
     """Posts, edits, typing and deletes in one channel for one reply.
 
-    ``channel``: the channel, or a future of the ``ReplyTarget`` (a thread being created); then
-    ``channel_id`` names the channel whose rate-limit buckets the writes count against.
     ``reply_to``: answer as a reply to that message (when no thread could be made), without pinging
     its author; only the reply's first message is a reply, continuations are plain messages.
     """
 
     def __init__(
         self,
-        channel: MessageableChannel | asyncio.Future[ReplyTarget],
+        channel: MessageableChannel,
         *,
         reply_to: discord.Message | None = None,
-        channel_id: int | None = None,
         max_file_bytes: int | None = None,
         suppress_embeds: bool = False,
     ) -> None:
-        self._pending: asyncio.Future[ReplyTarget] | None = None
-        if isinstance(channel, asyncio.Future):
-            if channel_id is None:
-                raise ValueError("a sink whose channel is on its way needs the channel_id it will have")
-            self._pending = channel
-        else:
-            self._channel = channel
-            channel_id = channel.id if channel_id is None else channel_id
-        self._channel_id = channel_id
+        self._channel = channel
         self._reply_to = reply_to
         self._suppress_embeds = suppress_embeds
         self._no_mentions = discord.AllowedMentions.none()
@@ -84,17 +59,9 @@ class DiscordSink:
             max_file_bytes = guild.filesize_limit if guild is not None else DEFAULT_MAX_FILE_BYTES
         self._max_file_bytes = max_file_bytes
 
-    async def _arrived(self) -> MessageableChannel:
-        """The channel to write in, once it exists (the first write to get it takes its target)."""
-        if self._pending is not None:
-            target = await asyncio.shield(self._pending)  # a cancelled write must not cancel it
-            if self._pending is not None:
-                self._channel, self._reply_to, self._pending = target.channel, target.reply_to, None
-        return self._channel
-
     @property
     def channel_id(self) -> int:
-        return self._channel_id
+        return self._channel.id
 
     @property
     def max_file_bytes(self) -> int:
@@ -103,12 +70,11 @@ class DiscordSink:
     async def post(
         self, text: str, files: Sequence[GeneratedFile] = (), *, nonce: str | None = None
     ) -> PostResult:
-        channel = await self._arrived()
         reference = None
         if self._reply_to is not None:
             reference = self._reply_to.to_reference(fail_if_not_exists=False)
         try:
-            message = await channel.send(
+            message = await self._channel.send(
                 content=text,
                 files=_files(files) if files else None,  # type: ignore[arg-type]
                 allowed_mentions=self._no_mentions,
@@ -129,7 +95,7 @@ class DiscordSink:
     async def edit(
         self, message: SentMessage, text: str, files: Sequence[GeneratedFile] = ()
     ) -> WriteOutcome:
-        target = self._editable(message, await self._arrived())
+        target = self._editable(message)
         try:
             if files:
                 await target.edit(content=text, attachments=_files(files), allowed_mentions=self._no_mentions)
@@ -140,29 +106,25 @@ class DiscordSink:
         return WriteOutcome.OK
 
     async def typing(self) -> WriteOutcome:
-        channel = await self._arrived()
         try:
-            await channel.typing()
+            await self._channel.typing()
         except (discord.DiscordException, aiohttp.ClientError, OSError) as error:
             return self._failed("typing", error)
         return WriteOutcome.OK
 
     async def delete(self, message: SentMessage) -> WriteOutcome:
-        target = self._editable(message, await self._arrived())
         try:
-            await target.delete()
+            await self._editable(message).delete()
         except (discord.DiscordException, aiohttp.ClientError, OSError) as error:
             return self._failed("delete", error)
         return WriteOutcome.OK
 
-    def _editable(
-        self, message: SentMessage, channel: MessageableChannel
-    ) -> discord.Message | discord.PartialMessage:
+    def _editable(self, message: SentMessage) -> discord.Message | discord.PartialMessage:
         if isinstance(message, discord.Message | discord.PartialMessage):
             return message
-        get_partial = getattr(channel, "get_partial_message", None)
+        get_partial = getattr(self._channel, "get_partial_message", None)
         if get_partial is None:
-            raise TypeError(f"cannot edit messages in {type(channel).__name__}")
+            raise TypeError(f"cannot edit messages in {type(self._channel).__name__}")
         partial: discord.PartialMessage = get_partial(message.id)
         return partial
 

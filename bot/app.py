@@ -84,6 +84,7 @@ class AssistantBot(commands.Bot):
         self.accepting_messages = True
         self._closing: asyncio.Future[None] | None = None
         self._services_closed = False
+        self._stopping = asyncio.Event()
         super().__init__(
             command_prefix=commands.when_mentioned,  # unused: the bot has slash commands only
             intents=intents(),
@@ -172,6 +173,7 @@ class AssistantBot(commands.Bot):
         """A stop signal: the first starts the graceful close, a second cuts its grace short."""
         if self._closing is None:
             self.accepting_messages = False  # at once: not even one loop turn later
+            self._stopping.set()
             log.info(
                 "Stopping: no new messages; up to %.1f s for the answers in progress",
                 self.config.discord.shutdown_grace_s,
@@ -188,11 +190,19 @@ class AssistantBot(commands.Bot):
 
         Done once: a stop signal, discord.py and `async with bot` may each ask, and all wait for it.
         """
+        self._stopping.set()
         if self._closing is None:
             self._closing = asyncio.ensure_future(self._close_gracefully())
         await asyncio.shield(self._closing)
         # A stop signal during start-up closes before `setup_hook` has built the core: close it too.
         await self._close_services()
+
+    async def stop_requested_within(self, timeout_s: float) -> bool:
+        """Wait up to `timeout_s` for a stop (signal or close); True if one came."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._stopping.wait()
+        return self._stopping.is_set()
 
     async def _close_gracefully(self) -> None:
         """Refuse new work at once; answers still running after the grace end with a note (and are
@@ -275,12 +285,13 @@ class Backoff:
         return self._rng.uniform(step_s / 2, step_s)
 
 
-async def login_with_retry(bot: AssistantBot, token: str, *, backoff: Backoff | None = None) -> None:
+async def login_with_retry(bot: AssistantBot, token: str, *, backoff: Backoff | None = None) -> bool:
     """`bot.login`, tried again with backoff while Discord cannot be reached, one warning per attempt.
 
     It never gives up: a supervisor (systemd, Docker, Kubernetes) expects the process to stay up, and
-    exiting would only make it restart the bot into the same outage. A rejected token or a failure
-    once the set-up has built the core (`setup_hook` is not repeatable) is raised, not retried.
+    exiting would only make it restart the bot into the same outage. A stop signal ends the wait at
+    once (False: not logged in). A rejected token or a failure once the set-up has built the core
+    (`setup_hook` is not repeatable) is raised, not retried.
     """
     backoff = backoff or Backoff()
     attempt = 0
@@ -288,7 +299,7 @@ async def login_with_retry(bot: AssistantBot, token: str, *, backoff: Backoff | 
         attempt += 1
         try:
             await bot.login(token)
-            return
+            return True
         except DISCORD_UNREACHABLE as exc:
             if getattr(bot, "services", None) is not None:
                 raise
@@ -302,14 +313,17 @@ async def login_with_retry(bot: AssistantBot, token: str, *, backoff: Backoff | 
         # The attempt's HTTP session closes its connector too; the next login makes new ones.
         await bot.http.close()
         bot.http.connector = discord.utils.MISSING
-        await asyncio.sleep(delay_s)
+        if await bot.stop_requested_within(delay_s):
+            log.info("Stopped while waiting for Discord")
+            return False
+    return False
 
 
 async def connect_with_retry(bot: AssistantBot, token: str) -> None:
     """`bot.start` with the login retried while Discord is unreachable (discord.py itself reconnects
     the gateway once logged in)."""
-    await login_with_retry(bot, token)
-    await bot.connect()
+    if await login_with_retry(bot, token):
+        await bot.connect()
 
 
 async def run(config: AppConfig, secrets: Secrets) -> None:

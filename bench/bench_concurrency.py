@@ -38,7 +38,7 @@ from bench.rig import (
     threads_world,
     wait_for_replies,
 )
-from bot.render.scheduler import GLOBAL_PER_S
+from bot.discord.render.scheduler import GLOBAL_PER_S
 
 MODEL_LATENCY_S = 1.0
 WORDS = 12

@@ -25,9 +25,9 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bot.app import AssistantBot
 from bot.config import AppConfig, Secrets
-from bot.discord_endpoint import use_rest_base
+from bot.discord.app import AssistantBot
+from bot.discord.endpoint import use_rest_base
 from bot.engine.events import TERMINAL_EVENTS, TurnEvent
 
 

@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-import discord
 from dotenv import find_dotenv, load_dotenv
 
 from bot.config import (
@@ -33,21 +32,11 @@ from bot.config import (
     load_config,
     load_secrets,
 )
-from bot.errors import ConfigError, DatabaseUnusableError, SchemaTooNewError
+from bot.errors import ConfigError, DatabaseUnusableError, DiscordRefusedError, SchemaTooNewError
 from bot.storage.database import DatabaseStatus, inspect_database
 
 EXIT_USAGE = 2
 log = logging.getLogger("bot")
-
-VOICE_WARNINGS = frozenset(
-    {
-        "PyNaCl is not installed, voice will NOT be supported",
-        "davey is not installed, voice will NOT be supported",
-    }
-)
-"""What discord.py's client warns at every start when the voice libraries are missing."""
-MODEL_HTTP_LOGGER = "httpx2"
-"""The OpenAI SDK's HTTP library: it logs every request at INFO ("HTTP Request: POST ...")."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,25 +57,20 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(check_report(config, secrets, database, log_level, config_path if found else None))
         return 0
 
+    from bot.discord.logs import setup_logging  # discord.py loads only to run: not for --help/--check
+
     setup_logging(log_level)
     if args.config is None and not DEFAULT_CONFIG_PATH.exists():
         log.info("No %s found: using the defaults (see config.example.toml).", DEFAULT_CONFIG_PATH)
 
     # Until `run` puts the graceful handler in place, nothing is in progress: SIGTERM just ends, with 0.
     signal.signal(signal.SIGTERM, _stop_before_start)
-    from bot.app import run  # imported late: argument and config errors should not wait for discord.py
+    from bot.discord.app import run
 
     try:
         asyncio.run(run(config, secrets))
-    except (DatabaseUnusableError, SchemaTooNewError) as exc:
+    except (DatabaseUnusableError, SchemaTooNewError, DiscordRefusedError) as exc:
         return _fail(str(exc))
-    except discord.PrivilegedIntentsRequired:
-        return _fail(
-            "Discord refused the Message Content intent. Enable it for this bot in the Developer Portal "
-            "(Bot -> Privileged Gateway Intents -> MESSAGE CONTENT INTENT), then start again."
-        )
-    except discord.LoginFailure:
-        return _fail("Discord rejected DISCORD_TOKEN; copy the bot token again from the Developer Portal.")
     except KeyboardInterrupt:
         pass  # where the loop takes no signal handlers (Windows), Ctrl-C still ends the bot gracefully
     return 0
@@ -163,23 +147,6 @@ def check_report(
         "ok: ready to start (nothing was connected to, created or migrated)",
     ]
     return "\n".join(lines) + "\n"
-
-
-class DropVoiceWarnings(logging.Filter):
-    """This bot has no voice features: discord.py's warnings about the missing voice libraries are noise."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno == logging.WARNING and record.getMessage() in VOICE_WARNINGS)
-
-
-DROP_VOICE_WARNINGS = DropVoiceWarnings()
-
-
-def setup_logging(level: LogLevel) -> None:
-    """discord.py's handler on the root logger at `level`; per-request lines only at DEBUG."""
-    discord.utils.setup_logging(level=logging.getLevelNamesMapping()[level])
-    logging.getLogger("discord.client").addFilter(DROP_VOICE_WARNINGS)  # before the client warns
-    logging.getLogger(MODEL_HTTP_LOGGER).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
 
 
 def _fail(message: str) -> int:

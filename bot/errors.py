@@ -45,3 +45,7 @@ class DatabaseUnusableError(BotError):
 
 class UserFacingError(BotError):
     """Something the user asked for cannot be done; the message says why, in one sentence."""
+
+
+class DiscordRefusedError(BotError):
+    """Discord refused the bot at login for a reason its owner fixes in the Developer Portal."""

@@ -24,16 +24,16 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.config import GuildSettings
-from bot.confirmation import DiscordConfirmer, QuestionWrites
+from bot.discord.confirmation import DiscordConfirmer, QuestionWrites
+from bot.discord.render import ReplyStreamer, WriteKind
+from bot.discord.render.discord_sink import DiscordSink
+from bot.discord.render.scheduler import EDIT_ROUTE, POST_ROUTE, THREAD_ROUTE
 from bot.engine import TurnContext, UserTurn, conversation_key
 from bot.engine.events import Flagged, TurnEvent
 from bot.moderation import describe_categories
-from bot.render import ReplyStreamer, WriteKind
-from bot.render.discord_sink import DiscordSink
-from bot.render.scheduler import EDIT_ROUTE, POST_ROUTE, THREAD_ROUTE
 
 if TYPE_CHECKING:
-    from bot.app import AssistantBot
+    from bot.discord.app import AssistantBot
 
 log = logging.getLogger(__name__)
 

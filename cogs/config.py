@@ -21,8 +21,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import send_ephemeral
 from bot.config import FUNCTION_TOOL_FAMILIES, HOSTED_TOOLS, GuildSettings
+from bot.discord.app import send_ephemeral
 from bot.errors import UserFacingError
 from bot.guild_settings import (
     CHANNEL_SETTINGS,
@@ -41,7 +41,7 @@ from bot.guild_settings import (
 from bot.storage import SettingChange
 
 if TYPE_CHECKING:
-    from bot.app import AssistantBot
+    from bot.discord.app import AssistantBot
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import send_ephemeral
+from bot.discord.app import send_ephemeral
 from bot.errors import UserFacingError
 from bot.extraction import (
     EXTRACTION_KINDS,
@@ -29,7 +29,7 @@ from cogs.deferral import public_thinking
 from cogs.embeds import add_fields
 
 if TYPE_CHECKING:
-    from bot.app import AssistantBot
+    from bot.discord.app import AssistantBot
 
 log = logging.getLogger(__name__)
 

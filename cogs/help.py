@@ -11,7 +11,7 @@ from discord.ext import commands
 from bot.config import FUNCTION_TOOL_FAMILIES, HOSTED_TOOLS, GuildSettings
 
 if TYPE_CHECKING:
-    from bot.app import AssistantBot
+    from bot.discord.app import AssistantBot
 
 HELP_COLOUR = discord.Colour.blurple()
 NO_MENTIONS = discord.AllowedMentions.none()

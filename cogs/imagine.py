@@ -14,7 +14,7 @@ from bot.images import MAX_IMAGES, MAX_PROMPT_CHARS, SIZE_CHOICES, generate_imag
 from cogs.deferral import public_thinking
 
 if TYPE_CHECKING:
-    from bot.app import AssistantBot
+    from bot.discord.app import AssistantBot
 
 MAX_CONTENT_CHARS = 2000
 SIZE_LABELS = {

@@ -16,7 +16,7 @@ from cogs.deferral import public_thinking
 from cogs.embeds import add_fields, field_share
 
 if TYPE_CHECKING:
-    from bot.app import AssistantBot
+    from bot.discord.app import AssistantBot
 
 TEXT_FILE_SUFFIXES = (".txt", ".md", ".markdown")
 MAX_ATTACHMENT_BYTES = 1024 * 1024

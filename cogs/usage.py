@@ -19,7 +19,7 @@ from bot.limits import reset_time
 from bot.storage import UsageTotals, utc_day
 
 if TYPE_CHECKING:
-    from bot.app import AssistantBot
+    from bot.discord.app import AssistantBot
 
 TOP_USERS = 5
 USAGE_COLOUR = discord.Colour.teal()

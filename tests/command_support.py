@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from bot.confirmation import ANSWER_ID
+from bot.discord.confirmation import ANSWER_ID
 from tests.fakes.discord_server import (
     CALLBACK_AUTOCOMPLETE,
     CALLBACK_MESSAGE,

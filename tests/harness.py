@@ -20,8 +20,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bot.app import EXTENSIONS, AssistantBot
-from bot.discord_endpoint import restore_discord_urls, use_rest_base
+from bot.discord.app import EXTENSIONS, AssistantBot
+from bot.discord.endpoint import restore_discord_urls, use_rest_base
 from bot.services import Services
 from tests.conftest import fake_secrets, make_config
 from tests.fakes.discord_server import FakeChannel, FakeDiscord, FakeGuild, FakeUser, RateLimitRule

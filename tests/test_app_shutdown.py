@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from bot import app
-from bot.app import AssistantBot
-from bot.discord_endpoint import restore_discord_urls, use_rest_base
+from bot.discord import app
+from bot.discord.app import AssistantBot
+from bot.discord.endpoint import restore_discord_urls, use_rest_base
 from tests.conftest import fake_secrets, make_config
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.openai_server import FakeOpenAI

@@ -19,8 +19,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.__main__ import VOICE_WARNINGS, DropVoiceWarnings
-from bot.app import RETRY_FIRST_S, RETRY_MAX_S, Backoff
 from bot.config import (
     DEFAULT_CONFIG_PATH,
     DOTENV_LOOKUP,
@@ -29,6 +27,8 @@ from bot.config import (
     ChatBackendConfig,
     load_config,
 )
+from bot.discord.app import RETRY_FIRST_S, RETRY_MAX_S, Backoff
+from bot.discord.logs import VOICE_WARNINGS, DropVoiceWarnings
 from bot.errors import ConfigError
 from bot.storage.migrations import LATEST_VERSION
 from tests.faults.support import refused_port

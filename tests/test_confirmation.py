@@ -16,7 +16,7 @@ from typing import Any
 import discord
 import pytest
 
-from bot.confirmation import (
+from bot.discord.confirmation import (
     ANSWER_ID,
     DiscordConfirmer,
     answer_id,
@@ -24,8 +24,8 @@ from bot.confirmation import (
     direct_writes,
     question_view,
 )
+from bot.discord.render.scheduler import EDIT_ROUTE
 from bot.process_state import OpenQuestions
-from bot.render.scheduler import EDIT_ROUTE
 from bot.tooling import ConfirmationOutcome, ConfirmationRequest
 from tests.command_support import answer_buttons, answer_id_of
 from tests.fakes.discord_server import (

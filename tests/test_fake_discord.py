@@ -1,6 +1,6 @@
 """Tests of the stand-in Discord server, driven by a real discord.py ``commands.Bot``.
 
-The bot is pointed at the stand-in exactly as the real bot is, through ``bot.discord_endpoint``; if
+The bot is pointed at the stand-in exactly as the real bot is, through ``bot.discord.endpoint``; if
 these pass, discord.py builds its objects from the stand-in's payloads and behaves against it (rate
 limits, reconnects, interactions) the way it does against Discord.
 """
@@ -19,7 +19,7 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord_endpoint import restore_discord_urls, use_gateway_of, use_rest_base
+from bot.discord.endpoint import restore_discord_urls, use_gateway_of, use_rest_base
 from tests.fakes.discord_server import (
     CALLBACK_DEFERRED_MESSAGE,
     CALLBACK_MODAL,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.render.scheduler import (
+from bot.discord.render.scheduler import (
     EDIT_ROUTE,
     POST_ROUTE,
     THREAD_ROUTE,

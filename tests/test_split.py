@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.render.split import (
+from bot.discord.render.split import (
     FENCE,
     FENCE_CLOSE,
     MAX_MESSAGE_CHARS,

@@ -19,6 +19,24 @@ import discord
 import pytest
 from yarl import URL
 
+from bot.discord.render.discord_sink import DiscordSink, outcome_of
+from bot.discord.render.scheduler import (
+    EDIT_ROUTE,
+    SKIPPED,
+    SchedulerConfig,
+    WriteKind,
+    WriteScheduler,
+    rate_limit_trace_config,
+)
+from bot.discord.render.split import FENCE, MAX_MESSAGE_CHARS, split_message
+from bot.discord.render.stream import (
+    PostResult,
+    ReplyStreamer,
+    SentMessage,
+    StreamConfig,
+    StreamResult,
+    WriteOutcome,
+)
 from bot.engine.events import (
     Busy,
     Cancelled,
@@ -35,17 +53,6 @@ from bot.engine.events import (
     TurnEvent,
     Usage,
 )
-from bot.render.discord_sink import DiscordSink, outcome_of
-from bot.render.scheduler import (
-    EDIT_ROUTE,
-    SKIPPED,
-    SchedulerConfig,
-    WriteKind,
-    WriteScheduler,
-    rate_limit_trace_config,
-)
-from bot.render.split import FENCE, MAX_MESSAGE_CHARS, split_message
-from bot.render.stream import PostResult, ReplyStreamer, SentMessage, StreamConfig, StreamResult, WriteOutcome
 
 T = TypeVar("T")
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.discord.render.stream import SHUTDOWN_NOTE
 from bot.engine.engine import RESTARTING
-from bot.render.stream import SHUTDOWN_NOTE
 from tests.fakes.discord_server import FakeChannel
 from tests.fakes.openai_server import Reply
 from tests.faults.process_support import (

@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from bot.render.scheduler.core import (
+from bot.discord.render.scheduler.core import (
     DELETE_ROUTE,
     EDIT_ROUTE,
     POST_ROUTE,
@@ -21,7 +21,7 @@ from bot.render.scheduler.core import (
 if TYPE_CHECKING:
     import aiohttp
 
-    from bot.render.scheduler.driver import WriteScheduler
+    from bot.discord.render.scheduler.driver import WriteScheduler
 
 _CHANNEL_PATH = re.compile(r"/channels/(\d+)/(typing|threads|messages(?:/\d+)?(?:/threads)?)/?$")
 

@@ -1,7 +1,7 @@
 """The write scheduler's decisions: pure and synchronous, every method takes ``now``.
 
 No asyncio here: tested on a fake clock, and readable on its own. The rules are listed in the
-package's docstring (``bot/render/scheduler/__init__.py``).
+package's docstring (``bot/discord/render/scheduler/__init__.py``).
 """
 
 from __future__ import annotations

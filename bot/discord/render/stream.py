@@ -29,6 +29,16 @@ from enum import Enum
 from typing import Literal, Protocol
 from urllib.parse import quote
 
+from bot.discord.render.scheduler import (
+    DELETE_ROUTE,
+    EDIT_ROUTE,
+    POST_ROUTE,
+    SKIPPED,
+    TYPING_ROUTE,
+    WriteKind,
+    WriteScheduler,
+)
+from bot.discord.render.split import FENCE, MAX_MESSAGE_CHARS, SplitView, StreamSplitter, ends_inside_fence
 from bot.engine.events import (
     Busy,
     Cancelled,
@@ -46,16 +56,6 @@ from bot.engine.events import (
     ToolStarted,
     TurnEvent,
 )
-from bot.render.scheduler import (
-    DELETE_ROUTE,
-    EDIT_ROUTE,
-    POST_ROUTE,
-    SKIPPED,
-    TYPING_ROUTE,
-    WriteKind,
-    WriteScheduler,
-)
-from bot.render.split import FENCE, MAX_MESSAGE_CHARS, SplitView, StreamSplitter, ends_inside_fence
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import aiohttp
 import discord
 
+from bot.discord.render.stream import DEFAULT_MAX_FILE_BYTES, PostResult, SentMessage, WriteOutcome
 from bot.engine.events import GeneratedFile
-from bot.render.stream import DEFAULT_MAX_FILE_BYTES, PostResult, SentMessage, WriteOutcome
 
 if TYPE_CHECKING:
     from discord.abc import MessageableChannel

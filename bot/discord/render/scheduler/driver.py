@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Hashable
 
-from bot.render.scheduler.core import (
+from bot.discord.render.scheduler.core import (
     MIN_WAKE_S,
     SKIPPED,
     Job,

@@ -39,7 +39,7 @@ Decisions, in order:
 
 from __future__ import annotations
 
-from bot.render.scheduler.core import (
+from bot.discord.render.scheduler.core import (
     CHANNEL_LIMIT,
     CHANNEL_WINDOW_S,
     DELETE_ROUTE,
@@ -61,8 +61,8 @@ from bot.render.scheduler.core import (
     Write,
     WriteKind,
 )
-from bot.render.scheduler.discord_headers import parse_rate_limit, rate_limit_trace_config
-from bot.render.scheduler.driver import WriteScheduler
+from bot.discord.render.scheduler.discord_headers import parse_rate_limit, rate_limit_trace_config
+from bot.discord.render.scheduler.driver import WriteScheduler
 
 __all__ = [
     "CHANNEL_LIMIT",

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from bot.render.scheduler import (
+from bot.discord.render.scheduler import (
     Observation,
     RouteLimit,
     SchedulerConfig,
@@ -19,8 +19,8 @@ from bot.render.scheduler import (
     parse_rate_limit,
     rate_limit_trace_config,
 )
-from bot.render.split import MAX_MESSAGE_CHARS, SplitView, StreamSplitter, split_message, split_parts
-from bot.render.stream import (
+from bot.discord.render.split import MAX_MESSAGE_CHARS, SplitView, StreamSplitter, split_message, split_parts
+from bot.discord.render.stream import (
     MessageSink,
     PostResult,
     ReplyStreamer,

@@ -20,12 +20,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.config import AppConfig, Secrets
-from bot.confirmation import AnswerButton
-from bot.discord_endpoint import use_gateway_of, use_rest_base
+from bot.discord.confirmation import AnswerButton
+from bot.discord.endpoint import use_gateway_of, use_rest_base
+from bot.discord.render import SchedulerConfig, StreamConfig, WriteScheduler, rate_limit_trace_config
 from bot.engine.engine import RESTARTING
-from bot.errors import UserFacingError
+from bot.errors import DiscordRefusedError, UserFacingError
 from bot.process_state import OpenQuestions
-from bot.render import SchedulerConfig, StreamConfig, WriteScheduler, rate_limit_trace_config
 from bot.services import Services
 from tools import register_builtin_tools
 
@@ -327,17 +327,30 @@ async def connect_with_retry(bot: AssistantBot, token: str) -> None:
 
 
 async def run(config: AppConfig, secrets: Secrets) -> None:
-    """Connect to Discord (or the server DISCORD_API_BASE_URL names) and run until stopped."""
+    """Connect to Discord (or the server DISCORD_API_BASE_URL names) and run until stopped.
+
+    Raises `DiscordRefusedError` (one line for the owner) when Discord refuses the token or the intent.
+    """
     use_rest_base(secrets.discord_api_base_url)
     bot = AssistantBot(config, secrets)
-    async with bot:
-        try:
-            with stop_on_signals(bot.request_stop):
-                await connect_with_retry(bot, secrets.discord_token.get_secret_value())
-        finally:
-            # A stop signal's close ends the connection half-way through: wait for the rest (OpenAI,
-            # the database) here, since `async with` skips a bot whose connection is already closed.
-            await bot.close()
+    try:
+        async with bot:
+            try:
+                with stop_on_signals(bot.request_stop):
+                    await connect_with_retry(bot, secrets.discord_token.get_secret_value())
+            finally:
+                # A stop signal's close ends the connection half-way through: wait for the rest (OpenAI,
+                # the database) here, since `async with` skips a bot whose connection is already closed.
+                await bot.close()
+    except discord.PrivilegedIntentsRequired:
+        raise DiscordRefusedError(
+            "Discord refused the Message Content intent. Enable it for this bot in the Developer Portal "
+            "(Bot -> Privileged Gateway Intents -> MESSAGE CONTENT INTENT), then start again."
+        ) from None
+    except discord.LoginFailure:
+        raise DiscordRefusedError(
+            "Discord rejected DISCORD_TOKEN; copy the bot token again from the Developer Portal."
+        ) from None
 
 
 @contextlib.contextmanager

@@ -26,9 +26,11 @@ import pydantic
 from bot.config import (
     FUNCTION_TOOL_FAMILIES,
     HOSTED_TOOLS,
+    PROVIDER_SETTINGS,
     GuildSettings,
     ProviderConfig,
     hosted_tools_problem,
+    provider_choices,
 )
 from bot.errors import UserFacingError
 from bot.process_state import SettingsCache
@@ -42,8 +44,6 @@ SETTING_NAMES: tuple[str, ...] = tuple(GuildSettings.model_fields)
 CHANNEL_SETTINGS = frozenset(name for name in SETTING_NAMES if name.endswith(("channel", "channels")))
 # Settings that name a model, checked against OpenAI's catalogue when set.
 MODEL_SETTINGS = ("model", "image_model", "embedding_model")
-BUILTIN_PROVIDER = "builtin"
-PROVIDER_SETTINGS = {"booking_provider": "restaurants", "ride_provider": "rides"}
 MAX_ERROR_CHARS = 500  # an error echoes what was typed; Discord messages hold 2000 characters
 MAX_ECHO_CHARS = 60
 MODEL_CHECK_TIMEOUT_S = 5.0
@@ -240,8 +240,7 @@ class SettingsService:
         family = PROVIDER_SETTINGS.get(name)
         if family is not None:
             chosen = getattr(settings, name)
-            remote = (provider for provider, config in self._providers.items() if config.serves == family)
-            offered = [BUILTIN_PROVIDER, *sorted(remote)]
+            offered = provider_choices(self._providers, family)
             if chosen not in offered:
                 return (
                     f"`{name}` must be one of the {family} providers this bot has: "

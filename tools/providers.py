@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 
-from bot.config import AppConfig, GuildSettings, ProviderConfig
+from bot.config import BUILTIN_PROVIDER, AppConfig, GuildSettings, ProviderConfig
 from bot.tooling import ToolContext, ToolError
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 P = TypeVar("P", covariant=True)  # a directory of booking providers serves as one of record keepers
 T = TypeVar("T")
 
-BUILTIN_PROVIDER = "builtin"
 MAX_REMOTE_MESSAGE_CHARS = 300
 
 # Error codes a remote provider may use that mean the same as ours; anything else is "unavailable".

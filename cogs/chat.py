@@ -18,16 +18,14 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.config import GuildSettings
-from bot.discord.confirmation import DiscordConfirmer, QuestionWrites
-from bot.discord.render import ReplyStreamer, WriteKind
+from bot.discord.confirmation import DiscordConfirmer
+from bot.discord.render import ReplyStreamer
 from bot.discord.render.discord_sink import DiscordSink
-from bot.discord.render.scheduler import EDIT_ROUTE, POST_ROUTE, THREAD_ROUTE
 from bot.engine import TurnContext, UserTurn, conversation_key
 from bot.engine.events import Flagged, TurnEvent
 from bot.moderation import describe_categories
@@ -167,21 +165,9 @@ class ChatCog(commands.Cog):
     async def _open_thread(self, message: discord.Message, channel: Channel) -> ReplyTarget:
         """A public thread on the message; a reply in the channel instead if Discord refuses."""
         name = thread_name(self._clean_text(message), message.author.display_name)
-
-        async def create() -> discord.Thread | Exception:
-            """The write's job; a refusal is its result, an expected case, not a failed write."""
-            try:
-                return await message.create_thread(name=name, reason="Conversation with the assistant")
-            except (discord.DiscordException, aiohttp.ClientError, OSError) as exc:
-                return exc
-
-        try:
-            result = await self.bot.writes.run(WriteKind.FIRST, channel.id, create, route=THREAD_ROUTE)
-        except asyncio.CancelledError as exc:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise
-            result = exc  # the write was dropped (the bot is closing): answer where it can
+        result = await self.bot.channel_writes.open_thread(
+            message, name=name, reason="Conversation with the assistant"
+        )
         if isinstance(result, discord.Thread):
             return ReplyTarget(result)
         # The turn is under way already (its conversation keyed by the thread it expected): its text,
@@ -228,7 +214,9 @@ class ChatCog(commands.Cog):
         turn: UserTurn,
         settings: GuildSettings,
     ) -> AsyncGenerator[TurnEvent, None]:
-        confirmer = DiscordConfirmer(self._question_writes(place), self.services.state.questions)
+        confirmer = DiscordConfirmer(
+            self.bot.channel_writes.question_writes(lambda: _channel_of(place)), self.services.state.questions
+        )
         context = TurnContext(
             guild_id=destination.guild_id,
             channel_id=destination.channel_id,
@@ -236,31 +224,6 @@ class ChatCog(commands.Cog):
             confirmer=confirmer,
         )
         return self.services.engine.reply(destination.key, turn, context)
-
-    def _question_writes(self, place: asyncio.Future[ReplyTarget]) -> QuestionWrites:
-        """A confirmation's post and closing edit, through the write scheduler like every reply."""
-
-        async def post(embed: discord.Embed, view: discord.ui.View) -> discord.Message:
-            channel = (await asyncio.shield(place)).channel
-            result = await self.bot.writes.run(
-                WriteKind.FINAL,
-                channel.id,
-                lambda: channel.send(embed=embed, view=view, allowed_mentions=discord.AllowedMentions.none()),
-                route=POST_ROUTE,
-            )
-            assert isinstance(result, discord.Message)
-            return result
-
-        async def edit(message: discord.Message, embed: discord.Embed, view: discord.ui.View) -> None:
-            await self.bot.writes.run(
-                WriteKind.FINAL,
-                message.channel.id,
-                lambda: message.edit(embed=embed, view=view),
-                route=EDIT_ROUTE,
-                target=("question", message.id),
-            )
-
-        return QuestionWrites(post, edit)
 
     async def _show(
         self,
@@ -274,7 +237,7 @@ class ChatCog(commands.Cog):
         target = await asyncio.shield(place)
         sink = DiscordSink(target.channel, reply_to=target.reply_to)
         streamer = ReplyStreamer(sink, self.bot.writes, config=self.bot.stream_config, reply_key=message.id)
-        result = await streamer.run(events)
+        result = await streamer.render(events)
         if not result.delivered:
             log.warning("Reply to message %s was not fully delivered (%s)", message.id, result.outcome)
             if result.message_ids:  # part of it shows: say that the rest is missing
@@ -337,17 +300,11 @@ class ChatCog(commands.Cog):
             await self._send_note(channel, note)
 
     async def _send_note(self, channel: discord.abc.Messageable, note: str) -> None:
-        """A short message of the bot's own (not model text), through the write scheduler."""
-        channel_id = getattr(channel, "id", 0)
+        """A short message of the bot's own (not model text); a refusal is logged, not raised."""
         try:
-            await self.bot.writes.run(
-                WriteKind.FINAL,
-                channel_id,
-                lambda: channel.send(note, allowed_mentions=discord.AllowedMentions.none()),
-                route=POST_ROUTE,
-            )
+            await self.bot.channel_writes.send_note(channel, note)
         except discord.HTTPException:
-            log.warning("Could not send a note to channel %s", channel_id, exc_info=True)
+            log.warning("Could not send a note to channel %s", getattr(channel, "id", 0), exc_info=True)
 
     # -- commands ---------------------------------------------------------------------------------
 
@@ -409,6 +366,11 @@ def thread_name(text: str, author: str) -> str:
     if " " in cut:
         cut = cut[: cut.rfind(" ")]
     return cut.rstrip() + "…"
+
+
+async def _channel_of(place: asyncio.Future[ReplyTarget]) -> discord.abc.Messageable:
+    """The reply's channel, once known (shielded: a cancelled question must not cancel the thread)."""
+    return (await asyncio.shield(place)).channel
 
 
 async def _prepend(first: TurnEvent, rest: AsyncIterator[TurnEvent]) -> AsyncIterator[TurnEvent]:

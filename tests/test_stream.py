@@ -209,7 +209,7 @@ async def stream(
     sink = sink or FakeSink()
     scheduler = scheduler or WriteScheduler()
     try:
-        result = await ReplyStreamer(sink, scheduler, config=config).run(model(events))
+        result = await ReplyStreamer(sink, scheduler, config=config).render(model(events))
     finally:
         await scheduler.close()
     return result, sink
@@ -434,7 +434,9 @@ def test_a_final_text_shorter_than_the_stream_deletes_extra_messages() -> None:
     async def main() -> FakeSink:
         sink = FakeSink()
         scheduler = WriteScheduler()
-        result = await ReplyStreamer(sink, scheduler).run(model([*streamed(long_text, 30, 3.0), done("x")]))
+        result = await ReplyStreamer(sink, scheduler).render(
+            model([*streamed(long_text, 30, 3.0), done("x")])
+        )
         await scheduler.close()
         assert result.message_ids and len(result.message_ids) == 1
         return sink
@@ -479,7 +481,7 @@ def test_hundred_concurrent_replies_stay_in_budget_and_meet_the_goals() -> None:
         start = asyncio.get_running_loop().time()
         results = await asyncio.gather(
             *(
-                ReplyStreamer(s, scheduler).run(model([Started(), *streamed(text, 40, 4.0), done(text)]))
+                ReplyStreamer(s, scheduler).render(model([Started(), *streamed(text, 40, 4.0), done(text)]))
                 for s in sinks
             )
         )
@@ -542,10 +544,10 @@ def test_driver_gives_back_the_budget_of_a_skipped_job_and_reports_errors() -> N
         async def boom() -> object:
             raise ValueError("bug in a job")
 
-        assert await scheduler.run(WriteKind.FINAL, 1, skip, route=EDIT_ROUTE) is SKIPPED
+        assert await scheduler.perform(WriteKind.FINAL, 1, skip, route=EDIT_ROUTE) is SKIPPED
         assert scheduler.stats.refunded == 1
         with pytest.raises(ValueError):
-            await scheduler.run(WriteKind.FINAL, 1, boom, route=EDIT_ROUTE)
+            await scheduler.perform(WriteKind.FINAL, 1, boom, route=EDIT_ROUTE)
         await scheduler.close()
 
     run_virtual(main)
@@ -568,7 +570,7 @@ def test_trace_config_feeds_discord_rate_limit_headers_to_the_scheduler() -> Non
         async def job() -> object:
             return loop.time()
 
-        started = await scheduler.run(WriteKind.FINAL, 77, job, route=EDIT_ROUTE)
+        started = await scheduler.perform(WriteKind.FINAL, 77, job, route=EDIT_ROUTE)
         assert started == pytest.approx(before + 3.5), "Discord said the bucket is empty: wait for its reset"
         too_many = SimpleNamespace(
             method="POST",
@@ -577,7 +579,9 @@ def test_trace_config_feeds_discord_rate_limit_headers_to_the_scheduler() -> Non
         )
         await on_request_end(None, None, too_many)  # type: ignore[arg-type]
         paused_at = loop.time()
-        assert await scheduler.run(WriteKind.FINAL, 5, job, route=EDIT_ROUTE) == pytest.approx(paused_at + 2)
+        assert await scheduler.perform(WriteKind.FINAL, 5, job, route=EDIT_ROUTE) == pytest.approx(
+            paused_at + 2
+        )
         assert scheduler.stats.global_rate_limited == 1
         await scheduler.close()
 

@@ -23,6 +23,7 @@ from bot.config import AppConfig, Secrets
 from bot.discord.confirmation import AnswerButton
 from bot.discord.endpoint import use_gateway_of, use_rest_base
 from bot.discord.render import SchedulerConfig, StreamConfig, WriteScheduler, rate_limit_trace_config
+from bot.discord.writes import ChannelWrites
 from bot.engine.engine import RESTARTING
 from bot.errors import DiscordRefusedError, UserFacingError
 from bot.process_state import OpenQuestions
@@ -80,6 +81,8 @@ class AssistantBot(commands.Bot):
                 edit_interval_s=config.streaming.edit_interval_s,
             )
         )
+        self.channel_writes = ChannelWrites(self.writes)
+        """The bot's own writes outside streamed replies: threads, notes, confirmation questions."""
         self.stream_config = StreamConfig()
         self.accepting_messages = True
         self._closing: asyncio.Future[None] | None = None

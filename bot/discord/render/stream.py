@@ -195,7 +195,7 @@ class _Slot:
 class ReplyStreamer:
     """Shows one turn as it streams; see the module docstring.
 
-    Use ``await ReplyStreamer(sink, scheduler).run(events)``, or drive it with ``start()``,
+    Use ``await ReplyStreamer(sink, scheduler).render(events)``, or drive it with ``start()``,
     ``feed(event)`` for each event and ``await wait()``.
     """
 
@@ -234,7 +234,7 @@ class ReplyStreamer:
 
     # -- driving -----------------------------------------------------------------------------------
 
-    async def run(self, events: AsyncIterable[TurnEvent]) -> StreamResult:
+    async def render(self, events: AsyncIterable[TurnEvent]) -> StreamResult:
         """Consume the turn's events and return once the final writes are done."""
         self.start()
         try:

@@ -113,7 +113,7 @@ class WriteScheduler:
             self._wake.set()
         return future
 
-    async def run(
+    async def perform(
         self,
         kind: WriteKind,
         channel: Hashable,
@@ -168,11 +168,11 @@ class WriteScheduler:
             self.core.done(write, now, sent=False)
             return
         assert self._loop is not None
-        task = self._loop.create_task(self._run(write, future))
+        task = self._loop.create_task(self._execute(write, future))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, write: Write, future: asyncio.Future[object]) -> None:
+    async def _execute(self, write: Write, future: asyncio.Future[object]) -> None:
         assert self._loop is not None and self._wake is not None and write.job is not None
         try:
             result = await write.job()

@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 import openai
 from openai import AsyncOpenAI, omit
 
-from bot.config import GuildSettings
-from bot.engine.events import Completed, Failed, TextDelta, TurnEvent, Usage
-from bot.engine.openai_errors import context_window_of, is_context_length_error
-from bot.engine.tool_round import RequestedCall, run_tool_round
+from bot.engine.events import Completed, TextDelta, TurnEvent, Usage
+from bot.engine.openai_errors import context_window_of
+from bot.engine.tool_loop import CONTENT_FILTER, CUT_OFF, LENGTH_LIMIT, RoundResult, ToolLoop, Unfinished
+from bot.engine.tool_round import RequestedCall
 from bot.engine.turn import TurnRequest, UserTurn
 from bot.process_state import ModelCallGate
 from bot.storage import HistoryMessage, Storage
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 CHARS_PER_TOKEN = 4
 MESSAGE_OVERHEAD_TOKENS = 4
 IMAGE_TOKENS = 800  # a rough cost per image, for trimming only
-ROUND_SEPARATOR = "\n\n"
 RETRY_HISTORY_SHARE = 4
 """After a context-length error, the history sent is cut to this fraction of it (the new turn is kept)."""
 HISTORY_LEFT_OUT_NOTE = "Earlier messages in this thread were left out to fit the model's context window."
@@ -72,15 +71,6 @@ class _PartialCall:
     arguments: str = ""
 
 
-@dataclass
-class _Round:
-    separate: bool
-    finish_reason: str | None = None
-    text: str = ""
-    usage: Usage | None = None
-    calls: dict[int, _PartialCall] = field(default_factory=dict)
-
-
 class ChatBackend:
     name = "chat"
 
@@ -97,142 +87,154 @@ class ChatBackend:
         self._client = client
         self._storage = storage
         self._tools = tools
-        self._gate = gate
-        self._max_tool_rounds = max_tool_rounds
+        self._loop = ToolLoop(tools, gate, max_tool_rounds)
         self._history_token_budget = history_token_budget
 
-    async def run(self, request: TurnRequest) -> AsyncIterator[TurnEvent]:
+    async def answer(self, request: TurnRequest) -> AsyncIterator[TurnEvent]:
         settings = request.context.settings
         record = request.conversation
         system = {"role": "system", "content": settings.instructions}
         budget = max(0, self._history_token_budget - estimate_tokens(system))
         history = await self._storage.history.recent(record.key, record.generation, token_budget=budget)
-        new_messages = [user_message(request.turn)]
         tools = self._tools.schemas(settings.enabled_tools, "chat")
-        usage = Usage()
-        text = ""
-        shortened = False  # the history was cut after a context-length error (once per turn)
-        for round_number in range(self._max_tool_rounds + 1):
-            while True:  # a second pass only after a context-length error, once per turn
-                messages = [system, *(h.payload for h in history), *new_messages]
-                round_ = _Round(separate=bool(text) and not text.endswith("\n"))
-                try:
-                    async with self._gate.slot():
-                        async for delta in self._stream_round(settings, messages, tools, round_):
-                            text += delta.text
-                            yield delta
-                    break
-                except openai.APIError as exc:
-                    if shortened or round_.text or round_.calls or not is_context_length_error(exc):
-                        raise
-                    fixed = estimate_tokens(system) + _tools_tokens(tools)
-                    fixed += sum(estimate_tokens(m) for m in new_messages)
-                    shorter = await self._storage.history.recent(
-                        record.key,
-                        record.generation,
-                        token_budget=_retry_budget(history, context_window_of(exc), fixed),
-                    )
-                    if len(shorter) >= len(history):
-                        raise  # nothing left to leave out: the new turn alone is too long
-                    log.info(
-                        "Context window exceeded in %s; retrying with %d of %d history messages",
-                        record.key,
-                        len(shorter),
-                        len(history),
-                    )
-                    history = shorter
-                    shortened = True
-            usage = usage + (round_.usage or _estimate_usage(messages, round_.text))
-            if round_.finish_reason is None:
-                yield Failed("connection", "The answer was cut off before it finished.", text, usage)
-                return
-            if round_.finish_reason == "length":
-                yield Failed("incomplete", "The answer hit the length limit and was cut short.", text, usage)
-                return
-            if round_.finish_reason == "content_filter":
-                yield Failed("content_filter", "The answer was stopped by the content filter.", text, usage)
-                return
-            # Our own call ids: servers differ (some reuse "call_0" in every turn), and the ledger that
-            # keeps a call from running twice needs ids unique across the whole database.
-            calls = [
-                RequestedCall(f"call_{request.turn_id}_{round_number}_{index}", c.name, c.arguments)
-                for index, c in sorted(round_.calls.items())
-            ]
-            if not calls:
-                new_messages.append({"role": "assistant", "content": round_.text})
-                await self._storage.history.append_turn(
-                    record.key,
-                    record.generation,
-                    request.turn_id,
-                    [HistoryMessage(m, estimate_tokens(m)) for m in new_messages],
-                )
-                notes = (HISTORY_LEFT_OUT_NOTE,) if shortened else ()
-                yield Completed(text=text, usage=usage, notes=notes)
-                return
-            if round_number == self._max_tool_rounds:
-                yield Failed(
-                    "tool_rounds",
-                    "The model kept calling tools without answering, so I stopped it.",
-                    text,
-                    usage,
-                )
-                return
-            new_messages.append(
-                {
-                    "role": "assistant",
-                    "content": round_.text or None,
-                    "tool_calls": [
-                        {
-                            "id": call.call_id,
-                            "type": "function",
-                            "function": {"name": call.name, "arguments": call.arguments},
-                        }
-                        for call in calls
-                    ],
-                }
-            )
-            results: dict[str, ToolResult] = {}
-            async for progress in run_tool_round(calls, request, self._tools, results):
-                yield progress
-            new_messages.extend(
-                {"role": "tool", "tool_call_id": call.call_id, "content": results[call.call_id].to_output()}
-                for call in calls
-            )
+        rounds = _ChatRounds(self._client, self._storage, request, system, history, tools)
+        async for event in self._loop.answer(rounds, request):
+            yield event
 
-    async def _stream_round(
+
+class _ChatRounds:
+    """One turn's completions (`ModelRounds`): the stored history, then this turn's messages."""
+
+    def __init__(
         self,
-        settings: GuildSettings,
-        messages: list[dict[str, Any]],
+        client: AsyncOpenAI,
+        storage: Storage,
+        request: TurnRequest,
+        system: dict[str, Any],
+        history: list[HistoryMessage],
         tools: list[dict[str, Any]],
-        round_: _Round,
-    ) -> AsyncIterator[TextDelta]:
+    ) -> None:
+        self._client = client
+        self._storage = storage
+        self._request = request
+        self._system = system
+        self._history = history
+        self._tools = tools
+        self._new_messages = [user_message(request.turn)]
+        self._calls: dict[int, _PartialCall] = {}  # the current completion's, by index
+        self._shortened = False  # the history was cut after a context-length error (once per turn)
+
+    async def stream_round(self, round_number: int) -> AsyncIterator[TurnEvent | RoundResult]:
         """One streamed completion: text deltas out; tool calls, finish reason and usage collected."""
+        messages = [self._system, *(h.payload for h in self._history), *self._new_messages]
+        calls = self._calls = {}
+        text = ""
+        finish_reason: str | None = None
+        usage: Usage | None = None
         stream = await self._client.chat.completions.create(
-            model=settings.model,
+            model=self._request.context.settings.model,
             messages=cast(Any, messages),
-            tools=cast(Any, tools) or omit,
+            tools=cast(Any, self._tools) or omit,
             stream=True,
             stream_options={"include_usage": True},
         )
         async with stream:
             async for chunk in stream:
                 if chunk.usage is not None:
-                    round_.usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                    usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
                 for choice in chunk.choices:
                     delta = choice.delta
                     if delta.content:
-                        if round_.separate:
-                            round_.separate = False
-                            yield TextDelta(ROUND_SEPARATOR)
-                        round_.text += delta.content
+                        text += delta.content
                         yield TextDelta(delta.content)
                     for piece in delta.tool_calls or []:
-                        partial = round_.calls.setdefault(piece.index, _PartialCall())
+                        partial = calls.setdefault(piece.index, _PartialCall())
                         if piece.function is not None:
                             partial.name += piece.function.name or ""
                             partial.arguments += piece.function.arguments or ""
                     if choice.finish_reason is not None:
-                        round_.finish_reason = choice.finish_reason
+                        finish_reason = choice.finish_reason
+        # Our own call ids: servers differ (some reuse "call_0" in every turn), and the ledger that
+        # keeps a call from running twice needs ids unique across the whole database.
+        requested = [
+            RequestedCall(f"call_{self._request.turn_id}_{round_number}_{index}", c.name, c.arguments)
+            for index, c in sorted(calls.items())
+        ]
+        yield RoundResult(
+            text, requested, usage or _estimate_usage(messages, text), _unfinished(finish_reason)
+        )
+
+    async def recover_from_context_error(self, error: openai.APIError, round_number: int) -> Usage | None:
+        """Once per turn, and only before any tool call came: the same round with a shorter history."""
+        if self._shortened or self._calls:
+            return None
+        record = self._request.conversation
+        fixed = estimate_tokens(self._system) + _tools_tokens(self._tools)
+        fixed += sum(estimate_tokens(m) for m in self._new_messages)
+        shorter = await self._storage.history.recent(
+            record.key,
+            record.generation,
+            token_budget=_retry_budget(self._history, context_window_of(error), fixed),
+        )
+        if len(shorter) >= len(self._history):
+            return None  # nothing left to leave out: the new turn alone is too long
+        log.info(
+            "Context window exceeded in %s; retrying with %d of %d history messages",
+            record.key,
+            len(shorter),
+            len(self._history),
+        )
+        self._history = shorter
+        self._shortened = True
+        return Usage()
+
+    def add_outputs(self, round_: RoundResult, results: Mapping[str, ToolResult]) -> None:
+        self._new_messages.append(
+            {
+                "role": "assistant",
+                "content": round_.text or None,
+                "tool_calls": [
+                    {
+                        "id": call.call_id,
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": call.arguments},
+                    }
+                    for call in round_.calls
+                ],
+            }
+        )
+        self._new_messages.extend(
+            {"role": "tool", "tool_call_id": call.call_id, "content": results[call.call_id].to_output()}
+            for call in round_.calls
+        )
+
+    async def close_calls(
+        self, calls: list[RequestedCall], reason: str, results: Mapping[str, ToolResult]
+    ) -> None:
+        """Nothing to close: only a completed turn's messages are stored."""
+
+    async def complete(self, text: str, usage: Usage, last: RoundResult) -> Completed:
+        """The turn's messages join the stored history in one transaction."""
+        self._new_messages.append({"role": "assistant", "content": last.text})
+        record = self._request.conversation
+        await self._storage.history.append_turn(
+            record.key,
+            record.generation,
+            self._request.turn_id,
+            [HistoryMessage(m, estimate_tokens(m)) for m in self._new_messages],
+        )
+        notes = (HISTORY_LEFT_OUT_NOTE,) if self._shortened else ()
+        return Completed(text=text, usage=usage, notes=notes)
+
+
+def _unfinished(finish_reason: str | None) -> Unfinished | None:
+    if finish_reason is None:
+        return CUT_OFF
+    if finish_reason == "length":
+        return LENGTH_LIMIT
+    if finish_reason == "content_filter":
+        return CONTENT_FILTER
+    return None
 
 
 def _tools_tokens(tools: list[dict[str, Any]]) -> int:

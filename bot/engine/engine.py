@@ -44,11 +44,11 @@ RESTARTING = "The bot is restarting; please send your message again in a minute.
 
 
 class Backend(Protocol):
-    """Runs one turn against a model API; yields events and ends with one terminal event."""
+    """Answers one turn against a model API; yields events and ends with one terminal event."""
 
     name: str
 
-    def run(self, request: TurnRequest) -> AsyncIterator[TurnEvent]: ...
+    def answer(self, request: TurnRequest) -> AsyncIterator[TurnEvent]: ...
 
 
 class TurnChecker(Protocol):
@@ -216,25 +216,48 @@ class ConversationEngine:
     ) -> None:
         """The turn itself, in its own task so `/stop` can cancel it without touching the consumer."""
         emit(Started())
+        admitted = await self._admit(turn, context, emit)
+        if isinstance(admitted, Failed):
+            emit(admitted)
+            return
+        request = await self._open_turn(key, turn, context, admitted)
+        final = await self._answer(admitted, request, emit)
+        usage = final.usage if isinstance(final, Completed | Failed) else Usage()
+        emit(final)  # first: the reply's last writes need not wait for the journal's transaction
+        await asyncio.shield(
+            self._storage.turns.finish(
+                request.turn_id,
+                _status_of(final),
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+            )
+        )
+
+    async def _admit(self, turn: UserTurn, context: TurnContext, emit: _Emit) -> Backend | Failed:
+        """The backend that may answer the turn, or why nothing goes to a model: the budget, moderation
+        (a flagged turn goes on, and says so) and the guild's choice of backend."""
         over_budget = await budget_problem(
             self._storage.usage, context.settings, guild_id=context.guild_id, user_id=turn.author_id
         )
         if over_budget is not None:
-            emit(Failed("budget", over_budget))
-            return
+            return Failed("budget", over_budget)
         if self._moderator is not None and context.settings.moderation != "off":
             verdict = await self._moderator.check(turn, context.settings)
             if verdict.action == "block":
-                emit(Failed("moderation", verdict.reason))  # nothing was sent to the model
-                return
+                return Failed("moderation", verdict.reason)  # nothing was sent to the model
             if verdict.action == "flag":
                 emit(Flagged(verdict.categories))
         backend = self._backends.get(context.settings.backend)
         if backend is None:
-            emit(
-                Failed("internal", f"The `{context.settings.backend}` backend is not configured on this bot.")
+            return Failed(
+                "internal", f"The `{context.settings.backend}` backend is not configured on this bot."
             )
-            return
+        return backend
+
+    async def _open_turn(
+        self, key: str, turn: UserTurn, context: TurnContext, backend: Backend
+    ) -> TurnRequest:
+        """The conversation's record and the turn's journal entry ('running' until it ends)."""
         record = await self._storage.conversations.get_or_create(
             key, backend=backend.name, guild_id=context.guild_id, channel_id=context.channel_id
         )
@@ -246,19 +269,23 @@ class ConversationEngine:
             message_id=turn.message_id,
             run_id=self._state.run_id,
         )
-        request = TurnRequest(
+        return TurnRequest(
             conversation=record,
             turn=turn,
             context=context,
             turn_id=turn_id,
             metadata=_metadata(context),
         )
+
+    async def _answer(self, backend: Backend, request: TurnRequest, emit: _Emit) -> TurnEvent:
+        """The backend's events until its terminal one, which is returned: also the one a timeout, a
+        cancellation, a full model-call gate or an error ends the turn with."""
         final: TurnEvent
         text = ""
         try:
             async with asyncio.timeout(self._config.turn_timeout_s):
                 final = Failed("internal", "The model stopped without an answer.", "")
-                async for event in backend.run(request):
+                async for event in backend.answer(request):
                     if isinstance(event, TERMINAL_EVENTS):
                         final = event
                         break
@@ -272,26 +299,17 @@ class ConversationEngine:
         except GateFullError:
             final = Busy("The bot is very busy right now; please try again in a minute.")
         except Exception as exc:
-            kind, reason = describe_error(exc, model=context.settings.model)
+            kind, reason = describe_error(exc, model=request.context.settings.model)
             log.log(
                 logging.ERROR if kind == "internal" else logging.WARNING,
                 "Turn %d in %s failed (%s)",
-                turn_id,
-                key,
+                request.turn_id,
+                request.conversation.key,
                 kind,
                 exc_info=exc,
             )
             final = Failed(kind, reason, text)
-        usage = final.usage if isinstance(final, Completed | Failed) else Usage()
-        emit(final)  # first: the reply's last writes need not wait for the journal's transaction
-        await asyncio.shield(
-            self._storage.turns.finish(
-                turn_id,
-                _status_of(final),
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-            )
-        )
+        return final
 
 
 class _ProducerEnded:

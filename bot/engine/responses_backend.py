@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
 
 import openai
@@ -34,12 +33,12 @@ from openai.types.responses import (
     ResponseTextDeltaEvent,
 )
 
-from bot.config import GuildSettings
-from bot.engine.events import Completed, Failed, TextDelta, TurnEvent, Usage
+from bot.engine.events import Completed, TextDelta, TurnEvent, Usage
 from bot.engine.hosted_outputs import MAX_GENERATED_FILE_BYTES, HostedOutputs, fetch_files
 from bot.engine.openai_errors import is_context_length_error
 from bot.engine.response_stream import build_validators, used_events
-from bot.engine.tool_round import RequestedCall, run_tool_round
+from bot.engine.tool_loop import CONTENT_FILTER, CUT_OFF, LENGTH_LIMIT, RoundResult, ToolLoop, Unfinished
+from bot.engine.tool_round import RequestedCall
 from bot.engine.turn import TurnRequest, UserTurn
 from bot.hosted_tools import enabled_hosted_tools
 from bot.process_state import ModelCallGate
@@ -48,7 +47,6 @@ from bot.tooling import ToolRegistry, ToolResult
 
 log = logging.getLogger(__name__)
 
-ROUND_SEPARATOR = "\n\n"
 DANGLING_SCAN_ITEMS = 100
 """Newest conversation items searched for unanswered function calls (a broken turn's are the last)."""
 SUMMARY_SCAN_ITEMS = 40
@@ -97,7 +95,7 @@ class ResponsesBackend:
         self._storage = storage
         self._tools = tools
         self._gate = gate
-        self._max_tool_rounds = max_tool_rounds
+        self._loop = ToolLoop(tools, gate, max_tool_rounds)
         self._max_file_bytes = max_file_bytes
         build_validators()  # at start-up, not in the first reply
 
@@ -109,185 +107,172 @@ class ResponsesBackend:
         await self._storage.conversations.set_conversation_id(record.key, record.generation, conversation.id)
         return conversation.id
 
-    async def run(self, request: TurnRequest) -> AsyncIterator[TurnEvent]:
+    async def answer(self, request: TurnRequest) -> AsyncIterator[TurnEvent]:
         settings = request.context.settings
         conversation_id = await self._conversation_id(request)
-        notes: tuple[str, ...] = ()  # set when the turn moved to a fresh conversation (once per turn)
         hosted_tools = enabled_hosted_tools(settings.enabled_tools)
         tools = self._tools.schemas(settings.enabled_tools, "responses")
         tools.extend(tool.definition() for tool in hosted_tools)
-        include = [name for tool in hosted_tools for name in tool.include]
-        hosted = HostedOutputs()
-        input_items: list[dict[str, Any]] = [user_input_item(request.turn)]
+        rounds = _ResponsesRounds(
+            self._client,
+            self._storage,
+            self._gate,
+            request,
+            conversation_id,
+            tools=tools,
+            include=[name for tool in hosted_tools for name in tool.include],
+            max_file_bytes=self._max_file_bytes,
+        )
+        try:
+            async for event in self._loop.answer(rounds, request):
+                yield event
+        finally:
+            await rounds.add_unsent_outputs()
+
+
+class _ResponsesRounds:
+    """One turn's `responses.create` calls in the channel's conversation (`ModelRounds`)."""
+
+    def __init__(
+        self,
+        client: AsyncOpenAI,
+        storage: Storage,
+        gate: ModelCallGate,
+        request: TurnRequest,
+        conversation_id: str,
+        *,
+        tools: list[dict[str, Any]],
+        include: list[str],
+        max_file_bytes: int,
+    ) -> None:
+        self._client = client
+        self._storage = storage
+        self._gate = gate
+        self._request = request
+        self._conversation_id = conversation_id
+        self._tools = tools
+        self._include = include
+        self._max_file_bytes = max_file_bytes
+        self._hosted = HostedOutputs()
+        self._input_items: list[dict[str, Any]] = [user_input_item(request.turn)]
         # function_call_output items sent but not yet known to be in the conversation: if the call
         # carrying them fails, they are added directly, so the conversation never holds a function
         # call without its output (OpenAI would refuse every later turn).
-        unsent_outputs: list[dict[str, Any]] = []
-        usage = Usage()
-        text = ""
-        refusal = False
-        try:
-            for round_number in range(self._max_tool_rounds + 1):
-                # A turn continuing a conversation may find it holding a function call an earlier,
-                # broken turn could not answer (OpenAI down, the bot killed): answered on the first call.
-                repair = round_number == 0 and request.conversation.conversation_id is not None
-                while True:  # a second pass only in a fresh conversation after a context-length error
-                    round_ = _Round(separate=bool(text) and not text.endswith("\n"))
-                    try:
-                        async with self._gate.slot():
-                            async for event in self._stream_round(
-                                settings,
-                                conversation_id,
-                                input_items,
-                                tools,
-                                include,
-                                round_,
-                                hosted,
-                                repair=repair and not notes,
-                            ):
-                                round_.yielded = True
-                                if isinstance(event, TextDelta):
-                                    text += event.text
-                                yield event
-                    except openai.APIError as exc:
-                        # Only the first round can move: later rounds answer calls of this conversation.
-                        if notes or round_number or round_.yielded or not is_context_length_error(exc):
-                            raise
-                        fresh = await self._start_over(request, conversation_id)
-                        if fresh is None:
-                            raise
-                        conversation_id, notes, summary_usage = fresh
-                        usage = usage + summary_usage
-                        continue
-                    if notes and round_number == 0:  # the fresh conversation took the turn: keep it
-                        await self._storage.conversations.set_conversation_id(
-                            request.conversation.key, request.conversation.generation, conversation_id
-                        )
-                    break
-                refusal = refusal or round_.refusal
-                response, calls = round_.response, round_.calls
-                if response is None:
-                    yield Failed("connection", "The answer was cut off before it finished.", text, usage)
-                    return
-                usage = usage + _usage_of(response)
-                if response.status != "failed":
-                    unsent_outputs = []  # the round's input is now part of the conversation
-                if response.status != "completed":
-                    yield _unfinished(response, text, usage)
-                    return
-                if not calls:
-                    files = await fetch_files(self._client, hosted, max_bytes=self._max_file_bytes)
-                    yield Completed(
-                        text=text,
-                        usage=usage,
-                        citations=tuple(hosted.citations),
-                        files=files,
-                        code_runs=tuple(hosted.code_runs),
-                        refusal=refusal,
-                        notes=notes,
-                    )
-                    return
-                if round_number == self._max_tool_rounds:
-                    await self._close_calls(
-                        conversation_id, calls, "Too many tool rounds in one turn; stopped."
-                    )
-                    yield Failed(
-                        "tool_rounds",
-                        "The model kept calling tools without answering, so I stopped it.",
-                        text,
-                        usage,
-                    )
-                    return
-                results: dict[str, ToolResult] = {}
-                try:
-                    async for progress in run_tool_round(calls, request, self._tools, results):
-                        yield progress
-                finally:
-                    if len(results) < len(calls):  # cancelled or failed while the tools ran
-                        await self._close_calls(conversation_id, calls, "The turn was interrupted.", results)
-                input_items = [function_output_item(c.call_id, results[c.call_id].to_output()) for c in calls]
-                unsent_outputs = list(input_items)
-        finally:
-            if unsent_outputs:
-                await self._add_items(conversation_id, unsent_outputs)
+        self._unsent_outputs: list[dict[str, Any]] = []
+        self._notes: tuple[str, ...] = ()  # set when the turn moved to a fresh conversation (once per turn)
+        self._refusal = False
 
-    async def _stream_round(
-        self,
-        settings: GuildSettings,
-        conversation_id: str,
-        input_items: list[dict[str, Any]],
-        tools: list[dict[str, Any]],
-        include: list[str],
-        round_: _Round,
-        hosted: HostedOutputs,
-        *,
-        repair: bool = False,
-    ) -> AsyncIterator[TurnEvent]:
+    async def stream_round(self, round_number: int) -> AsyncIterator[TurnEvent | RoundResult]:
         """One `responses.create` call: text deltas and hosted tool activity out; function calls, what
-        hosted tools produced (into `hosted`) and the response collected.
+        hosted tools produced and the response collected.
 
-        With `repair`, a refused call is tried once more if the conversation held unanswered function
-        calls (now answered): OpenAI refuses every turn of such a conversation with a 400.
+        A turn continuing a conversation may find it holding a function call an earlier, broken turn
+        could not answer (OpenAI down, the bot killed): if the first call is refused for it, the calls
+        are answered and the call is tried once more (OpenAI refuses every turn of such a
+        conversation with a 400).
         """
+        repair = round_number == 0 and self._request.conversation.conversation_id is not None
+        repair = repair and not self._notes
+        settings = self._request.context.settings
+        text = ""
+        calls: list[RequestedCall] = []
+        response: Response | None = None
 
         def create() -> contextlib.AbstractAsyncContextManager[AsyncAPIResponse[Any]]:
             return self._client.responses.with_streaming_response.create(
                 model=settings.model,
-                conversation=conversation_id,
+                conversation=self._conversation_id,
                 instructions=settings.instructions,
-                include=cast(Any, include) or omit,
+                include=cast(Any, self._include) or omit,
                 stream=True,
                 truncation="auto",  # past the window, drop the oldest items instead of refusing
                 # The input and tools go as they are: they are plain JSON already, and the SDK's
                 # parameter transform walks every node of them against its types (about 1 ms for the
                 # input and 3.5 ms for the tools, per call: most of the bot's own time in a turn).
-                extra_body={"input": input_items, **({"tools": tools} if tools else {})},
+                extra_body={"input": self._input_items, **({"tools": self._tools} if self._tools else {})},
             )
 
         async with contextlib.AsyncExitStack() as stack:
             try:
-                response = await stack.enter_async_context(create())
+                stream = await stack.enter_async_context(create())
             except openai.BadRequestError as exc:
-                if (
-                    not repair
-                    or is_context_length_error(exc)
-                    or not await self._answer_dangling_calls(conversation_id)
-                ):
+                if not repair or is_context_length_error(exc) or not await self._answer_dangling_calls():
                     raise
-                response = await stack.enter_async_context(create())
-            async for event in used_events(response):  # see bot.engine.response_stream: CPU
+                stream = await stack.enter_async_context(create())
+            async for event in used_events(stream):  # see bot.engine.response_stream: CPU
                 if isinstance(event, ResponseTextDeltaEvent | ResponseRefusalDeltaEvent):
-                    round_.refusal = round_.refusal or isinstance(event, ResponseRefusalDeltaEvent)
-                    if round_.separate:
-                        round_.separate = False
-                        yield TextDelta(ROUND_SEPARATOR)
+                    self._refusal = self._refusal or isinstance(event, ResponseRefusalDeltaEvent)
+                    text += event.delta
                     yield TextDelta(event.delta)
                 elif isinstance(event, ResponseOutputItemAddedEvent):
-                    started = hosted.started(event.item)
+                    started = self._hosted.started(event.item)
                     if started is not None:
                         yield started
                 elif isinstance(event, ResponseOutputItemDoneEvent):
                     if isinstance(event.item, ResponseFunctionToolCall):
-                        round_.calls.append(
-                            RequestedCall(event.item.call_id, event.item.name, event.item.arguments)
-                        )
+                        calls.append(RequestedCall(event.item.call_id, event.item.name, event.item.arguments))
                     else:
-                        for finished in hosted.finished(event.item):
+                        for finished in self._hosted.finished(event.item):
                             yield finished
                 elif isinstance(
                     event, ResponseCompletedEvent | ResponseFailedEvent | ResponseIncompleteEvent
                 ):
-                    round_.response = event.response
+                    response = event.response
+        if self._notes and round_number == 0:  # the fresh conversation took the turn: keep it
+            record = self._request.conversation
+            await self._storage.conversations.set_conversation_id(
+                record.key, record.generation, self._conversation_id
+            )
+        if response is None:
+            yield RoundResult(text, calls, Usage(), CUT_OFF)
+            return
+        if response.status != "failed":
+            self._unsent_outputs = []  # the round's input is now part of the conversation
+        yield RoundResult(text, calls, _usage_of(response), _unfinished(response))
 
-    async def _start_over(
-        self, request: TurnRequest, old_conversation_id: str
-    ) -> tuple[str, tuple[str, ...], Usage] | None:
+    async def recover_from_context_error(self, error: openai.APIError, round_number: int) -> Usage | None:
+        """Only the first call can move (later ones answer calls of this conversation), once per turn:
+        the turn goes on in a fresh conversation; the summary's tokens are the cost."""
+        if self._notes or round_number:
+            return None
+        fresh = await self._start_over()
+        if fresh is None:
+            return None
+        self._conversation_id, self._notes, summary_usage = fresh
+        return summary_usage
+
+    def add_outputs(self, round_: RoundResult, results: Mapping[str, ToolResult]) -> None:
+        self._input_items = [
+            function_output_item(c.call_id, results[c.call_id].to_output()) for c in round_.calls
+        ]
+        self._unsent_outputs = list(self._input_items)
+
+    async def complete(self, text: str, usage: Usage, last: RoundResult) -> Completed:
+        """With what hosted tools produced over the turn: sources, code runs and the files, downloaded."""
+        files = await fetch_files(self._client, self._hosted, max_bytes=self._max_file_bytes)
+        return Completed(
+            text=text,
+            usage=usage,
+            citations=tuple(self._hosted.citations),
+            files=files,
+            code_runs=tuple(self._hosted.code_runs),
+            refusal=self._refusal,
+            notes=self._notes,
+        )
+
+    async def add_unsent_outputs(self) -> None:
+        """After the turn: outputs sent with a call that failed are added to the conversation directly."""
+        if self._unsent_outputs:
+            await self._add_items(self._unsent_outputs)
+
+    async def _start_over(self) -> tuple[str, tuple[str, ...], Usage] | None:
         """A fresh conversation for a channel whose conversation no longer fits the model's window,
         seeded with what matters of the old one: (its id, the note for the answer, the summary's usage).
 
         None if the old conversation holds no messages (a fresh one would not be any shorter). The
-        channel keeps the old conversation until the fresh one has answered (the caller stores it).
+        channel keeps the old conversation until the fresh one has answered (`stream_round` stores it).
         """
+        old_conversation_id = self._conversation_id
         messages: list[tuple[str, str]] | None
         try:
             messages = await self._recent_messages(old_conversation_id)
@@ -300,7 +285,7 @@ class ResponsesBackend:
         seed: str | None = None
         note = DROPPED_NOTE
         if messages:
-            summary, usage = await self._summarise(request.context.settings, messages)
+            summary, usage = await self._summarise(messages)
             if summary:
                 seed = f"Summary of this conversation's earlier messages (dropped to make room):\n{summary}"
                 note = SUMMARISED_NOTE
@@ -314,7 +299,7 @@ class ResponsesBackend:
         # As the assistant's own recap, never as instructions: it carries what users wrote.
         items = [{"type": "message", "role": "assistant", "content": seed}] if seed else []
         conversation = await self._client.conversations.create(
-            metadata=request.metadata or omit, items=cast(Any, items) or omit
+            metadata=self._request.metadata or omit, items=cast(Any, items) or omit
         )
         log.info(
             "Conversation %s outgrew the context window; continuing in %s: %s",
@@ -341,9 +326,7 @@ class ResponsesBackend:
         messages.reverse()
         return messages
 
-    async def _summarise(
-        self, settings: GuildSettings, messages: list[tuple[str, str]]
-    ) -> tuple[str | None, Usage]:
+    async def _summarise(self, messages: list[tuple[str, str]]) -> tuple[str | None, Usage]:
         """A short summary by one small model call; None if that call fails too."""
         lines: list[str] = []
         room = SUMMARY_INPUT_CHARS
@@ -357,7 +340,7 @@ class ResponsesBackend:
         try:
             async with self._gate.slot():
                 response = await self._client.responses.create(
-                    model=settings.model,
+                    model=self._request.context.settings.model,
                     instructions=SUMMARY_INSTRUCTIONS,
                     input=transcript,
                     max_output_tokens=SUMMARY_MAX_OUTPUT_TOKENS,
@@ -370,40 +353,37 @@ class ResponsesBackend:
         summary = response.output_text.strip() if response.status == "completed" else ""
         return summary or None, _usage_of(response)
 
-    async def _close_calls(
-        self,
-        conversation_id: str,
-        calls: list[RequestedCall],
-        reason: str,
-        results: dict[str, ToolResult] | None = None,
+    async def close_calls(
+        self, calls: list[RequestedCall], reason: str, results: Mapping[str, ToolResult]
     ) -> None:
         """Answer every call of the round, so the conversation stays usable after a broken turn."""
         interrupted = ToolResult.failure("interrupted", reason)
         outputs = [
-            function_output_item(call.call_id, (results or {}).get(call.call_id, interrupted).to_output())
+            function_output_item(call.call_id, results.get(call.call_id, interrupted).to_output())
             for call in calls
         ]
-        await self._add_items(conversation_id, outputs)
+        await self._add_items(outputs)
 
-    async def _add_items(self, conversation_id: str, items: list[dict[str, Any]]) -> bool:
+    async def _add_items(self, items: list[dict[str, Any]]) -> bool:
         """Append items; False if OpenAI could not be reached (the next turn repairs the conversation)."""
         try:
             for start in range(0, len(items), 20):  # the API takes up to 20 items at a time
                 await self._client.conversations.items.create(
-                    conversation_id,
+                    self._conversation_id,
                     items=cast(Any, items[start : start + 20]),
                 )
         except Exception:
-            log.warning("Could not add tool outputs to conversation %s", conversation_id, exc_info=True)
+            log.warning("Could not add tool outputs to conversation %s", self._conversation_id, exc_info=True)
             return False
         return True
 
-    async def _answer_dangling_calls(self, conversation_id: str) -> bool:
+    async def _answer_dangling_calls(self) -> bool:
         """Answer the conversation's function calls that have no output; True if there were any.
 
         A call that ran to its end gets the output the ledger kept (a booking made before a crash is
         reported as made); any other is reported as interrupted.
         """
+        conversation_id = self._conversation_id
         try:
             page = await self._client.conversations.items.list(
                 conversation_id, order="desc", limit=DANGLING_SCAN_ITEMS
@@ -431,18 +411,7 @@ class ResponsesBackend:
             for call_id in reversed(dangling)
         ]
         log.info("Answering %d dangling function calls in conversation %s", len(outputs), conversation_id)
-        return await self._add_items(conversation_id, outputs)
-
-
-@dataclass
-class _Round:
-    """What one model call produced besides text."""
-
-    separate: bool  # the turn already has text: put a paragraph break before this round's text
-    refusal: bool = False
-    yielded: bool = False  # something of this round was shown: it cannot be tried again
-    response: Response | None = None
-    calls: list[RequestedCall] = field(default_factory=list)
+        return await self._add_items(outputs)
 
 
 def _clip(text: str, limit: int) -> str:
@@ -456,15 +425,17 @@ def _usage_of(response: Response) -> Usage:
     return Usage(response.usage.input_tokens, response.usage.output_tokens)
 
 
-def _unfinished(response: Response, text: str, usage: Usage) -> TurnEvent:
+def _unfinished(response: Response) -> Unfinished | None:
+    if response.status == "completed":
+        return None
     if response.status == "incomplete":
         reason = response.incomplete_details.reason if response.incomplete_details else None
         if reason == "content_filter":
-            return Failed("content_filter", "The answer was stopped by the content filter.", text, usage)
+            return CONTENT_FILTER
         if reason == "max_output_tokens":
-            return Failed("incomplete", "The answer hit the length limit and was cut short.", text, usage)
-        return Failed("incomplete", "The answer was cut short.", text, usage)
+            return LENGTH_LIMIT
+        return Unfinished("incomplete", "The answer was cut short.")
     if response.status == "cancelled":
-        return Failed("failed", "The model cancelled the answer.", text, usage)
+        return Unfinished("failed", "The model cancelled the answer.")
     message = response.error.message if response.error else "no reason given"
-    return Failed("failed", f"The model could not answer: {message}", text, usage)
+    return Unfinished("failed", f"The model could not answer: {message}")

@@ -33,7 +33,7 @@ from bench.rig import (
     threads_world,
     wait_for_replies,
 )
-from tests.fakes.discord_server import FakeDiscord
+from standins.discord import FakeDiscord
 
 RATE_PER_S = 40.0
 """Messages per second: under the bot's 45 writes a second, so no reply waits for the budget."""

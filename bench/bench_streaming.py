@@ -48,7 +48,7 @@ from bench.rig import (
     threads_world,
     wait_for_replies,
 )
-from tests.fakes.discord_server import FakeDiscord
+from standins.discord import FakeDiscord
 
 WARM_UP_WORDS = 3
 SETTLE_S = 1.5

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import psutil
 
 from bot.storage import Storage
-from tests.fakes.discord_server import FakeChannel, FakeDiscord, FakeGuild, FakeUser, RestCall
-from tests.fakes.openai_server import FakeConversation, FakeOpenAI, RecordedRequest, Reply
+from standins.discord import FakeChannel, FakeDiscord, FakeGuild, FakeUser, RestCall
+from standins.openai import FakeConversation, FakeOpenAI, RecordedRequest, Reply
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BOT_COMMAND = ("-m", "bench.bot_process")

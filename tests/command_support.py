@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.discord.confirmation import ANSWER_ID
-from tests.fakes.discord_server import (
+from standins.discord import (
     CALLBACK_AUTOCOMPLETE,
     CALLBACK_MESSAGE,
     CALLBACK_MODAL,

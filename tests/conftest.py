@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from bot.config import AppConfig, GuildSettings, Secrets
 from bot.services import Services
 from bot.storage import Storage
-from tests.fakes.openai_server import FakeOpenAI
+from standins.openai import FakeOpenAI
 
 ServicesFactory = Callable[..., Awaitable[Services]]
 

@@ -23,9 +23,9 @@ from pydantic import SecretStr
 from bot.discord.app import EXTENSIONS, AssistantBot
 from bot.discord.endpoint import restore_discord_urls, use_rest_base
 from bot.services import Services
+from standins.discord import FakeChannel, FakeDiscord, FakeGuild, FakeUser, RateLimitRule
+from standins.openai import FakeOpenAI
 from tests.conftest import fake_secrets, make_config
-from tests.fakes.discord_server import FakeChannel, FakeDiscord, FakeGuild, FakeUser, RateLimitRule
-from tests.fakes.openai_server import FakeOpenAI
 
 STARTUP_TIMEOUT_S = 10.0
 # Discord's message buckets are 5 per 5 s; the same shape in a shorter window keeps tests quick.

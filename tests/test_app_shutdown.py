@@ -16,9 +16,9 @@ from pydantic import SecretStr
 from bot.discord import app
 from bot.discord.app import AssistantBot
 from bot.discord.endpoint import restore_discord_urls, use_rest_base
+from standins.discord import FakeDiscord
+from standins.openai import FakeOpenAI
 from tests.conftest import fake_secrets, make_config
-from tests.fakes.discord_server import FakeDiscord
-from tests.fakes.openai_server import FakeOpenAI
 from tests.faults.support import refused_port
 from tests.harness import build_world
 

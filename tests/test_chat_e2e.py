@@ -6,9 +6,9 @@ import json
 import re
 from pathlib import Path
 
-from tests.fakes.discord_server import FakeChannel, FakeDiscord, StoredMessage, Upload
-from tests.fakes.openai_server import FakeOpenAI, HttpError, Reply
-from tests.fakes.png import encode_png
+from standins.discord import FakeChannel, FakeDiscord, StoredMessage, Upload
+from standins.openai import FakeOpenAI, HttpError, Reply
+from standins.png import encode_png
 from tests.harness import Harness, running_bot
 
 WAIT_S = 10.0

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from bot.config import DEFAULT_INSTRUCTIONS
 from bot.guild_settings import SETTING_NAMES
+from standins.discord import CALLBACK_MODAL, FakeChannel, FakeDiscord, StoredMessage
+from standins.openai import FakeOpenAI
 from tests.command_support import WAIT_S, choices, run, settle
-from tests.fakes.discord_server import CALLBACK_MODAL, FakeChannel, FakeDiscord, StoredMessage
-from tests.fakes.openai_server import FakeOpenAI
 from tests.harness import FAST_BUCKET, Harness, build_world, running_bot
 
 PERMISSION_REFUSAL = "You need the Manage Server permission for this."

@@ -22,14 +22,14 @@ from bot.engine.events import Completed, Failed, TurnEvent
 from bot.engine.openai_errors import context_window_of, describe_error, is_context_length_error
 from bot.engine.responses_backend import SHORTENED_NOTE, SUMMARISED_NOTE, SUMMARY_INSTRUCTIONS
 from bot.services import Services
-from tests.conftest import ServicesFactory, settings
-from tests.fakes.openai_server import (
+from standins.openai import (
     FakeOpenAI,
     HttpError,
     RecordedRequest,
     Reply,
     estimate_context_tokens,
 )
+from tests.conftest import ServicesFactory, settings
 from tests.harness import running_bot
 from tests.test_chat_e2e import bot_messages, mention, wait_for_thread
 from tests.test_engine import KEY, collect, context, turn

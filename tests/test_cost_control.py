@@ -6,9 +6,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from standins.discord import FakeChannel, FakeUser, StoredMessage
+from standins.openai import FakeOpenAI, Reply
 from tests.command_support import WAIT_S, run
-from tests.fakes.discord_server import FakeChannel, FakeUser, StoredMessage
-from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.harness import Harness, running_bot
 
 

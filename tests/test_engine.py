@@ -31,8 +31,8 @@ from bot.tooling import (
     ToolContext,
     ToolResult,
 )
+from standins.openai import FakeOpenAI, FunctionCall, HttpError, Reply
 from tests.conftest import ServicesFactory, settings
-from tests.fakes.openai_server import FakeOpenAI, FunctionCall, HttpError, Reply
 
 KEY = conversation_key(1001)
 GUILD = 42

@@ -15,8 +15,8 @@ import pytest
 from bot.engine.engine import RESTARTING
 from bot.engine.events import Busy, Cancelled, Completed, Queued, TextDelta, TurnEvent
 from bot.services import Services
+from standins.openai import FakeOpenAI, Reply
 from tests.conftest import ServicesFactory
-from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.test_engine import KEY, context, turn
 
 LONG_REPLY = Reply(" ".join(f"word{i}" for i in range(100)), deltas=100, delta_delay_s=0.5, pace="deltas")

@@ -26,9 +26,9 @@ from bot.extraction import (
     extract,
 )
 from bot.services import Services
+from standins.discord import INTERACTION_COMMAND, FakeDiscord, InteractionRecord, StoredMessage
+from standins.openai import FakeOpenAI, HttpError, Reply
 from tests.conftest import ServicesFactory
-from tests.fakes.discord_server import INTERACTION_COMMAND, FakeDiscord, InteractionRecord, StoredMessage
-from tests.fakes.openai_server import FakeOpenAI, HttpError, Reply
 from tests.harness import Harness, running_bot
 
 MODEL = "gpt-5.5"

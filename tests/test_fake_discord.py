@@ -20,7 +20,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord.endpoint import restore_discord_urls, use_gateway_of, use_rest_base
-from tests.fakes.discord_server import (
+from standins.discord import (
     CALLBACK_DEFERRED_MESSAGE,
     CALLBACK_MODAL,
     CALLBACK_UPDATE_MESSAGE,
@@ -31,7 +31,7 @@ from tests.fakes.discord_server import (
     RateLimitRule,
     Upload,
 )
-from tests.fakes.png import encode_png
+from standins.png import encode_png
 
 # Discord's buckets are 5 per 5 s; the same shape with a short window keeps the suite fast.
 FAST_BUCKET = RateLimitRule(limit=5, per_s=0.5)

@@ -34,7 +34,7 @@ from openai.types.conversations import Conversation, ConversationItem, Conversat
 from openai.types.responses import FunctionToolParam, Response, ResponseStreamEvent
 from pydantic import BaseModel, TypeAdapter
 
-from tests.fakes.openai_server import (
+from standins.openai import (
     CodeInterpreterCall,
     ContainerFile,
     Drop,
@@ -50,7 +50,7 @@ from tests.fakes.openai_server import (
     cosine_similarity,
     fake_embedding,
 )
-from tests.fakes.png import encode_png, read_png
+from standins.png import encode_png, read_png
 
 MODEL = "gpt-5.4-mini"
 AUTH = {"Authorization": "Bearer test"}

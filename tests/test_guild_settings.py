@@ -25,7 +25,7 @@ from bot.guild_settings import (
 )
 from bot.process_state import SettingsCache
 from bot.storage import Storage
-from tests.fakes.openai_server import FakeOpenAI
+from standins.openai import FakeOpenAI
 
 GUILD = 42
 ADMIN = 7

@@ -29,10 +29,8 @@ from bot.engine.responses_backend import ResponsesBackend
 from bot.errors import ConfigError
 from bot.hosted_tools import ALL_HOSTED_TOOLS
 from bot.tooling import ConfirmationOutcome
-from tests.command_support import answer_id_of, run
-from tests.conftest import ServicesFactory, settings
-from tests.fakes.discord_server import FakeDiscord, StoredMessage
-from tests.fakes.openai_server import (
+from standins.discord import FakeDiscord, StoredMessage
+from standins.openai import (
     CodeInterpreterCall,
     ContainerFile,
     FakeOpenAI,
@@ -41,7 +39,9 @@ from tests.fakes.openai_server import (
     UrlCitation,
     WebSearchCall,
 )
-from tests.fakes.png import encode_png
+from standins.png import encode_png
+from tests.command_support import answer_id_of, run
+from tests.conftest import ServicesFactory, settings
 from tests.harness import Harness, running_bot
 from tests.test_stream import FakeSink, done, run_virtual, stream
 from tests.tool_support import (

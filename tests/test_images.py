@@ -8,10 +8,10 @@ import pytest
 
 from bot.errors import UserFacingError
 from bot.images import PNG_SIGNATURE, SIZE_CHOICES, api_size, generate_images
+from standins.discord import CALLBACK_DEFERRED_MESSAGE, InteractionRecord, StoredMessage
+from standins.openai import FakeOpenAI, HttpError, ImageReply
+from standins.png import read_png
 from tests.conftest import ServicesFactory
-from tests.fakes.discord_server import CALLBACK_DEFERRED_MESSAGE, InteractionRecord, StoredMessage
-from tests.fakes.openai_server import FakeOpenAI, HttpError, ImageReply
-from tests.fakes.png import read_png
 from tests.harness import Harness, running_bot
 
 MODEL = "gpt-image-2"

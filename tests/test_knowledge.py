@@ -26,10 +26,10 @@ from bot.process_state import KnowledgeIndexes
 from bot.services import Services
 from bot.tooling import ToolContext
 from bot.vector_index import DimensionMismatchError, VectorIndex
+from standins.discord import CALLBACK_MESSAGE, FakeUser, StoredMessage, Upload
+from standins.openai import FakeOpenAI, FunctionCall, HttpError, Reply, fake_embedding
 from tests.conftest import ServicesFactory
 from tests.conftest import settings as guild_settings
-from tests.fakes.discord_server import CALLBACK_MESSAGE, FakeUser, StoredMessage, Upload
-from tests.fakes.openai_server import FakeOpenAI, FunctionCall, HttpError, Reply, fake_embedding
 from tests.harness import Harness, running_bot
 from tools import register_builtin_tools
 from tools.knowledge import search_knowledge_tool

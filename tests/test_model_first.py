@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.fakes.discord_server import FakeChannel, FakeDiscord, StoredMessage
-from tests.fakes.openai_server import FakeOpenAI, Reply
+from standins.discord import FakeChannel, FakeDiscord, StoredMessage
+from standins.openai import FakeOpenAI, Reply
 from tests.harness import Harness, running_bot
 
 WAIT_S = 10.0

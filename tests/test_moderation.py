@@ -18,9 +18,9 @@ from bot.engine import TurnContext, UserTurn, conversation_key
 from bot.engine.events import Completed, Failed, Flagged, Started, TurnEvent
 from bot.moderation import describe_categories
 from bot.services import Services
+from standins.discord import FakeChannel, FakeDiscord, StoredMessage
+from standins.openai import FakeOpenAI, HttpError, ModerationResult
 from tests.conftest import ServicesFactory, settings
-from tests.fakes.discord_server import FakeChannel, FakeDiscord, StoredMessage
-from tests.fakes.openai_server import FakeOpenAI, HttpError, ModerationResult
 from tests.harness import FAST_BUCKET, Harness, build_world, running_bot
 
 WAIT_S = 10.0

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from bot.storage import Storage
+from standins.discord import FakeChannel, FakeDiscord, FakeUser, StoredMessage
+from standins.openai import FakeOpenAI, Reply
 from tests.conftest import make_config
-from tests.fakes.discord_server import FakeChannel, FakeDiscord, FakeUser, StoredMessage
-from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.harness import FAST_BUCKET, Harness, World, build_world, running_bot
 
 WAIT_S = 10.0

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from tests.fakes.discord_server import FakeChannel, FakeDiscord, FakeUser
-from tests.fakes.openai_server import FakeOpenAI, Reply
+from standins.discord import FakeChannel, FakeDiscord, FakeUser
+from standins.openai import FakeOpenAI, Reply
 from tests.harness import Harness, build_world, running_bot
 
 PEOPLE = 50

@@ -16,8 +16,8 @@ from bot.config import AppConfig
 from bot.engine.events import Completed
 from bot.storage import Storage
 from bot.tooling import ConfirmationOutcome, ToolRegistry, ToolResult, parse_arguments
+from standins.openai import FakeOpenAI, FunctionCall, Reply
 from tests.conftest import ServicesFactory, settings
-from tests.fakes.openai_server import FakeOpenAI, FunctionCall, Reply
 from tests.tool_support import (
     ALICE,
     BOB,

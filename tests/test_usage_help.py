@@ -6,8 +6,8 @@ import datetime as dt
 from pathlib import Path
 
 from cogs.usage import periods
+from standins.openai import FakeOpenAI, Reply
 from tests.command_support import WAIT_S, run
-from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.harness import Harness, running_bot
 
 

@@ -15,8 +15,8 @@ from bot.engine.events import TurnEvent
 from bot.services import Services
 from bot.storage import Storage
 from bot.tooling import ConfirmationOutcome, ConfirmationRequest, ToolContext, ToolRegistry, ToolResult
+from standins.openai import FakeOpenAI
 from tests.conftest import ServicesFactory, settings
-from tests.fakes.openai_server import FakeOpenAI
 from tools import register_builtin_tools
 
 GUILD = 42

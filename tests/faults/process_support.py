@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.fakes.discord_server import FakeChannel, FakeDiscord, StoredMessage
-from tests.fakes.openai_server import FakeOpenAI
+from standins.discord import FakeChannel, FakeDiscord, StoredMessage
+from standins.openai import FakeOpenAI
 from tests.faults.support import WAIT_S, bot_messages, threads_of, wait_for_content
 from tests.harness import FAST_BUCKET, World, build_world
 

@@ -6,7 +6,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from tests.fakes.discord_server import FakeChannel, FakeDiscord, StoredMessage
+from standins.discord import FakeChannel, FakeDiscord, StoredMessage
 from tests.harness import Harness
 
 WAIT_S = 15.0

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from cogs.chat import UNDELIVERED_NOTE
-from tests.fakes.discord_server import FakeDiscord
-from tests.fakes.openai_server import FakeOpenAI, Reply
+from standins.discord import FakeDiscord
+from standins.openai import FakeOpenAI, Reply
 from tests.faults.support import WAIT_S, bot_messages, open_thread, wait_for_content
 from tests.harness import running_bot
 

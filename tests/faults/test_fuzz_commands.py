@@ -32,8 +32,7 @@ from bot.guild_settings import SETTING_NAMES, InvalidSettingError, parse_setting
 from bot.images import MAX_IMAGES, MAX_PROMPT_CHARS, SIZE_CHOICES, generate_images
 from bot.knowledge import MAX_QUERY_CHARS, MAX_SEARCH_RESULTS
 from bot.services import Services
-from tests.conftest import fake_secrets, make_config
-from tests.fakes.discord_server import (
+from standins.discord import (
     CALLBACK_AUTOCOMPLETE,
     CALLBACK_MESSAGE,
     CALLBACK_MODAL,
@@ -43,7 +42,8 @@ from tests.fakes.discord_server import (
     InteractionRecord,
     Upload,
 )
-from tests.fakes.openai_server import FakeOpenAI, HttpError, ImageReply, Reply
+from standins.openai import FakeOpenAI, HttpError, ImageReply, Reply
+from tests.conftest import fake_secrets, make_config
 from tests.harness import Harness, running_bot
 from tests.test_extraction import SAMPLES
 

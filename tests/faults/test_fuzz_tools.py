@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from bot.config import FUNCTION_TOOL_FAMILIES, GuildSettings
 from bot.services import Services
 from bot.tooling import ConfirmationOutcome, ConfirmationRequest, ToolContext, ToolResult
+from standins.openai import FakeOpenAI
 from tests.conftest import fake_secrets, make_config
-from tests.fakes.openai_server import FakeOpenAI
 from tools import register_builtin_tools
 
 EXAMPLES_PER_TOOL = 220

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.discord_server import FakeChannel, FakeDiscord, FakeUser
-from tests.fakes.openai_server import FakeOpenAI, Reply
+from standins.discord import FakeChannel, FakeDiscord, FakeUser
+from standins.openai import FakeOpenAI, Reply
 from tests.faults.support import bot_messages
 from tests.harness import build_world, running_bot
 

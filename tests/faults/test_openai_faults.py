@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from bot.engine import conversation_key
-from tests.fakes.openai_server import Drop, FakeOpenAI, FunctionCall, HttpError, Reply, Script, Step
+from standins.openai import Drop, FakeOpenAI, FunctionCall, HttpError, Reply, Script, Step
 from tests.faults.support import (
     WARNING,
     assert_clear_sentence,

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from standins.discord import CALLBACK_UPDATE_MESSAGE, FakeChannel, StoredMessage
+from standins.openai import FunctionCall, Reply
 from tests.command_support import answer_buttons, answer_id_of
-from tests.fakes.discord_server import CALLBACK_UPDATE_MESSAGE, FakeChannel, StoredMessage
-from tests.fakes.openai_server import FunctionCall, Reply
 from tests.faults.process_support import (
     INTERRUPTED_NOTE,
     START_TIMEOUT_S,

@@ -20,8 +20,8 @@ import pytest
 
 from bot.discord.render.stream import SHUTDOWN_NOTE
 from bot.engine.engine import RESTARTING
-from tests.fakes.discord_server import FakeChannel
-from tests.fakes.openai_server import Reply
+from standins.discord import FakeChannel
+from standins.openai import Reply
 from tests.faults.process_support import (
     EXIT_TIMEOUT_S,
     Rig,

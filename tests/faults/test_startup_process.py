@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.discord_server import FakeDiscord
-from tests.fakes.openai_server import FakeOpenAI
+from standins.discord import FakeDiscord
+from standins.openai import FakeOpenAI
 from tests.faults.bot_process import START_TIMEOUT_S, BotProcess, bot_env
 from tests.faults.support import WAIT_S, refused_port
 from tests.harness import World, build_world

@@ -1,0 +1,99 @@
+"""The fake OpenAI's state, shared by every endpoint: recorded requests, conversations, stored
+responses, containers, models, context windows, the scripts, fault injections and in-flight counts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+from aiohttp import web
+
+from .items import echo_chat, echo_response
+from .output import ResponseRun
+from .records import FakeConversation, RecordedRequest, StoredContainerFile, Truncation
+from .script import Drop, HttpError, Script
+from .tokens import Json
+from .wire import BadRequest
+
+DEFAULT_MODELS = (
+    "gpt-5.5",
+    "gpt-5.4",
+    "gpt-5.4-mini",
+    "gpt-5.4-nano",
+    "gpt-image-2",
+    "gpt-image-1.5",
+    "gpt-image-1-mini",
+    "text-embedding-3-small",
+    "text-embedding-3-large",
+    "omni-moderation-latest",
+)
+
+RETIRED_MODELS = frozenset({"dall-e-2", "dall-e-3", "gpt-image-1"})
+
+
+class OpenAIState:
+    """What the endpoints read and change; ``FakeOpenAI`` adds the server around it."""
+
+    def __init__(self, *, models: tuple[str, ...] = DEFAULT_MODELS) -> None:
+        self.requests: list[RecordedRequest] = []
+        self.conversations: dict[str, FakeConversation] = {}
+        self.stored_responses: dict[str, Json] = {}
+        self.containers: dict[str, dict[str, StoredContainerFile]] = {}
+        self.models: list[str] = list(models)
+        self.retired_models: set[str] = set(RETIRED_MODELS)
+        self.invalid_api_keys: set[str] = {"invalid"}
+        self.context_windows: dict[str, int] = {}
+        """Per model: its context window in tokens (`estimate_context_tokens`); unnamed: unlimited."""
+        self.honours_truncation = True
+        """False: a server without `truncation: "auto"`; every request over the window is refused."""
+        self.truncations: list[Truncation] = []
+
+        self.responses = Script(echo_response)
+        self.chat = Script(echo_chat)
+        self.images = Script(lambda body: None)
+        self.embeddings = Script(lambda body: None)
+        self.moderations = Script(lambda body: None)
+        self._interrupts: list[tuple[str, HttpError | Drop]] = []
+
+        self.inflight_per_conversation: dict[str, int] = defaultdict(int)
+        self.max_inflight_per_conversation = 0
+        self.inflight_requests = 0
+        self.max_inflight_requests = 0
+        self.server_errors: list[BaseException] = []
+
+        self._contexts: dict[str, list[Json]] = {}
+        self._running: dict[str, ResponseRun] = {}
+        self._changed: asyncio.Condition | None = None
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def _notify(self) -> None:
+        if self._changed is not None:
+            async with self._changed:
+                self._changed.notify_all()
+
+    def _check_model(self, body: Json, *, required: bool = True) -> str:
+        model = body.get("model")
+        if not model:
+            if required:
+                raise BadRequest(
+                    "Missing required parameter: 'model'.", param="model", code="missing_required_parameter"
+                )
+            return ""
+        if not isinstance(model, str):
+            raise BadRequest("Invalid type for 'model': expected a string.", param="model")
+        if model in self.retired_models:
+            raise BadRequest(
+                f"The model `{model}` does not exist or you do not have access to it.",
+                code="model_not_found",
+                status=404,
+            )
+        return model
+
+    def _conversation(self, conversation_id: str) -> FakeConversation:
+        conversation = self.conversations.get(conversation_id)
+        if conversation is None:
+            raise BadRequest(
+                f"Conversation with id '{conversation_id}' not found.", param="conversation", status=404
+            )
+        return conversation

@@ -157,13 +157,13 @@ async def test_cancel_books_nothing_and_the_model_hears_it(tmp_path: Path, fake_
 async def test_no_answer_in_time_counts_as_declined(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
     async with assistant(tmp_path, fake_openai, engine={"confirmation_timeout_s": 0.3}) as h:
         scheduled: list[tuple[str, object]] = []
-        run = h.bot.writes.run
+        perform = h.bot.writes.perform
 
         async def recorded(*args: Any, **kwargs: Any) -> object:
             scheduled.append((kwargs["route"], kwargs.get("target")))
-            return await run(*args, **kwargs)
+            return await perform(*args, **kwargs)
 
-        h.bot.writes.run = recorded  # type: ignore[method-assign]
+        h.bot.writes.perform = recorded  # type: ignore[method-assign]
         thread, prompt = await ask_for_a_booking(h)
         assert '"code":"timed_out"' in await final_text(h, thread)
         closed = h.discord.message(prompt.id)

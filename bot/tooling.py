@@ -212,7 +212,7 @@ class ToolRegistry:
         tool = self._tools.get(name)
         return tool.activity if tool else f"Calling {name}"
 
-    async def run(
+    async def call(
         self,
         name: str,
         raw_arguments: str,

@@ -349,7 +349,7 @@ async def test_search_knowledge_tool_returns_citable_passages(make_services: Ser
     tool = search_knowledge_tool(knowledge)
     services.tools.add(tool)
 
-    result = await services.tools.run(
+    result = await services.tools.call(
         "search_knowledge",
         json.dumps({"query": "how to deploy the website", "count": 2}),
         tool_context("call_1"),
@@ -366,7 +366,7 @@ async def test_search_knowledge_tool_returns_citable_passages(make_services: Ser
         "count",
     ]
 
-    in_dm = await services.tools.run(
+    in_dm = await services.tools.call(
         "search_knowledge", json.dumps({"query": "x", "count": None}), tool_context("call_2", None), None
     )
     assert not in_dm.ok and in_dm.error_code == "unavailable"

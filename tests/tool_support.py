@@ -134,7 +134,7 @@ async def call_tool(
         settings=guild_settings or settings(enabled_tools=("restaurants", "rides")),
     )
     raw = arguments if isinstance(arguments, str) else json.dumps(arguments)
-    return await registry.run(name, raw, context, confirmer)
+    return await registry.call(name, raw, context, confirmer)
 
 
 def builtin_registry(storage: Storage, clock: Clock) -> ToolRegistry:

@@ -50,8 +50,8 @@ async def run_tool_round(
         results[call.call_id] = result
         return ToolFinished(call.call_id, call.name, result.ok, result.summary)
 
-    async def run(call: RequestedCall) -> ToolResult:
-        return await registry.run(call.name, call.arguments, context_for(call), request.context.confirmer)
+    async def call_tool(call: RequestedCall) -> ToolResult:
+        return await registry.call(call.name, call.arguments, context_for(call), request.context.confirmer)
 
     def has_side_effect(call: RequestedCall) -> bool:
         tool = registry.get(call.name)
@@ -64,9 +64,9 @@ async def run_tool_round(
         yield ToolStarted(call.call_id, call.name, registry.activity(call.name))
     if read_only:
         for call, result in zip(
-            read_only, await asyncio.gather(*(run(call) for call in read_only)), strict=True
+            read_only, await asyncio.gather(*(call_tool(call) for call in read_only)), strict=True
         ):
             yield finished(call, result)
     for call in acting:
         yield ToolStarted(call.call_id, call.name, registry.activity(call.name))
-        yield finished(call, await run(call))
+        yield finished(call, await call_tool(call))

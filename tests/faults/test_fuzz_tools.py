@@ -59,7 +59,7 @@ class ToolRig:
     services: Services
 
     def call(self, name: str, raw: str, context: ToolContext, confirmer: AnyAnswerConfirmer) -> ToolResult:
-        return self.runner.run(self.services.tools.run(name, raw, context, confirmer))
+        return self.runner.run(self.services.tools.call(name, raw, context, confirmer))
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ Handler: TypeAlias = Callable[[Call], Awaitable[web.StreamResponse]]
 
 
 class FakeOpenAI(ConversationsApi, ResponsesApi, ChatApi, MediaApi, EmbeddingsApi, ModerationApi):
-    """The stand-in OpenAI server. Use as `async with FakeOpenAI() as fake:`; see the module docstring."""
+    """The stand-in OpenAI server. Use as `async with FakeOpenAI() as fake:`; see ``standins.openai``."""
 
     def __init__(self, *, models: tuple[str, ...] = DEFAULT_MODELS) -> None:
         super().__init__(models=models)

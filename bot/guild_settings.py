@@ -11,6 +11,7 @@ configured, model names must exist); every refusal is one `InvalidSettingError` 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -33,7 +34,6 @@ from bot.config import (
     provider_choices,
 )
 from bot.errors import UserFacingError
-from bot.process_state import SettingsCache
 from bot.storage import SettingChange, Storage
 
 log = logging.getLogger(__name__)
@@ -462,3 +462,24 @@ def _explain(name: str, exc: pydantic.ValidationError) -> str:
         message = str(error["msg"]).removeprefix("Value error, ")
         return f"`{name}`: {message}."
     return f"`{name}`: {expected(name)}."
+
+
+class SettingsCache:
+    """Effective settings per guild, written through by the settings service.
+
+    `lock` orders loads and writes: a load that read the database before a write must not put its
+    older copy back after the write did.
+    """
+
+    def __init__(self) -> None:
+        self._by_guild: dict[int, GuildSettings] = {}
+        self.lock = asyncio.Lock()
+
+    def get(self, guild_id: int) -> GuildSettings | None:
+        return self._by_guild.get(guild_id)
+
+    def put(self, guild_id: int, settings: GuildSettings) -> None:
+        self._by_guild[guild_id] = settings
+
+    def drop(self, guild_id: int) -> None:
+        self._by_guild.pop(guild_id, None)

@@ -9,7 +9,9 @@ and dimensions: a query is only ever compared with vectors of the model and size
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,10 +22,14 @@ from openai import AsyncOpenAI
 
 from bot.engine.openai_errors import describe_error
 from bot.errors import UserFacingError
-from bot.process_state import KnowledgeIndexes, SpaceKey
 from bot.storage import KnowledgeEntry, Storage
 from bot.storage.knowledge import EmbeddingSpace, KnowledgeStore, VectorRows
 from bot.vector_index import DimensionMismatchError, VectorIndex
+
+log = logging.getLogger(__name__)
+
+DEFAULT_KNOWLEDGE_MEMORY_BYTES = 1024 << 20
+SpaceKey = tuple[int, str, int]  # (guild id, embedding model, dimensions)
 
 MAX_CHUNK_CHARS = 1500  # ~350 tokens: small enough to be specific, big enough to carry context
 CHUNK_OVERLAP_CHARS = 200
@@ -387,3 +393,57 @@ def _embedding_error(exc: BaseException, model: str) -> str:
     if kind == "model_not_found":
         return f"The embedding model `{model}` is not available; an admin can pick another (embedding_model)."
     return reason
+
+
+class KnowledgeIndexes:
+    """Each guild's knowledge vectors per embedding space, loaded on first search, written through on
+    remember/forget, within a memory budget: past it the least recently used are dropped (the
+    database has every vector; a dropped index loads again when next searched).
+
+    The lock of a space serialises its loading and its changes, so a load never misses or doubles a
+    write that lands meanwhile.
+    """
+
+    def __init__(self, max_bytes: int = DEFAULT_KNOWLEDGE_MEMORY_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._indexes: OrderedDict[SpaceKey, VectorIndex] = OrderedDict()  # least recently used first
+        self._locks: dict[SpaceKey, asyncio.Lock] = {}
+
+    def get(self, key: SpaceKey) -> VectorIndex | None:
+        index = self._indexes.get(key)
+        if index is not None:
+            self._indexes.move_to_end(key)
+        return index
+
+    def put(self, key: SpaceKey, index: VectorIndex) -> None:
+        self._indexes[key] = index
+        self._indexes.move_to_end(key)
+        self.trim()
+
+    def trim(self) -> list[SpaceKey]:
+        """Drop the least recently used indexes while over budget; the latest always stays."""
+        total = self.nbytes
+        dropped: list[SpaceKey] = []
+        while total > self.max_bytes and len(self._indexes) > 1:
+            key, index = self._indexes.popitem(last=False)
+            total -= index.nbytes
+            dropped.append(key)
+        if dropped:
+            log.info(
+                "Knowledge indexes over %d MB: dropped %d (now %d MB in %d)",
+                self.max_bytes >> 20,
+                len(dropped),
+                total >> 20,
+                len(self._indexes),
+            )
+        return dropped
+
+    @property
+    def nbytes(self) -> int:
+        return sum(index.nbytes for index in self._indexes.values())
+
+    def __contains__(self, key: SpaceKey) -> bool:
+        return key in self._indexes
+
+    def lock(self, key: SpaceKey) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())

@@ -1,21 +1,92 @@
-"""Per-member limits for the commands that call a model directly (/imagine, /remember, /search, /extract).
+"""Limits: the per-member cooldown and queue, daily token budgets, and the bot's model-call gate.
 
-The same rules a conversation turn obeys in the engine: the guild's per-user cooldown (shared with
-messages, so a member cannot dodge it by switching command) and its daily token budgets. Usage of
-these calls is recorded in the same daily table the budgets read.
+Conversation turns (the engine) and the commands that call a model directly (/imagine, /remember,
+/search, /extract, through `MeteredCalls`) obey the same rules: the guild's per-user cooldown (shared,
+so a member cannot dodge it by switching command), its daily token budgets, and one global cap on
+concurrent model calls. Usage of direct calls is recorded in the same daily table the budgets read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Protocol, TypeVar
 
 from bot.config import GuildSettings
 from bot.errors import UserFacingError
-from bot.process_state import Cooldowns, GateFullError, ProcessState
 from bot.storage.usage import UsageStore, utc_day
+
+
+class GateFullError(Exception):
+    """Too many turns already wait for a model call slot."""
+
+
+class ModelCallGate:
+    """A global cap on concurrent model calls, with a bounded waiting room."""
+
+    def __init__(self, max_concurrent: int, max_waiting: int) -> None:
+        self._semaphore = asyncio.Semaphore(max_concurrent)
+        self._max_waiting = max_waiting
+        self._waiting = 0
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self._semaphore.locked():
+            if self._waiting >= self._max_waiting:
+                raise GateFullError
+            self._waiting += 1
+            try:
+                await self._semaphore.acquire()
+            finally:
+                self._waiting -= 1
+        else:
+            await self._semaphore.acquire()
+        try:
+            yield
+        finally:
+            self._semaphore.release()
+
+
+class Cooldowns:
+    """When each member last started a turn, per guild (the per-user cooldown)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._last: dict[tuple[int, int], float] = {}
+
+    def remaining_s(self, guild_id: int | None, user_id: int, cooldown_s: float) -> float:
+        last = self._last.get((guild_id or 0, user_id))
+        if last is None or cooldown_s <= 0:
+            return 0.0
+        return max(0.0, cooldown_s - (self._clock() - last))
+
+    def mark(self, guild_id: int | None, user_id: int) -> None:
+        self._last[(guild_id or 0, user_id)] = self._clock()
+
+
+class PendingTurns:
+    """How many turns each member has waiting or running, per guild (the per-user queue limit)."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[int, int], int] = {}
+
+    def count(self, guild_id: int | None, user_id: int) -> int:
+        return self._counts.get((guild_id or 0, user_id), 0)
+
+    def add(self, guild_id: int | None, user_id: int) -> None:
+        key = (guild_id or 0, user_id)
+        self._counts[key] = self._counts.get(key, 0) + 1
+
+    def remove(self, guild_id: int | None, user_id: int) -> None:
+        key = (guild_id or 0, user_id)
+        left = self._counts.get(key, 0) - 1
+        if left > 0:
+            self._counts[key] = left
+        else:
+            self._counts.pop(key, None)
 
 
 class LimitReachedError(UserFacingError):
@@ -42,9 +113,10 @@ class MeteredCalls:
     records what the call cost in the daily table the budgets read: the commands only say what to call.
     """
 
-    def __init__(self, usage: UsageStore, state: ProcessState) -> None:
+    def __init__(self, usage: UsageStore, cooldowns: Cooldowns, gate: ModelCallGate) -> None:
         self._usage = usage
-        self._state = state
+        self._cooldowns = cooldowns
+        self._gate = gate
 
     @asynccontextmanager
     async def allowance(
@@ -54,11 +126,9 @@ class MeteredCalls:
 
         For work that records its own usage (knowledge embeddings, counted also when they run as a tool).
         """
-        await claim_allowance(
-            self._usage, self._state.cooldowns, settings, guild_id=guild_id, user_id=user_id
-        )
+        await claim_allowance(self._usage, self._cooldowns, settings, guild_id=guild_id, user_id=user_id)
         try:
-            async with self._state.model_gate.slot():
+            async with self._gate.slot():
                 yield
         except GateFullError:
             raise LimitReachedError("The bot is very busy right now; please try again in a minute.") from None

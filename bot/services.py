@@ -125,7 +125,7 @@ class Services:
             settings=settings,
             engine=engine,
             knowledge=KnowledgeBase(openai_client, storage, state.knowledge),
-            metered=MeteredCalls(storage.usage, state),
+            metered=MeteredCalls(storage.usage, state.cooldowns, state.model_gate),
         )
 
     async def close(self) -> None:

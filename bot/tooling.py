@@ -15,6 +15,7 @@ import asyncio
 import enum
 import json
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar
@@ -299,3 +300,46 @@ def describe_validation_error(exc: pydantic.ValidationError) -> str:
     ]
     more = exc.error_count() - len(problems)
     return "Invalid arguments: " + "; ".join(problems) + (f" (and {more} more)" if more > 0 else "") + "."
+
+
+@dataclass(eq=False)
+class OpenQuestion:
+    """A confirmation this process is waiting on; `outcome` is set once, by the first answer."""
+
+    token: str
+    request: ConfirmationRequest
+    outcome: ConfirmationOutcome | None = None
+    decided: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def settle(self, outcome: ConfirmationOutcome) -> bool:
+        """Record `outcome` unless something was recorded first; True if this call decided."""
+        if self.outcome is not None:
+            return False
+        self.outcome = outcome
+        self.decided.set()
+        return True
+
+
+class OpenQuestions:
+    """The confirmations waiting for an answer, by a random token that the question's buttons carry.
+
+    The token is random rather than a counter so that a button left on screen by an earlier run of the
+    bot can never answer a question asked by this one.
+    """
+
+    def __init__(self) -> None:
+        self._open: dict[str, OpenQuestion] = {}
+
+    def ask(self, request: ConfirmationRequest) -> OpenQuestion:
+        question = OpenQuestion(secrets.token_hex(16), request)
+        self._open[question.token] = question
+        return question
+
+    def get(self, token: str) -> OpenQuestion | None:
+        return self._open.get(token)
+
+    def close(self, question: OpenQuestion) -> None:
+        self._open.pop(question.token, None)
+
+    def __len__(self) -> int:
+        return len(self._open)

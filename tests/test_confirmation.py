@@ -25,8 +25,7 @@ from bot.discord.confirmation import (
     question_view,
 )
 from bot.discord.render.scheduler import EDIT_ROUTE
-from bot.process_state import OpenQuestions
-from bot.tooling import ConfirmationOutcome, ConfirmationRequest
+from bot.tooling import ConfirmationOutcome, ConfirmationRequest, OpenQuestions
 from standins.discord import (
     CALLBACK_MESSAGE,
     CALLBACK_UPDATE_MESSAGE,

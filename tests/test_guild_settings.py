@@ -18,12 +18,12 @@ from bot.guild_settings import (
     SETTING_NAMES,
     InvalidSettingError,
     OpenAIModelCatalog,
+    SettingsCache,
     SettingsService,
     parse_setting_value,
     setting_name,
     validate_setting,
 )
-from bot.process_state import SettingsCache
 from bot.storage import Storage
 from standins.openai import FakeOpenAI
 

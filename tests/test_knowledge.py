@@ -17,12 +17,12 @@ from bot.engine.events import Completed, ToolFinished
 from bot.errors import UserFacingError
 from bot.knowledge import (
     KnowledgeBase,
+    KnowledgeIndexes,
     KnowledgeSpaceMismatchError,
     chunk_text,
     load_index,
     title_of,
 )
-from bot.process_state import KnowledgeIndexes
 from bot.services import Services
 from bot.tooling import ToolContext
 from bot.vector_index import DimensionMismatchError, VectorIndex

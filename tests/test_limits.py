@@ -15,7 +15,7 @@ from bot.storage.usage import utc_day
 
 async def test_a_full_model_gate_refuses_with_a_sentence(storage: Storage) -> None:
     state = ProcessState.create(max_concurrent_model_calls=1, max_waiting_model_calls=0)
-    metered = MeteredCalls(storage.usage, state)
+    metered = MeteredCalls(storage.usage, state.cooldowns, state.model_gate)
     settings = GuildSettings()
     async with metered.allowance(settings, guild_id=1, user_id=1):
         with pytest.raises(LimitReachedError, match="very busy"):
@@ -27,7 +27,7 @@ async def test_a_full_model_gate_refuses_with_a_sentence(storage: Storage) -> No
 
 async def test_cooldown_and_budget_apply_before_the_gate(storage: Storage) -> None:
     state = ProcessState.create(max_concurrent_model_calls=5, max_waiting_model_calls=5)
-    metered = MeteredCalls(storage.usage, state)
+    metered = MeteredCalls(storage.usage, state.cooldowns, state.model_gate)
     settings = GuildSettings(user_cooldown_s=60, daily_token_budget_user=100)
     async with metered.allowance(settings, guild_id=1, user_id=1):
         pass
@@ -48,7 +48,7 @@ class _Cost:
 
 async def test_a_metered_call_records_what_it_cost_and_counts_toward_the_budget(storage: Storage) -> None:
     state = ProcessState.create(max_concurrent_model_calls=5, max_waiting_model_calls=5)
-    metered = MeteredCalls(storage.usage, state)
+    metered = MeteredCalls(storage.usage, state.cooldowns, state.model_gate)
     settings = GuildSettings(daily_token_budget_user=100)
 
     async def expensive() -> _Cost:
@@ -63,7 +63,7 @@ async def test_a_metered_call_records_what_it_cost_and_counts_toward_the_budget(
 
 async def test_a_metered_call_that_fails_records_nothing_and_frees_its_slot(storage: Storage) -> None:
     state = ProcessState.create(max_concurrent_model_calls=1, max_waiting_model_calls=0)
-    metered = MeteredCalls(storage.usage, state)
+    metered = MeteredCalls(storage.usage, state.cooldowns, state.model_gate)
 
     async def broken() -> _Cost:
         raise RuntimeError("model down")

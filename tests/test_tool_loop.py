@@ -27,7 +27,7 @@ from bot.engine.tool_loop import (
 )
 from bot.engine.tool_round import RequestedCall
 from bot.engine.turn import TurnContext, TurnRequest, UserTurn
-from bot.process_state import ModelCallGate
+from bot.limits import ModelCallGate
 from bot.storage import Storage
 from bot.storage.conversations import ConversationRecord
 from bot.tooling import Tool, ToolContext, ToolRegistry, ToolResult

@@ -26,8 +26,8 @@ from bot.discord.render import SchedulerConfig, StreamConfig, WriteScheduler, ra
 from bot.discord.writes import ChannelWrites
 from bot.engine.engine import RESTARTING
 from bot.errors import DiscordRefusedError, UserFacingError
-from bot.process_state import OpenQuestions
 from bot.services import Services
+from bot.tooling import OpenQuestions
 from tools import register_builtin_tools
 
 log = logging.getLogger(__name__)

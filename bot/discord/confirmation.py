@@ -27,8 +27,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import discord
 
-from bot.process_state import OpenQuestion, OpenQuestions
-from bot.tooling import ConfirmationOutcome, ConfirmationRequest
+from bot.tooling import ConfirmationOutcome, ConfirmationRequest, OpenQuestion, OpenQuestions
 
 log = logging.getLogger(__name__)
 

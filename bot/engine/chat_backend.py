@@ -25,7 +25,7 @@ from bot.engine.openai_errors import context_window_of
 from bot.engine.tool_loop import CONTENT_FILTER, CUT_OFF, LENGTH_LIMIT, RoundResult, ToolLoop, Unfinished
 from bot.engine.tool_round import RequestedCall
 from bot.engine.turn import TurnRequest, UserTurn
-from bot.process_state import ModelCallGate
+from bot.limits import ModelCallGate
 from bot.storage import HistoryMessage, Storage
 from bot.tooling import ToolRegistry, ToolResult
 

@@ -27,15 +27,16 @@ from bot.engine.events import (
     TurnEvent,
     Usage,
 )
+from bot.engine.lanes import Ticket
 from bot.engine.openai_errors import describe_error
 from bot.engine.turn import TurnContext, TurnRequest, UserTurn
-from bot.limits import budget_problem, cooldown_problem
-from bot.process_state import GateFullError, ProcessState, Ticket
+from bot.limits import GateFullError, budget_problem, cooldown_problem
 from bot.storage import Storage
 from bot.storage.turns import TurnStatus
 
 if TYPE_CHECKING:
     from bot.moderation import ModerationVerdict
+    from bot.process_state import ProcessState
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ from bot.engine.tool_loop import CONTENT_FILTER, CUT_OFF, LENGTH_LIMIT, RoundRes
 from bot.engine.tool_round import RequestedCall
 from bot.engine.turn import TurnRequest, UserTurn
 from bot.hosted_tools import enabled_hosted_tools
-from bot.process_state import ModelCallGate
+from bot.limits import ModelCallGate
 from bot.storage import Storage
 from bot.tooling import ToolRegistry, ToolResult
 

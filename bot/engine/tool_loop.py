@@ -20,7 +20,7 @@ from bot.engine.events import Completed, Failed, FailureKind, TextDelta, TurnEve
 from bot.engine.openai_errors import is_context_length_error
 from bot.engine.tool_round import RequestedCall, run_tool_round
 from bot.engine.turn import TurnRequest
-from bot.process_state import ModelCallGate
+from bot.limits import ModelCallGate
 from bot.tooling import ToolRegistry, ToolResult
 
 ROUND_SEPARATOR = "\n\n"

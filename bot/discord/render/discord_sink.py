@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 import aiohttp
 import discord
 
-from bot.discord.render.stream import DEFAULT_MAX_FILE_BYTES, PostResult, SentMessage, WriteOutcome
+from bot.discord.render.final_text import DEFAULT_MAX_FILE_BYTES
+from bot.discord.render.stream import PostResult, SentMessage, WriteOutcome
 from bot.engine.events import GeneratedFile
 
 if TYPE_CHECKING:

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import secrets
 from collections.abc import AsyncIterable, Hashable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal, Protocol
-from urllib.parse import quote
 
+from bot.discord.render.final_text import FinalTextLimits, completed_reply, one_line, with_note
 from bot.discord.render.scheduler import (
     DELETE_ROUTE,
     EDIT_ROUTE,
@@ -38,11 +37,10 @@ from bot.discord.render.scheduler import (
     WriteKind,
     WriteScheduler,
 )
-from bot.discord.render.split import FENCE, MAX_MESSAGE_CHARS, SplitView, StreamSplitter, ends_inside_fence
+from bot.discord.render.split import MAX_MESSAGE_CHARS, SplitView, StreamSplitter
 from bot.engine.events import (
     Busy,
     Cancelled,
-    Citation,
     CodeRun,
     Completed,
     Failed,
@@ -63,18 +61,6 @@ TYPING_DELAY_S = 0.5
 """Typing is only sent if no text is ready this long after the start (a fast answer needs none)."""
 TYPING_REFRESH_S = 8.0
 """Discord shows typing for about 10 s; refresh a little before it lapses."""
-MAX_STATUS_CHARS = 120
-MAX_NOTE_CHARS = 200
-CODE_MAX_LINES = 40
-CODE_MAX_CHARS = 1500
-LOG_MAX_CHARS = 600
-MAX_CODE_RUNS_SHOWN = 3
-MAX_SOURCES = 10
-MAX_SOURCE_TITLE_CHARS = 100
-MAX_FILES_PER_MESSAGE = 10
-"""Discord's limit on attachments per message."""
-DEFAULT_MAX_FILE_BYTES = 10 * 1024 * 1024
-"""Discord's upload limit for a bot in an unboosted guild or a DM."""
 MAX_WRITE_ATTEMPTS = 3
 """A slot whose writes fail this many times in a row is given up."""
 RETRY_DELAY_S = 1.0
@@ -148,10 +134,7 @@ class StreamConfig:
     typing_delay_s: float = TYPING_DELAY_S
     typing_refresh_s: float = TYPING_REFRESH_S
     show_tool_activity: bool = True
-    code_max_lines: int = CODE_MAX_LINES
-    code_max_chars: int = CODE_MAX_CHARS
-    log_max_chars: int = LOG_MAX_CHARS
-    max_sources: int = MAX_SOURCES
+    final_text: FinalTextLimits = field(default_factory=FinalTextLimits)
 
 
 Outcome = Literal["completed", "failed", "cancelled", "busy", "interrupted"]
@@ -271,7 +254,7 @@ class ReplyStreamer:
             self._on_completed(event)
         elif isinstance(event, Failed):
             text = self._kept_text(event.partial_text)
-            self._finish(text, f"⚠️ {_one_line(event.reason)}", "failed", event)
+            self._finish(text, f"⚠️ {one_line(event.reason)}", "failed", event)
         elif isinstance(event, Cancelled):
             text = self._kept_text(event.partial_text)
             if event.reason == "shutdown":
@@ -279,9 +262,9 @@ class ReplyStreamer:
             else:
                 self._finish(text, STOPPED_NOTE, "cancelled", event)
         elif isinstance(event, Busy):
-            self._finish("", f"⏳ {_one_line(event.reason)}", "busy", event)
+            self._finish("", f"⏳ {one_line(event.reason)}", "busy", event)
         elif isinstance(event, ToolStarted):
-            self._tools[event.call_id] = _one_line(event.label)
+            self._tools[event.call_id] = one_line(event.label)
             self._set_status(self._tool_line(), until_text=False)
         elif isinstance(event, ToolFinished):
             self._tools.pop(event.call_id, None)
@@ -289,7 +272,7 @@ class ReplyStreamer:
                 self._set_status(self._tool_line(), until_text=False)
             elif event.summary:
                 mark = "✅" if event.ok else "⚠️"
-                self._set_status(f"-# {mark} {_one_line(event.summary)}", until_text=True)
+                self._set_status(f"-# {mark} {one_line(event.summary)}", until_text=True)
             else:
                 self._set_status(None, until_text=False)
         elif isinstance(event, CodeRun):
@@ -352,32 +335,13 @@ class ReplyStreamer:
         return f"-# 🔧 {labels[-1]}{more}"
 
     def _on_completed(self, event: Completed) -> None:
-        text = _unembed_links(event.text, event.citations)
-        sections: list[str] = []
-        if event.code_runs:
-            sections.append(self._code_runs_section(event.code_runs))
-        if event.citations:
-            sections.append(self._sources_section(event.citations))
-        files, notes = self._pick_files(event.files)
-        notes.extend(f"-# ℹ️ {_one_line(note, MAX_NOTE_CHARS)}" for note in event.notes)
-        if notes:
-            sections.append("\n".join(notes))
-        self._files = files
-        body = "\n\n".join(sections)
-        if _blank(text) and not body:
-            body = "-# 📎" if files else "-# (The answer was empty.)"
-        self._finish(text, body, "completed", event)
+        reply = completed_reply(event, self._config.final_text, max_file_bytes=self._sink.max_file_bytes)
+        self._files = reply.files
+        self._finish(reply.text, reply.appendix, "completed", event)
 
     def _finish(self, text: str, note: str, outcome: Outcome, event: TerminalEvent | None) -> None:
         """Build the final text and submit its writes: the path from the model's last byte."""
-        if not note:
-            final_text = text  # the common case: the answer as it is, no copy
-        elif _blank(text):
-            final_text = note
-        else:
-            if ends_inside_fence(text):
-                text = text.rstrip() + "\n" + FENCE  # the note must not land inside a code block
-            final_text = text.rstrip() + "\n\n" + note
+        final_text = with_note(text, note)
         self._terminal = event
         self._outcome = outcome
         self._final_text = final_text
@@ -418,62 +382,6 @@ class ReplyStreamer:
                 shown[-1] = shown[-1] + "\n" + status
         self._live_cache = (self._version, shown)
         return shown
-
-    def _code_runs_section(self, runs: Sequence[CodeRun]) -> str:
-        config = self._config
-        blocks: list[str] = []
-        for run in runs[:MAX_CODE_RUNS_SHOWN]:
-            code = _clip_lines(run.code.strip("\n"), config.code_max_lines, config.code_max_chars)
-            block = f"-# 🐍 Code run\n```python\n{_defuse_fences(code)}\n```"
-            logs = run.logs.strip()
-            if logs:
-                if len(logs) > config.log_max_chars:
-                    logs = "…" + logs[-config.log_max_chars :]
-                block += f"\n-# Output\n```\n{_defuse_fences(logs)}\n```"
-            blocks.append(block)
-        if len(runs) > MAX_CODE_RUNS_SHOWN:
-            blocks.append(f"-# … and {len(runs) - MAX_CODE_RUNS_SHOWN} more code runs")
-        return "\n".join(blocks)
-
-    def _sources_section(self, citations: Sequence[Citation]) -> str:
-        unique: list[Citation] = []
-        seen: set[str] = set()
-        for citation in citations:
-            if citation.url not in seen:
-                seen.add(citation.url)
-                unique.append(citation)
-        lines = ["-# Sources"]
-        for number, citation in enumerate(unique[: self._config.max_sources], start=1):
-            lines.append(f"-# {number}. {_source_link(citation)}")
-        if len(unique) > self._config.max_sources:
-            lines.append(f"-# … and {len(unique) - self._config.max_sources} more")
-        return "\n".join(lines)
-
-    def _pick_files(self, files: Sequence[GeneratedFile]) -> tuple[tuple[GeneratedFile, ...], list[str]]:
-        limit = self._sink.max_file_bytes
-        attached: list[GeneratedFile] = []
-        notes: list[str] = []
-        for file in files:
-            name = _one_line(file.filename).replace("`", "'") or "file"
-            if file.problem == "too_large":
-                size = f" ({_size(file.size_bytes)})" if file.size_bytes is not None else ""
-                notes.append(f"-# 📎 `{name}`{size} is too large to fetch, so it is not attached.")
-            elif file.problem == "too_many":
-                notes.append(f"-# 📎 `{name}` not attached: too many files.")
-            elif file.problem == "unavailable":
-                notes.append(f"-# 📎 `{name}` could not be fetched, so it is not attached.")
-            elif len(file.data) > limit:
-                notes.append(
-                    f"-# 📎 `{name}` ({_size(len(file.data))}) is too large to attach here "
-                    f"(limit {_size(limit)})."
-                )
-            elif len(attached) >= MAX_FILES_PER_MESSAGE:
-                notes.append(
-                    f"-# 📎 `{name}` not attached: at most {MAX_FILES_PER_MESSAGE} files per message."
-                )
-            else:
-                attached.append(file)
-        return tuple(attached), notes
 
     # -- writing -----------------------------------------------------------------------------------
 
@@ -690,77 +598,3 @@ class ReplyStreamer:
         )
         self._scheduler.end_reply(self._key)
         self._settled.set()
-
-
-# -- small text helpers ------------------------------------------------------------------------------
-
-
-def _blank(text: str) -> bool:
-    """Whether ``text`` has nothing to show (stops at the first visible character)."""
-    return not text or text.isspace()
-
-
-def _one_line(text: str, limit: int = MAX_STATUS_CHARS) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def _defuse_fences(text: str) -> str:
-    """Keep a code run's own ``` from closing the block it is shown in (a zero-width space between)."""
-    return text.replace(FENCE, "`\u200b`\u200b`")
-
-
-def _clip_lines(text: str, max_lines: int, max_chars: int) -> str:
-    lines = text.splitlines()
-    kept: list[str] = []
-    used = 0
-    for line in lines[:max_lines]:
-        if used + len(line) + 1 > max_chars:
-            break
-        kept.append(line)
-        used += len(line) + 1
-    if len(kept) < len(lines):
-        kept.append(f"# … {len(lines) - len(kept)} more lines")
-    return "\n".join(kept)
-
-
-_SANDBOX_LINK = re.compile(r"\[([^\]\n]*)\]\(sandbox:[^)\s]*\)")
-_URL_END = r"(?=$|[\s)\]>\"',;!*_]|[.:?](?:\s|$))"
-"""Where a bare URL ends: not in the middle of a longer one (a period ending the sentence is not in it)."""
-
-
-def _unembed_links(text: str, citations: Sequence[Citation]) -> str:
-    """The answer with its cited links in ``<...>`` (no embeds) and sandbox links as plain names.
-
-    Web search answers carry their sources inline too, as ``[site](url)``: Discord would embed each
-    one. A code interpreter file is linked as ``sandbox:/mnt/data/...``, which means nothing outside
-    OpenAI's container; the file itself is attached.
-    """
-    if "sandbox:" in text:
-        text = _SANDBOX_LINK.sub(lambda match: f"`{match.group(1)}`" if match.group(1) else "", text)
-    for url in dict.fromkeys(c.url.strip() for c in citations):
-        if not url.lower().startswith(("https://", "http://")) or url not in text:
-            continue
-        escaped = re.escape(url)
-        text = re.sub(rf"(?<=\]\(){escaped}(?=\))", f"<{url}>", text)  # [title](url)
-        text = re.sub(rf"(?<![<\w/=&?#%.-]){escaped}{_URL_END}", f"<{url}>", text)  # a bare url
-    return text
-
-
-def _source_link(citation: Citation) -> str:
-    """``[title](<url>)``: a masked link whose angle brackets keep Discord from embedding it."""
-    title = _one_line(citation.title, MAX_SOURCE_TITLE_CHARS) or citation.url
-    title = title.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
-    url = citation.url.strip()
-    if not url.lower().startswith(("https://", "http://")):
-        return title
-    safe_url = quote(url, safe=":/?#[]@!$&'*+,;=%~-._")
-    return f"[{title}](<{safe_url}>)"
-
-
-def _size(n_bytes: int) -> str:
-    if n_bytes >= 1024 * 1024:
-        return f"{n_bytes / (1024 * 1024):.1f} MB"
-    if n_bytes >= 1024:
-        return f"{n_bytes / 1024:.0f} KB"
-    return f"{n_bytes} B"

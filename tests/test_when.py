@@ -222,3 +222,15 @@ def test_a_bare_time_is_the_next_one_ahead(now: dt.datetime, tz: ZoneInfo, hour:
         return
     assume(parsed.utcoffset() == now.astimezone(tz).utcoffset())  # DST days shift the window
     assert now < parsed <= now + dt.timedelta(days=1)
+
+
+@given(text=st.text(max_size=2000))
+def test_an_error_quotes_the_words_back_short_and_printable(text: str) -> None:
+    """The model may send anything (control characters, pages of text): the error it reads back stays
+    one short printable sentence, whatever part of the parser refused it."""
+    try:
+        parse_when(text, now=NOW, tz=PARIS)
+    except WhenError as exc:
+        message = str(exc)
+        assert len(message) <= 400, message
+        assert message.isprintable(), message

@@ -57,6 +57,8 @@ PM_PERIODS = frozenset({"tonight", "evening", "afternoon", "night"})
 FILLER_WORDS = frozenset({"at", "on", "for", "the", "of", "around", "about", "o'clock", "oclock"})
 NOW_WORDS = frozenset({"now", "right now", "asap", "immediately", "as soon as possible"})
 MAX_RELATIVE_MINUTES = 366 * 1440
+MAX_QUOTED_CHARS = 60
+"""The user's words are quoted back in an error at most this long, so the sentence stays short."""
 
 _ISO_DATETIME = re.compile(
     r"^\d{4}-\d{2}-\d{2}[t ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:z|[+-]\d{2}(?::?\d{2})?)?$"
@@ -152,7 +154,8 @@ def _from_iso(phrase: str, tz: ZoneInfo) -> dt.datetime:
     try:
         parsed = dt.datetime.fromisoformat(phrase.upper())
     except ValueError as exc:
-        raise WhenError(f"{phrase!r} is not a valid ISO 8601 date and time ({exc}).") from None
+        reason = _quoted(str(exc))[1:-1]  # Python's own words quote the input again: clipped as well
+        raise WhenError(f"{_quoted(phrase)} is not a valid ISO 8601 date and time ({reason}).") from None
     if parsed.tzinfo is not None:
         return parsed.astimezone(tz)
     resolved = resolve_local(parsed.date(), parsed.hour, parsed.minute, tz)
@@ -206,13 +209,13 @@ def _natural(phrase: str, original: str, local_now: dt.datetime, tz: ZoneInfo) -
     words = [w for w in leftover.split() if w not in FILLER_WORDS]
     if words:
         raise WhenError(
-            f"Could not read {original.strip()!r} (did not understand {' '.join(words)!r}); "
+            f"Could not read {_quoted(original)} (did not understand {_quoted(' '.join(words))}); "
             "use ISO 8601 like 2026-05-01T20:00, or e.g. 'tomorrow at 8pm', 'friday 19:30', 'in 2 hours'."
         )
     if parts.time is None:
         if parts.date or parts.day_offset is not None or parts.weekday is not None or parts.period:
-            raise WhenError(f"{original.strip()!r} has no time of day; add one, e.g. 'at 8pm' or '19:30'.")
-        raise WhenError(f"Could not read {original.strip()!r} as a time; use e.g. 2026-05-01T20:00.")
+            raise WhenError(f"{_quoted(original)} has no time of day; add one, e.g. 'at 8pm' or '19:30'.")
+        raise WhenError(f"Could not read {_quoted(original)} as a time; use e.g. 2026-05-01T20:00.")
     hour, minute = _apply_period(parts)
     day_shift = 1 if hour == 24 else 0
     hour = 0 if hour == 24 else hour
@@ -224,7 +227,7 @@ def _natural(phrase: str, original: str, local_now: dt.datetime, tz: ZoneInfo) -
     if parts.date is not None:
         day = _resolve_date(parts, today, local_now, at, original)
         if parts.weekday is not None and day.weekday() != parts.weekday:
-            raise WhenError(f"{day:%Y-%m-%d} is a {day:%A}, not the weekday {original.strip()!r} names.")
+            raise WhenError(f"{day:%Y-%m-%d} is a {day:%A}, not the weekday {_quoted(original)} names.")
         return at(day)
     if parts.day_offset is not None:
         return at(today + dt.timedelta(days=parts.day_offset))
@@ -257,7 +260,7 @@ def _resolve_date(
             continue
         if at(day) > local_now:
             return day
-    raise WhenError(f"Could not place {original.strip()!r} in the coming years.")
+    raise WhenError(f"Could not place {_quoted(original)} in the coming years.")
 
 
 def _apply_period(parts: _Parts) -> tuple[int, int]:
@@ -284,7 +287,7 @@ def _extract(phrase: str) -> tuple[_Parts, str]:
         nonlocal rest
         matches = list(pattern.finditer(rest))
         if len(matches) > 1:
-            raise WhenError(f"{phrase!r} names more than one {what}.")
+            raise WhenError(f"{_quoted(phrase)} names more than one {what}.")
         if not matches:
             return None
         match = matches[0]
@@ -297,7 +300,7 @@ def _extract(phrase: str) -> tuple[_Parts, str]:
     named = once(_MONTH_DAY, "date")
     if named:
         if date is not None:
-            raise WhenError(f"{phrase!r} names more than one date.")
+            raise WhenError(f"{_quoted(phrase)} names more than one date.")
         month = MONTHS[named["m1"] or named["m2"]]
         day = int(named["d1"] or named["d2"])
         has_year = named["y"] is not None
@@ -314,16 +317,16 @@ def _extract(phrase: str) -> tuple[_Parts, str]:
         weekday = WEEKDAYS[named_weekday["day"]]
         weekday_next = named_weekday["which"] == "next"
     if day_offset is not None and (date is not None or weekday is not None):
-        raise WhenError(f"{phrase!r} names the day in more than one way; give just one.")
+        raise WhenError(f"{_quoted(phrase)} names the day in more than one way; give just one.")
     named_period = once(_PERIOD, "part of the day")
     if named_period:
         if period is not None and named_period["period"] != "night":
-            raise WhenError(f"{phrase!r} names more than one part of the day.")
+            raise WhenError(f"{_quoted(phrase)} names more than one part of the day.")
         period = period or named_period["period"]
     named_time = once(_NAMED_TIME, "time")
     clock = once(_CLOCK, "time")
     if named_time and clock:
-        raise WhenError(f"{phrase!r} names more than one time.")
+        raise WhenError(f"{_quoted(phrase)} names more than one time.")
     time: tuple[int, int] | None = None
     twelve_hour = False
     if named_time:
@@ -339,16 +342,16 @@ def _clock_time(clock: re.Match[str], phrase: str) -> tuple[tuple[int, int], boo
     minute = int(clock["m"]) if clock["m"] else 0
     ampm = clock["ampm"]
     if minute > 59:
-        raise WhenError(f"{phrase!r}: minutes must be 00-59.")
+        raise WhenError(f"{_quoted(phrase)}: minutes must be 00-59.")
     if ampm:
         if not 1 <= hour <= 12:
-            raise WhenError(f"{phrase!r}: with am/pm the hour must be 1-12.")
+            raise WhenError(f"{_quoted(phrase)}: with am/pm the hour must be 1-12.")
         hour = hour % 12 + (12 if ampm == "pm" else 0)
         return (hour, minute), True
     if not (clock["m"] or clock["hmark"]) and hour > 24:
-        raise WhenError(f"Could not read {phrase!r} as a time.")
+        raise WhenError(f"Could not read {_quoted(phrase)} as a time.")
     if hour > 23:
-        raise WhenError(f"{phrase!r}: the hour must be 0-23 (or 1-12 with am/pm).")
+        raise WhenError(f"{_quoted(phrase)}: the hour must be 0-23 (or 1-12 with am/pm).")
     return (hour, minute), False
 
 
@@ -357,3 +360,11 @@ def _checked_date(year: int, month: int, day: int) -> dt.date:
         return dt.date(year, month, day)
     except ValueError:
         raise WhenError(f"{year:04d}-{month:02d}-{day:02d} is not a real date.") from None
+
+
+def _quoted(text: str) -> str:
+    """The user's words in an error: one printable line, clipped, in quotes (whatever the model sent)."""
+    shown = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    if len(shown) > MAX_QUOTED_CHARS:
+        shown = shown[: MAX_QUOTED_CHARS - 1] + "…"
+    return repr(shown)

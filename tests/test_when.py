@@ -224,7 +224,10 @@ def test_a_bare_time_is_the_next_one_ahead(now: dt.datetime, tz: ZoneInfo, hour:
     assert now < parsed <= now + dt.timedelta(days=1)
 
 
-@given(text=st.text(max_size=2000))
+control_characters = st.text(alphabet=st.characters(categories=["Cc"]), min_size=100, max_size=2000)
+
+
+@given(text=st.one_of(st.text(max_size=2000), control_characters))
 def test_an_error_quotes_the_words_back_short_and_printable(text: str) -> None:
     """The model may send anything (control characters, pages of text): the error it reads back stays
     one short printable sentence, whatever part of the parser refused it."""

@@ -50,7 +50,10 @@ def synthetic_embeddings(rows: int, seed: int) -> tuple[npt.NDArray[np.float32],
         noise = rng.random((len(labels), DIMS), dtype=np.float32) - np.float32(0.5)  # cheaper than normal
         noise /= np.linalg.norm(noise, axis=1, keepdims=True)
         vectors = 0.5 * common + 0.6 * centres[labels] + 0.6 * noise
-        return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+        unit: npt.NDArray[np.float32] = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(
+            np.float32
+        )
+        return unit
 
     chunks = np.empty((rows, DIMS), dtype=np.float32)
     for first in range(0, rows, 10_000):  # in slices, to keep the temporary arrays small

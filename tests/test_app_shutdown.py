@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from bot.discord import app
 from bot.discord.app import AssistantBot
 from bot.discord.endpoint import restore_discord_urls, use_rest_base
+from bot.services import Services
 from standins.discord import FakeDiscord
 from standins.openai import FakeOpenAI
 from tests.conftest import fake_secrets, make_config
@@ -34,13 +35,13 @@ async def test_a_stop_signal_during_start_up_still_closes_the_database(
             token = SecretStr(server.token)
             secrets = fake_secrets(discord_token=token, discord_api_base_url=server.base_url)
             bot = AssistantBot(config, secrets, openai_base_url=fake_openai.base_url)
-            start_services = app.Services.start
+            start_services = Services.start
 
-            async def signalled_while_starting(*args: Any, **kwargs: Any) -> app.Services:
+            async def signalled_while_starting(*args: Any, **kwargs: Any) -> Services:
                 bot.request_stop()  # SIGTERM in the middle of setup_hook: the close begins first...
                 return await start_services(*args, **kwargs)  # ...and the core is built after it
 
-            monkeypatch.setattr(app.Services, "start", signalled_while_starting)
+            monkeypatch.setattr(Services, "start", signalled_while_starting)
             async with bot:
                 await bot.login(server.token)
                 wal = config.storage.database.with_name(config.storage.database.name + "-wal")

@@ -44,9 +44,9 @@ BOOKING = {"restaurant": "Pizzeria Napoli", "party_size": 4, "time": "tomorrow a
 
 @contextlib.asynccontextmanager
 async def assistant(
-    tmp_path: Path, fake_openai: FakeOpenAI, **sections: dict[str, Any]
+    tmp_path: Path, fake_openai: FakeOpenAI, *, engine: dict[str, Any] | None = None
 ) -> AsyncIterator[Harness]:
-    async with running_bot(tmp_path, fake_openai, **sections) as h:
+    async with running_bot(tmp_path, fake_openai, engine=engine or {}) as h:
         yield h
 
 
@@ -73,6 +73,7 @@ def _last_output(body: dict[str, Any]) -> str:
 
 def embed(message: StoredMessage) -> dict[str, Any]:
     [only] = message.data["embeds"]
+    assert isinstance(only, dict)
     return only
 
 

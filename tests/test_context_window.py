@@ -8,6 +8,7 @@ for it, and recovers once per turn when a context-length error comes all the sam
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -110,10 +111,11 @@ VLLM = {
     "param": None,
     "code": 400,
 }
+LLAMA_CPP_MESSAGE = "the request exceeds the available context size, try increasing it"
 LLAMA_CPP = {
     "error": {
         "code": 400,
-        "message": "the request exceeds the available context size, try increasing it",
+        "message": LLAMA_CPP_MESSAGE,
         "type": "exceed_context_size_error",
         "n_prompt_tokens": 14429,
         "n_ctx": 8192,
@@ -331,6 +333,7 @@ async def test_when_the_summary_fails_too_the_newest_messages_are_carried_over(
     assert final.notes == (SHORTENED_NOTE,)
     record = await services.storage.conversations.get(KEY)
     assert record is not None and record.conversation_id != old_id
+    assert record.conversation_id is not None
     seed = fake_openai.conversations[record.conversation_id].texts()[0]
     assert "message 7" in seed and "message 5" in seed and "message 4:" not in seed  # the newest six
     assert len(seed) < 3500  # each trimmed
@@ -398,7 +401,7 @@ async def test_chat_retry_after_a_llama_cpp_overflow_with_a_shorter_history(
     ctx = context(settings(backend="chat"))
     for index in range(4):
         completed(await collect(services, turn(long_text(index, 40)), ctx))
-    fake_openai.chat.push(HttpError(400, LLAMA_CPP["error"]["message"], type="exceed_context_size_error"))
+    fake_openai.chat.push(HttpError(400, LLAMA_CPP_MESSAGE, type="exceed_context_size_error"))
 
     final = completed(await collect(services, turn("still there?"), ctx))
 
@@ -452,11 +455,14 @@ async def thread_of_long_messages(
     def answered() -> int:
         return sum(r.status == 200 for r in model_answers(fake_openai, path))
 
+    def answered_is(count: int) -> bool:
+        return answered() == count
+
     async with running_bot(tmp_path, fake_openai, defaults={"backend": backend, "enabled_tools": []}) as h:
         await mention(h, long_text(0))
         thread = await wait_for_thread(h)
         for index in range(1, 10):
-            await fake_openai.wait_for(lambda count=index: answered() == count, timeout=10)
+            await fake_openai.wait_for(functools.partial(answered_is, index), timeout=10)
             await h.discord.user_message(thread.id, h.alice, long_text(index))
         await fake_openai.wait_for(lambda: answered() == 10, timeout=10)
         expected = expected_replies(fake_openai, path, note)

@@ -32,8 +32,8 @@ def png_size(data: bytes) -> tuple[int, int]:
 )
 def test_size_choices_map_to_the_models_sizes(choice: str, size: str) -> None:
     assert choice in SIZE_CHOICES
-    assert api_size(MODEL, choice) == size  # type: ignore[arg-type]
-    assert api_size("gpt-image-1-mini", choice) == size  # type: ignore[arg-type]
+    assert api_size(MODEL, choice) == size
+    assert api_size("gpt-image-1-mini", choice) == size
 
 
 async def test_generated_images_are_decoded_pngs(

@@ -140,7 +140,8 @@ def test_title_is_the_first_line_cut_at_a_word() -> None:
 
 def random_unit_vectors(rows: int, dims: int, seed: int = 0) -> np.ndarray:
     matrix = np.random.default_rng(seed).standard_normal((rows, dims)).astype(np.float32)
-    return matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+    unit: np.ndarray = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+    return unit
 
 
 def test_exact_search_ranks_by_cosine() -> None:

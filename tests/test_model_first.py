@@ -7,6 +7,7 @@ events at the stand-ins, never a measured time.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from standins.discord import FakeChannel, FakeDiscord, StoredMessage
@@ -20,6 +21,10 @@ ANSWER = "First part of the answer, then the second part, and the end of it."
 
 def bot_messages(server: FakeDiscord, channel_id: int) -> list[StoredMessage]:
     return [m for m in server.messages_in(channel_id) if m.author_id == server.bot_user.id]
+
+
+def answered_in(server: FakeDiscord, channel_id: int) -> bool:
+    return bool(bot_messages(server, channel_id))
 
 
 def threads_of(server: FakeDiscord, parent: FakeChannel) -> list[FakeChannel]:
@@ -102,7 +107,7 @@ async def test_quick_mentions_each_get_their_own_thread_and_answer(
             await fake_openai.wait_for_requests("/v1/responses", 3)
             assert [c for c in h.discord.calls if c.kind == THREAD_ROUTE] == []
         for n, message_id in enumerate(ids):
-            await h.discord.wait_for(lambda m=message_id: bool(bot_messages(h.discord, m)), timeout=WAIT_S)
+            await h.discord.wait_for(functools.partial(answered_in, h.discord, message_id), timeout=WAIT_S)
             (answer,) = bot_messages(h.discord, message_id)
             assert answer.content == f"echo: alice: question {n}"  # the stand-in model echoes
 

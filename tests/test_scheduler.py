@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 from collections import Counter, defaultdict
@@ -47,12 +48,12 @@ class Sim:
     latency_s: float = 0.02
     now: float = 0.0
     starts: list[Started] = field(default_factory=list)
-    _events: list[tuple[float, int, Callable[[], None]]] = field(default_factory=list)
+    _events: list[tuple[float, int, Callable[[], object]]] = field(default_factory=list)
     _seq: itertools.count[int] = field(default_factory=itertools.count)
     _submitted: dict[int, float] = field(default_factory=dict)
     on_done: Callable[[Write], None] | None = None
 
-    def at(self, when: float, action: Callable[[], None]) -> None:
+    def at(self, when: float, action: Callable[[], object]) -> None:
         heapq.heappush(self._events, (when, next(self._seq), action))
 
     def submit(self, write: Write) -> Write:
@@ -174,7 +175,8 @@ def run_streaming_load(
 
     def on_done(write: Write) -> None:
         if write.kind == FIRST:
-            people[write.reply].visible = True  # type: ignore[index]
+            assert isinstance(write.reply, int)
+            people[write.reply].visible = True
         if write.kind == FINAL:
             sim.core.end_reply(write.reply)
 
@@ -182,19 +184,15 @@ def run_streaming_load(
     for person in people:
         begin = start_spread_s * person.index / max(1, replies)
         if typing_delay_s is not None:
-            sim.at(
-                begin,
-                lambda p=person, b=begin: sim.submit(
-                    Write(
-                        TYPING,
-                        p.index,
-                        route=TYPING_ROUTE,
-                        target=("typing", p.index),
-                        reply=p.index,
-                        not_before=b + typing_delay_s,
-                    )
-                ),
+            typing = Write(
+                TYPING,
+                person.index,
+                route=TYPING_ROUTE,
+                target=("typing", person.index),
+                reply=person.index,
+                not_before=begin + typing_delay_s,
             )
+            sim.at(begin, functools.partial(sim.submit, typing))
         for k in range(1, deltas + 1):
             sim.at(begin + stream_s * k / deltas, person.delta)
         sim.at(begin + stream_s + 1e-6, person.finish)
@@ -391,10 +389,8 @@ def test_no_reply_starves_under_heavy_load() -> None:
     sim = Sim(SchedulerCore(config), latency_s=0.05)
     for reply in range(60):
         for k in range(200):  # keep asking every 50 ms for 10 s
-            sim.at(
-                0.05 * k,
-                lambda r=reply: sim.submit(Write(REFRESH, r, target=("m", r), reply=r)),
-            )
+            refresh = Write(REFRESH, reply, target=("m", reply), reply=reply)
+            sim.at(0.05 * k, functools.partial(sim.submit, refresh))
     sim.run(until=10.0)
     counts = Counter(s.reply for s in sim.starts)
     assert len(counts) == 60

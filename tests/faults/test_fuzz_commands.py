@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
@@ -470,6 +471,10 @@ async def invoke(
     return answer_of(live.discord, record)
 
 
+def fresh_conversation_shown(public: bool, answer: Answer) -> bool:
+    return public and "fresh conversation" in answer.content
+
+
 def check_answer(answer: Answer, public_success: Callable[[Answer], bool]) -> None:
     """The command's own result in public, or something private: a sentence, embeds or a form."""
     if currently_in_test_context():
@@ -634,9 +639,8 @@ def test_commands_without_options_answer_everyone_everywhere(live: Live) -> None
                 if channel is live.dm and (name.startswith("config") or user is not live.h.alice):
                     continue
                 answer = live.run(invoke(live, name, {}, user=user, channel=channel))
-                check_answer(
-                    answer, lambda a, public=name == "reset": public and "fresh conversation" in a.content
-                )
+                public = name == "reset"
+                check_answer(answer, functools.partial(fresh_conversation_shown, public))
     live.assert_no_errors()
 
 

@@ -78,7 +78,7 @@ def point_at(h: Harness, url: str) -> Callable[[], None]:
     """Send the bot's model calls to `url` (both backends share the client); returns the undo."""
     client = h.services.openai
     original = client.base_url
-    client.base_url = url  # type: ignore[assignment]
+    client.base_url = url
     return lambda: setattr(client, "base_url", original)
 
 
@@ -89,11 +89,12 @@ async def test_openai_fault_is_one_clear_warning_and_the_conversation_recovers(
     tmp_path: Path, fake_openai: FakeOpenAI, name: str, backend: str, after_tool: bool
 ) -> None:
     fault = FAULTS[name]
-    sections: dict[str, dict[str, Any]] = {
-        "defaults": {"backend": backend},
-        "openai": {"max_retries": MAX_RETRIES, **fault.openai},
-    }
-    async with running_bot(tmp_path, fake_openai, **sections) as h:
+    async with running_bot(
+        tmp_path,
+        fake_openai,
+        defaults={"backend": backend},
+        openai={"max_retries": MAX_RETRIES, **fault.openai},
+    ) as h:
         thread = await open_thread(h, "hello")
         script = script_of(fake_openai, backend)
         with refused_port() as port:

@@ -2,8 +2,10 @@
 
 The stand-in Discord and OpenAI servers live in the test's own event loop on 127.0.0.1; the bot is
 pointed at them through its environment, with its database in the test's folder, which the tests
-read directly with sqlite3 (committed data only, as a restarted bot would see it). Shared by the
-SIGKILL restart tests (test_process_kills.py) and the graceful-stop tests (test_sigterm.py).
+read directly with sqlite3 (committed data only, as a restarted bot would see it). Its output is read
+line by line as it is written: a test waits on a condition the reader notifies at each line (bounded
+by a deadline), never a sleep. Shared by the SIGKILL restart tests (test_process_kills.py), the
+graceful-stop tests (test_sigterm.py) and the start-up tests (test_startup_process.py).
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import sqlite3
 import sys
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ START_TIMEOUT_S = 30.0  # interpreter start, imports, login; discord.py then wai
 EXIT_TIMEOUT_S = 10.0
 LOG_LINE_LIMIT = 1024 * 1024
 INTERRUPTED_NOTE = "I was restarted while answering"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 CONFIG = """\
 [discord]
 sync_commands = true
@@ -57,24 +61,20 @@ class Rig:
     world: World
     tmp_path: Path
     backend: str
-    log: BotLog | None = None
-    """The output of the bot process running (or last run)."""
+    log: BotProcess | None = None
+    """The bot process running (or last run), with its output."""
 
     @property
     def database(self) -> Path:
         return self.tmp_path / "bot.db"
 
     def env(self) -> dict[str, str]:
-        keep = {name: value for name, value in os.environ.items() if name in ("PATH", "HOME", "LANG")}
-        return {
-            **keep,
-            "PYTHONPATH": str(REPO_ROOT),
-            "DISCORD_TOKEN": self.discord.token,
-            "DISCORD_API_BASE_URL": self.discord.base_url,
-            "OPENAI_API_KEY": "test",
-            "OPENAI_BASE_URL": self.openai.base_url,
-            "BOT_DATABASE": str(self.database),
-        }
+        return bot_env(
+            discord_base_url=self.discord.base_url,
+            token=self.discord.token,
+            openai_base_url=self.openai.base_url,
+            database=self.database,
+        )
 
     def rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         """Read the bot's database directly (committed data only, as a restarted bot would see it)."""
@@ -118,83 +118,122 @@ async def stand_ins(
         yield Rig(discord, openai, world, tmp_path, backend)
 
 
-@dataclass(eq=False)
-class BotLog:
-    """The running bot's output, copied line by line into its log file; a test can wait for a line."""
+def bot_env(*, discord_base_url: str, token: str, openai_base_url: str, database: Path) -> dict[str, str]:
+    """Only what the bot needs, pointed at the stand-ins (no variable of the developer's leaks in)."""
+    keep = {name: value for name, value in os.environ.items() if name in ("PATH", "HOME", "LANG")}
+    return {
+        **keep,
+        "PYTHONPATH": str(REPO_ROOT),
+        "DISCORD_TOKEN": token,
+        "DISCORD_API_BASE_URL": discord_base_url,
+        "OPENAI_API_KEY": "test",
+        "OPENAI_BASE_URL": openai_base_url,
+        "BOT_DATABASE": str(database),
+    }
 
-    path: Path
-    lines: list[str] = field(default_factory=list)
-    ended: bool = False
-    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
-    async def copy(self, output: asyncio.StreamReader) -> None:
-        with self.path.open("wb") as file:
-            async for line in output:
-                file.write(line)
-                file.flush()
-                async with self.changed:
-                    self.lines.append(line.decode("utf-8", errors="replace"))
-                    self.changed.notify_all()
-        async with self.changed:
-            self.ended = True
-            self.changed.notify_all()
+class BotProcess:
+    """A running `python -m bot`; `lines` is its output (stdout and stderr, colours removed) so far."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self.ended = False
+        self._changed = asyncio.Condition()
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def running(cls, *args: str, env: dict[str, str], cwd: Path) -> AsyncIterator[BotProcess]:
+        """Start it (in `cwd`, so no .env of the developer's is picked up); killed on the way out."""
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            *args,
+            cwd=cwd,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            limit=LOG_LINE_LIMIT,
+        )
+        bot = cls(process)
+        try:
+            yield bot
+        finally:
+            if process.returncode is None:
+                process.kill()
+            await asyncio.wait_for(process.wait(), EXIT_TIMEOUT_S)
+            await asyncio.wait_for(bot._reader, EXIT_TIMEOUT_S)
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def matching(self, predicate: Callable[[str], bool]) -> list[str]:
+        return [line for line in self.lines if predicate(line)]
+
+    async def wait_for_lines(
+        self,
+        predicate: Callable[[str], bool],
+        count: int = 1,
+        timeout: float = START_TIMEOUT_S,  # noqa: ASYNC109
+    ) -> list[str]:
+        """Until `count` lines match (failing, with the output, if the process ends or time runs out)."""
+        try:
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(lambda: len(self.matching(predicate)) >= count or self.ended)
+        except TimeoutError:
+            raise AssertionError(f"no {count} matching lines within {timeout} s:\n{self.output}") from None
+        found = self.matching(predicate)
+        assert len(found) >= count, f"the bot exited with {self.process.returncode}:\n{self.output}"
+        return found
 
     async def wait_for(self, text: str) -> None:
         """Until the bot logs a line holding `text` (fails if it exits first)."""
-        async with asyncio.timeout(WAIT_S), self.changed:
-            await self.changed.wait_for(lambda: self.ended or any(text in line for line in self.lines))
-        assert any(text in line for line in self.lines), "".join(self.lines)
+        await self.wait_for_lines(lambda line: text in line, timeout=WAIT_S)
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        async for raw in self.process.stdout:
+            async with self._changed:
+                self.lines.append(_ANSI.sub("", raw.decode("utf-8", errors="replace")).rstrip("\n"))
+                self._changed.notify_all()
+        async with self._changed:
+            self.ended = True
+            self._changed.notify_all()
 
 
 @contextlib.asynccontextmanager
 async def bot_process(rig: Rig) -> AsyncIterator[asyncio.subprocess.Process]:
     """`python -m bot` against the rig, yielded once it is connected; killed on the way out.
 
-    Its output goes to `bot-N.log` through `rig.log`, where a test can wait for a line.
+    Its output is `rig.log`, where a test can wait for a line; nothing may be logged at ERROR.
     """
     number = len(rig.discord.identifies)
-    log = rig.log = BotLog(rig.tmp_path / f"bot-{number}.log")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "--config",
-        str(rig.tmp_path / "config.toml"),
-        cwd=rig.tmp_path,  # no .env of the developer's is picked up
-        env=rig.env(),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        limit=LOG_LINE_LIMIT,
-    )
-    assert process.stdout is not None
-    copying = asyncio.create_task(log.copy(process.stdout))
-    try:
+    config = str(rig.tmp_path / "config.toml")
+    async with BotProcess.running("--config", config, env=rig.env(), cwd=rig.tmp_path) as bot:
+        rig.log = bot
         connected = asyncio.ensure_future(
             rig.discord.wait_for(
                 lambda: len(rig.discord.identifies) > number and rig.discord.connected,
                 timeout=START_TIMEOUT_S,
             )
         )
-        exited = asyncio.ensure_future(process.wait())
+        exited = asyncio.ensure_future(bot.process.wait())
         try:
             await asyncio.wait({connected, exited}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in (connected, exited):
                 waiter.cancel()
         if exited.done() and not exited.cancelled():
-            await copying
-            raise AssertionError(f"the bot exited with {process.returncode}:\n{log.path.read_text()}")
+            await asyncio.wait_for(bot._reader, EXIT_TIMEOUT_S)
+            raise AssertionError(f"the bot exited with {bot.process.returncode}:\n{bot.output}")
         connected.result()  # raises TimeoutError if the bot never connected
-        yield process
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await asyncio.wait_for(process.wait(), EXIT_TIMEOUT_S)
-        await asyncio.wait_for(copying, EXIT_TIMEOUT_S)
-    logged = log.path.read_text(encoding="utf-8", errors="replace")
-    for trouble in ("ERROR", "CRITICAL", "Traceback"):  # the level is padded and coloured: no spaces
-        assert trouble not in logged, logged
+        yield bot.process
+    for trouble in ("ERROR", "CRITICAL", "Traceback"):
+        assert trouble not in bot.output, bot.output
 
 
 async def kill(process: asyncio.subprocess.Process) -> None:

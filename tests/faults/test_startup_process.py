@@ -18,7 +18,7 @@ import pytest
 
 from standins.discord import FakeDiscord
 from standins.openai import FakeOpenAI
-from tests.faults.bot_process import START_TIMEOUT_S, BotProcess, bot_env
+from tests.faults.process_support import START_TIMEOUT_S, BotProcess, bot_env
 from tests.faults.support import WAIT_S, refused_port
 from tests.harness import World, build_world
 

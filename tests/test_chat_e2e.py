@@ -25,32 +25,19 @@ def pings_nobody(allowed_mentions: dict[str, object] | None) -> bool:
     )
 
 
-def bot_messages(server: FakeDiscord, channel_id: int) -> list[StoredMessage]:
-    """The bot's messages everyone sees (interaction answers only the user sees are left out)."""
-    return [
-        m
-        for m in server.messages_in(channel_id, include_ephemeral=False)
-        if m.author_id == server.bot_user.id
-    ]
-
-
-def threads_of(server: FakeDiscord, parent: FakeChannel) -> list[FakeChannel]:
-    return [c for c in server.channels.values() if c.is_thread and c.parent_id == parent.id]
-
-
 async def wait_for_thread(h: Harness, count: int = 1) -> FakeChannel:
-    await h.discord.wait_for(lambda: len(threads_of(h.discord, h.general)) >= count, timeout=WAIT_S)
-    return threads_of(h.discord, h.general)[count - 1]
+    await h.discord.wait_for(lambda: len(h.discord.threads_in(h.general.id)) >= count, timeout=WAIT_S)
+    return h.discord.threads_in(h.general.id)[count - 1]
 
 
 async def wait_for_text(h: Harness, channel_id: int, text: str) -> list[StoredMessage]:
     """Until the bot's messages in the channel hold exactly `text` (joined by newlines)."""
 
     def done() -> bool:
-        return "\n".join(m.content for m in bot_messages(h.discord, channel_id)) == text
+        return "\n".join(m.content for m in h.discord.bot_messages(channel_id)) == text
 
     await h.discord.wait_for(done, timeout=WAIT_S)
-    return bot_messages(h.discord, channel_id)
+    return h.discord.bot_messages(channel_id)
 
 
 async def mention(h: Harness, text: str, *, channel: FakeChannel | None = None) -> dict[str, object]:
@@ -78,7 +65,7 @@ async def test_mention_opens_a_thread_and_the_reply_streams_into_it(
         assert thread.name == "What is the capital of France?"
         messages = await wait_for_text(h, thread.id, answer)
         assert len(messages) == 1
-        assert bot_messages(h.discord, h.general.id) == []  # the answer is in the thread only
+        assert h.discord.bot_messages(h.general.id) == []  # the answer is in the thread only
         request = fake_openai.requests_to("/v1/responses")[0].json
         assert request["input"][0]["content"][0]["text"] == "alice: What is the capital of France?\nAnd why?"
         assert_no_pings(h.discord)
@@ -120,11 +107,11 @@ async def test_long_answer_with_code_is_split_cleanly(tmp_path: Path, fake_opena
         thread = await wait_for_thread(h)
 
         def complete() -> bool:
-            parts = [m.content for m in bot_messages(h.discord, thread.id)]
+            parts = [m.content for m in h.discord.bot_messages(thread.id)]
             return bool(parts) and parts[-1].endswith("That is all.")
 
         await h.discord.wait_for(complete, timeout=WAIT_S)
-        parts = [m.content for m in bot_messages(h.discord, thread.id)]
+        parts = [m.content for m in h.discord.bot_messages(thread.id)]
         assert len(parts) >= 3
         assert all(len(part) <= 2000 for part in parts)
         assert all(part.count("```") % 2 == 0 for part in parts)  # fences balanced in every message
@@ -170,13 +157,13 @@ async def test_a_model_failure_is_reported_and_the_next_message_works(
         thread = await wait_for_thread(h)
 
         def warned() -> bool:
-            return any("⚠️" in m.content for m in bot_messages(h.discord, thread.id))
+            return any("⚠️" in m.content for m in h.discord.bot_messages(thread.id))
 
         await h.discord.wait_for(warned, timeout=WAIT_S)
-        assert "model server had a problem" in bot_messages(h.discord, thread.id)[0].content
+        assert "model server had a problem" in h.discord.bot_messages(thread.id)[0].content
         await h.discord.user_message(thread.id, h.alice, "and now?")
         await h.discord.wait_for(
-            lambda: any(m.content == "echo: alice: and now?" for m in bot_messages(h.discord, thread.id)),
+            lambda: any(m.content == "echo: alice: and now?" for m in h.discord.bot_messages(thread.id)),
             timeout=WAIT_S,
         )
 
@@ -202,7 +189,7 @@ async def test_without_thread_permission_the_bot_replies_in_the_channel(
         sent = await mention(h, "no threads here")
         reply = await h.discord.wait_for_message(channel_id=h.general.id, timeout=WAIT_S)
         await wait_for_text(h, h.general.id, "echo: alice: no threads here")
-        assert threads_of(h.discord, h.general) == []
+        assert h.discord.threads_in(h.general.id) == []
         assert reply.data["message_reference"]["message_id"] == str(sent["id"])
         call = next(c for c in h.discord.calls if c.kind == "message_create" and c.channel_id == h.general.id)
         assert pings_nobody(call.allowed_mentions)
@@ -241,7 +228,7 @@ async def test_attachments_become_image_input_and_inlined_text(
             ],
         )
         thread = await wait_for_thread(h)
-        await h.discord.wait_for(lambda: bool(bot_messages(h.discord, thread.id)), timeout=WAIT_S)
+        await h.discord.wait_for(lambda: bool(h.discord.bot_messages(thread.id)), timeout=WAIT_S)
         content = fake_openai.requests_to("/v1/responses")[0].json["input"][0]["content"]
         text = content[0]["text"]
         assert text.startswith("alice: look")
@@ -264,7 +251,7 @@ async def test_reset_starts_a_fresh_conversation(tmp_path: Path, fake_openai: Fa
         assert not reset.ephemeral and "fresh conversation" in json.dumps(reset.callbacks[0].data)
         await h.discord.user_message(thread.id, h.alice, "second")
         await h.discord.wait_for(
-            lambda: any(m.content == "echo: alice: second" for m in bot_messages(h.discord, thread.id)),
+            lambda: any(m.content == "echo: alice: second" for m in h.discord.bot_messages(thread.id)),
             timeout=WAIT_S,
         )
         conversations = [r.json["conversation"] for r in fake_openai.requests_to("/v1/responses")]
@@ -279,16 +266,16 @@ async def test_stop_cancels_the_answer_in_progress(tmp_path: Path, fake_openai: 
         assert idle.ephemeral and "not answering" in json.dumps(idle.callbacks[0].data)
         await mention(h, "count slowly")
         thread = await wait_for_thread(h)
-        await h.discord.wait_for(lambda: bool(bot_messages(h.discord, thread.id)), timeout=WAIT_S)
+        await h.discord.wait_for(lambda: bool(h.discord.bot_messages(thread.id)), timeout=WAIT_S)
         stop = await h.discord.slash_command("stop", user=h.alice, channel_id=thread.id)
         await h.discord.wait_for_response(stop)
         assert "Stopping" in json.dumps(stop.callbacks[0].data)
         await h.discord.wait_for(
-            lambda: "Stopped" in bot_messages(h.discord, thread.id)[-1].content, timeout=WAIT_S
+            lambda: "Stopped" in h.discord.bot_messages(thread.id)[-1].content, timeout=WAIT_S
         )
-        assert "eight" not in bot_messages(h.discord, thread.id)[-1].content
+        assert "eight" not in h.discord.bot_messages(thread.id)[-1].content
         await h.discord.user_message(thread.id, h.alice, "next")
         await h.discord.wait_for(
-            lambda: any(m.content == "echo: alice: next" for m in bot_messages(h.discord, thread.id)),
+            lambda: any(m.content == "echo: alice: next" for m in h.discord.bot_messages(thread.id)),
             timeout=WAIT_S,
         )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bot.config import DEFAULT_INSTRUCTIONS
 from bot.guild_settings import SETTING_NAMES
-from standins.discord import CALLBACK_MODAL, FakeChannel, FakeDiscord, StoredMessage
+from standins.discord import CALLBACK_MODAL, FakeChannel, FakeDiscord
 from standins.openai import FakeOpenAI
 from tests.command_support import WAIT_S, choices, run, settle
 from tests.harness import FAST_BUCKET, Harness, build_world, running_bot
@@ -44,21 +44,9 @@ async def config_set(h: Harness, setting: str, value: str | None = None) -> str:
     return answer.text
 
 
-def bot_messages(h: Harness, channel_id: int) -> list[StoredMessage]:
-    return [
-        m
-        for m in h.discord.messages_in(channel_id, include_ephemeral=False)
-        if m.author_id == h.discord.bot_user.id
-    ]
-
-
-def threads(h: Harness) -> list[FakeChannel]:
-    return [c for c in h.discord.channels.values() if c.is_thread and c.parent_id == h.general.id]
-
-
 async def answered(h: Harness, channel_id: int, text: str) -> None:
     await h.discord.wait_for(
-        lambda: any(m.content == text for m in bot_messages(h, channel_id)), timeout=WAIT_S
+        lambda: any(m.content == text for m in h.discord.bot_messages(channel_id)), timeout=WAIT_S
     )
 
 
@@ -221,8 +209,8 @@ async def test_a_changed_model_is_used_by_the_next_message_and_reset_brings_the_
 ) -> None:
     async with running_bot(tmp_path, fake_openai) as h:
         await h.discord.user_message(h.general.id, h.alice, f"{h.bot_mention} one", mentions_bot=True)
-        await h.discord.wait_for(lambda: len(threads(h)) == 1, timeout=WAIT_S)
-        thread = threads(h)[0]
+        await h.discord.wait_for(lambda: len(h.discord.threads_in(h.general.id)) == 1, timeout=WAIT_S)
+        thread = h.discord.threads_in(h.general.id)[0]
         await answered(h, thread.id, "echo: alice: one")
         assert fake_openai.requests_to("/v1/responses")[-1].json["model"] == "gpt-5.5"
 
@@ -257,7 +245,7 @@ async def test_where_the_bot_answers_follows_the_settings_at_once(
         # A later message in an allowed channel is answered, so the first one had its chance first.
         await h.discord.user_message(h.general.id, h.alice, f"{h.bot_mention} here", mentions_bot=True)
         await answered(h, h.general.id, "echo: alice: here")  # in place: no thread
-        assert threads(h) == [] and bot_messages(h, quiet.id) == []
+        assert h.discord.threads_in(h.general.id) == [] and h.discord.bot_messages(quiet.id) == []
         assert len(fake_openai.requests_to("/v1/responses")) == 1
 
 

@@ -32,7 +32,7 @@ from standins.openai import (
 )
 from tests.conftest import ServicesFactory, settings
 from tests.harness import running_bot
-from tests.test_chat_e2e import bot_messages, mention, wait_for_thread
+from tests.test_chat_e2e import mention, wait_for_thread
 from tests.test_engine import KEY, collect, context, turn
 
 MODEL = "gpt-5.5"
@@ -469,7 +469,7 @@ async def thread_of_long_messages(
         assert len(expected) == 10
 
         def shown() -> list[str]:
-            return [m.content for m in bot_messages(h.discord, thread.id)]
+            return [m.content for m in h.discord.bot_messages(thread.id)]
 
         await h.discord.wait_for(lambda: shown() == expected, timeout=10)
         return shown()

@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from standins.discord import FakeChannel, FakeUser, StoredMessage
+from standins.discord import FakeChannel, FakeUser
 from standins.openai import FakeOpenAI, Reply
 from tests.command_support import WAIT_S, run
 from tests.harness import Harness, running_bot
@@ -17,32 +17,20 @@ async def config_set(h: Harness, setting: str, value: str) -> None:
     assert "is now" in answer.text, answer.text
 
 
-def bot_messages(h: Harness, channel_id: int) -> list[StoredMessage]:
-    return [
-        m
-        for m in h.discord.messages_in(channel_id, include_ephemeral=False)
-        if m.author_id == h.discord.bot_user.id
-    ]
-
-
-def threads(h: Harness) -> list[FakeChannel]:
-    return [c for c in h.discord.channels.values() if c.is_thread and c.parent_id == h.general.id]
-
-
 async def wait_for_bot_text(h: Harness, channel_id: int, fragment: str) -> str:
     """Until one of the bot's messages in the channel contains `fragment`; that message's text."""
     await h.discord.wait_for(
-        lambda: any(fragment in m.content for m in bot_messages(h, channel_id)), timeout=WAIT_S
+        lambda: any(fragment in m.content for m in h.discord.bot_messages(channel_id)), timeout=WAIT_S
     )
-    return next(m.content for m in bot_messages(h, channel_id) if fragment in m.content)
+    return next(m.content for m in h.discord.bot_messages(channel_id) if fragment in m.content)
 
 
 async def open_thread(h: Harness, user: FakeUser, text: str) -> FakeChannel:
     """`user` mentions the bot in #general; the thread it opens for the conversation."""
-    before = len(threads(h))
+    before = len(h.discord.threads_in(h.general.id))
     await h.discord.user_message(h.general.id, user, f"{h.bot_mention} {text}", mentions_bot=True)
-    await h.discord.wait_for(lambda: len(threads(h)) > before, timeout=WAIT_S)
-    return threads(h)[before]
+    await h.discord.wait_for(lambda: len(h.discord.threads_in(h.general.id)) > before, timeout=WAIT_S)
+    return h.discord.threads_in(h.general.id)[before]
 
 
 async def test_a_spent_budget_refuses_before_calling_the_model_and_says_when_it_resets(
@@ -128,11 +116,11 @@ async def test_model_calls_are_capped_and_the_wait_is_bounded(
         others = [await open_thread(h, h.world.bob, "two"), await open_thread(h, h.world.admin, "three")]
 
         def told_busy() -> list[FakeChannel]:
-            return [t for t in others if any("very busy" in m.content for m in bot_messages(h, t.id))]
+            return [t for t in others if any("very busy" in m.content for m in h.discord.bot_messages(t.id))]
 
         await h.discord.wait_for(lambda: len(told_busy()) == 1, timeout=WAIT_S)
         busy = told_busy()[0]
-        assert bot_messages(h, busy.id)[-1].content == (
+        assert h.discord.bot_messages(busy.id)[-1].content == (
             "⏳ The bot is very busy right now; please try again in a minute."
         )
         assert len(fake_openai.requests_to("/v1/responses")) == 1

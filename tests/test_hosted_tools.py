@@ -322,14 +322,6 @@ def test_cited_links_in_the_answer_lose_their_embeds_and_sandbox_links_their_pat
 # ------------------------------------------------------------------------------ end to end
 
 
-def bot_messages(server: FakeDiscord, channel_id: int) -> list[StoredMessage]:
-    return [
-        m
-        for m in server.messages_in(channel_id, include_ephemeral=False)
-        if m.author_id == server.bot_user.id
-    ]
-
-
 async def ask_in_a_thread(h: Harness, text: str, *, until: str) -> list[StoredMessage]:
     """Alice mentions the bot; waits until the bot's messages in the new thread contain `until`."""
     await h.discord.user_message(h.general.id, h.alice, f"{h.bot_mention} {text}", mentions_bot=True)
@@ -339,9 +331,9 @@ async def ask_in_a_thread(h: Harness, text: str, *, until: str) -> list[StoredMe
     )
     thread = next(c for c in h.discord.channels.values() if c.is_thread and c.parent_id == h.general.id)
     await h.discord.wait_for(
-        lambda: until in "\n".join(m.content for m in bot_messages(h.discord, thread.id)), timeout=WAIT_S
+        lambda: until in "\n".join(m.content for m in h.discord.bot_messages(thread.id)), timeout=WAIT_S
     )
-    return bot_messages(h.discord, thread.id)
+    return h.discord.bot_messages(thread.id)
 
 
 def unwrapped_links(text: str) -> list[str]:
@@ -434,10 +426,10 @@ async def test_search_then_book_with_a_click_in_one_turn(tmp_path: Path, fake_op
         prompt = await h.discord.wait_for_message(lambda m: bool(m.components), timeout=WAIT_S)
         await h.discord.click_button(prompt.id, answer_id_of(prompt, "confirm"), user=h.alice)
         await h.discord.wait_for(
-            lambda: any("-# Sources" in m.content for m in bot_messages(h.discord, prompt.channel_id)),
+            lambda: any("-# Sources" in m.content for m in h.discord.bot_messages(prompt.channel_id)),
             timeout=WAIT_S,
         )
-        answer = next(m for m in bot_messages(h.discord, prompt.channel_id) if "-# Sources" in m.content)
+        answer = next(m for m in h.discord.bot_messages(prompt.channel_id) if "-# Sources" in m.content)
         assert answer.content.startswith("Pizzeria Napoli is the best rated.")
         assert "Your table is booked." in answer.content
         assert answer.content.endswith(f"-# 1. [Pizza guide](<{NEWS_URL}>)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from standins.discord import FakeChannel, FakeDiscord, StoredMessage
+from standins.discord import FakeDiscord
 from standins.openai import FakeOpenAI, Reply
 from tests.harness import Harness, running_bot
 
@@ -19,16 +19,8 @@ THREAD_ROUTE = "thread_create_from_message"
 ANSWER = "First part of the answer, then the second part, and the end of it."
 
 
-def bot_messages(server: FakeDiscord, channel_id: int) -> list[StoredMessage]:
-    return [m for m in server.messages_in(channel_id) if m.author_id == server.bot_user.id]
-
-
 def answered_in(server: FakeDiscord, channel_id: int) -> bool:
-    return bool(bot_messages(server, channel_id))
-
-
-def threads_of(server: FakeDiscord, parent: FakeChannel) -> list[FakeChannel]:
-    return [c for c in server.channels.values() if c.is_thread and c.parent_id == parent.id]
+    return bool(server.bot_messages(channel_id))
 
 
 async def mention(h: Harness, text: str) -> int:
@@ -59,13 +51,13 @@ async def test_model_request_goes_out_while_discord_is_still_creating_the_thread
         async with h.discord.holding(THREAD_ROUTE):
             message_id = await mention(h, "Tell me something in parts")
             await wait_until_answered_while_held(h)
-        await h.discord.wait_for(lambda: bool(threads_of(h.discord, h.general)), timeout=WAIT_S)
-        (thread,) = threads_of(h.discord, h.general)
+        await h.discord.wait_for(lambda: bool(h.discord.threads_in(h.general.id)), timeout=WAIT_S)
+        (thread,) = h.discord.threads_in(h.general.id)
         assert thread.id == message_id  # the key the turn started under is the thread's
         await h.discord.wait_for(
-            lambda: [m.content for m in bot_messages(h.discord, thread.id)] == [ANSWER], timeout=WAIT_S
+            lambda: [m.content for m in h.discord.bot_messages(thread.id)] == [ANSWER], timeout=WAIT_S
         )
-        assert bot_messages(h.discord, h.general.id) == []
+        assert h.discord.bot_messages(h.general.id) == []
         # The conversation the turn started under is the thread's: a follow-up there continues it.
         record = await h.services.storage.conversations.get(f"channel:{thread.id}")
         assert record is not None and record.channel_id == thread.id
@@ -86,12 +78,12 @@ async def test_text_streamed_before_a_refused_thread_is_answered_in_the_channel(
             await wait_until_answered_while_held(h)
             await h.discord.set_denied(h.general.id, ["create_threads"])
         await h.discord.wait_for(
-            lambda: [m.content for m in bot_messages(h.discord, h.general.id)] == [ANSWER], timeout=WAIT_S
+            lambda: [m.content for m in h.discord.bot_messages(h.general.id)] == [ANSWER], timeout=WAIT_S
         )
         (refused,) = [c for c in h.discord.calls if c.kind == THREAD_ROUTE]
         assert refused.status == 403
-        assert threads_of(h.discord, h.general) == []
-        (reply,) = bot_messages(h.discord, h.general.id)
+        assert h.discord.threads_in(h.general.id) == []
+        (reply,) = h.discord.bot_messages(h.general.id)
         assert reply.data["message_reference"]["message_id"] == str(message_id)
 
 
@@ -108,7 +100,7 @@ async def test_quick_mentions_each_get_their_own_thread_and_answer(
             assert [c for c in h.discord.calls if c.kind == THREAD_ROUTE] == []
         for n, message_id in enumerate(ids):
             await h.discord.wait_for(functools.partial(answered_in, h.discord, message_id), timeout=WAIT_S)
-            (answer,) = bot_messages(h.discord, message_id)
+            (answer,) = h.discord.bot_messages(message_id)
             assert answer.content == f"echo: alice: question {n}"  # the stand-in model echoes
 
 
@@ -126,8 +118,8 @@ async def test_replies_waiting_for_their_threads_hold_no_write_budget(
 
         def answered() -> int:
             return sum(
-                any(m.content.startswith("echo: person") for m in bot_messages(h.discord, t.id))
-                for t in threads_of(h.discord, h.general)
+                any(m.content.startswith("echo: person") for m in h.discord.bot_messages(t.id))
+                for t in h.discord.threads_in(h.general.id)
             )
 
         await h.discord.wait_for(lambda: answered() == people, timeout=30.0)

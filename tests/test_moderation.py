@@ -158,14 +158,6 @@ def test_categories_are_named_for_people() -> None:
 # ------------------------------------------------------------------------------ end to end
 
 
-def bot_messages(server: FakeDiscord, channel_id: int) -> list[StoredMessage]:
-    return [
-        m
-        for m in server.messages_in(channel_id, include_ephemeral=False)
-        if m.author_id == server.bot_user.id
-    ]
-
-
 MOD_LOG = object()
 """Stands for the #mod-log channel's id in `bot_with_mod_log`'s defaults."""
 
@@ -192,9 +184,9 @@ async def answer_in_thread(h: Harness, text: str) -> tuple[dict[str, Any], Store
         lambda: any(c.parent_id == h.general.id for c in h.discord.channels.values()), timeout=WAIT_S
     )
     thread = next(c for c in h.discord.channels.values() if c.parent_id == h.general.id)
-    await h.discord.wait_for(lambda: bool(bot_messages(h.discord, thread.id)), timeout=WAIT_S)
+    await h.discord.wait_for(lambda: bool(h.discord.bot_messages(thread.id)), timeout=WAIT_S)
     await h.services.engine.wait_idle()
-    return sent, bot_messages(h.discord, thread.id)[-1]
+    return sent, h.discord.bot_messages(thread.id)[-1]
 
 
 async def test_block_answers_with_the_categories_and_sends_nothing_to_the_model(
@@ -215,8 +207,8 @@ async def test_flag_answers_and_posts_a_note_to_the_mod_log(tmp_path: Path, fake
     ):
         sent, reply = await answer_in_thread(h, "rude but answerable")
         assert reply.content == "echo: alice: rude but answerable"
-        await h.discord.wait_for(lambda: bool(bot_messages(h.discord, mod_log.id)), timeout=WAIT_S)
-        [note] = bot_messages(h.discord, mod_log.id)
+        await h.discord.wait_for(lambda: bool(h.discord.bot_messages(mod_log.id)), timeout=WAIT_S)
+        [note] = h.discord.bot_messages(mod_log.id)
         assert "harassment" in note.content and f"<@{h.alice.id}>" in note.content
         assert f"/channels/{h.world.guild.id}/{h.general.id}/{sent['id']}" in note.content  # the jump link
         assert note.data["mentions"] == []  # names alice without pinging her
@@ -232,7 +224,7 @@ async def test_flag_without_a_mod_log_channel_posts_nothing_more(
         _, reply = await answer_in_thread(h, "rude but answerable")
         assert reply.content == "echo: alice: rude but answerable"
         assert len(fake_openai.requests_to("/v1/moderations")) == 1
-        assert bot_messages(h.discord, mod_log.id) == []
+        assert h.discord.bot_messages(mod_log.id) == []
         assert len(h.discord.calls_of("message_create")) == 1  # the answer, nothing else
 
 
@@ -250,7 +242,7 @@ async def test_a_mod_log_channel_of_another_server_gets_nothing(
             with caplog.at_level(logging.WARNING, logger="cogs.chat"):
                 _, reply = await answer_in_thread(h, "rude but answerable")
             assert reply.content == "echo: alice: rude but answerable"
-            assert bot_messages(h.discord, elsewhere.id) == []
+            assert h.discord.bot_messages(elsewhere.id) == []
             assert any("not a text channel of that server" in r.getMessage() for r in caplog.records)
 
 

@@ -35,10 +35,6 @@ def all_notes(server: FakeDiscord) -> list[StoredMessage]:
     return [m for channel_id in list(server.channels) for m in notes_in(server, channel_id)]
 
 
-def threads_of(server: FakeDiscord, parent: FakeChannel) -> list[FakeChannel]:
-    return [c for c in server.channels.values() if c.is_thread and c.parent_id == parent.id]
-
-
 async def turn_left_running(tmp_path: Path, thread: FakeChannel, user: FakeUser, guild_id: int) -> int:
     """Journal a running turn in `thread` as an earlier process would have left it; its id."""
     storage = await Storage.open(make_config(tmp_path).storage.database)
@@ -83,7 +79,7 @@ async def wait_for_answers(h: Harness, count: int) -> list[FakeChannel]:
     def answered() -> list[FakeChannel]:
         return [
             t
-            for t in threads_of(h.discord, h.general)
+            for t in h.discord.threads_in(h.general.id)
             if any(m.content == "Here is your answer." for m in h.discord.messages_in(t.id))
         ]
 

@@ -79,6 +79,18 @@ class MessageStore(DiscordWorld):
             if (include_deleted or not m.deleted) and (include_ephemeral or not m.ephemeral)
         ]
 
+    def bot_messages(self, channel_id: int) -> list[StoredMessage]:
+        """The bot's messages everyone sees in a channel, oldest first (deleted and ephemeral left out)."""
+        return [
+            m
+            for m in self.messages_in(channel_id, include_ephemeral=False)
+            if m.author_id == self.bot_user.id
+        ]
+
+    def threads_in(self, parent_id: int) -> list[FakeChannel]:
+        """The threads opened in a channel, oldest first."""
+        return [c for c in self.channels.values() if c.is_thread and c.parent_id == parent_id]
+
     def messages_by(self, user: FakeUser | int, *, include_deleted: bool = False) -> list[StoredMessage]:
         author_id = self._user(user).id
         return [

@@ -24,7 +24,7 @@ from typing import Any
 
 from standins.discord import FakeChannel, FakeDiscord, StoredMessage
 from standins.openai import FakeOpenAI
-from tests.faults.support import WAIT_S, bot_messages, threads_of, wait_for_content
+from tests.faults.support import WAIT_S, wait_for_content
 from tests.harness import FAST_BUCKET, World, build_world
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -256,15 +256,15 @@ async def terminate(process: asyncio.subprocess.Process) -> None:
 async def open_thread(rig: Rig, text: str) -> FakeChannel:
     """Alice mentions the bot in #general; the thread it opens, once the answer is complete."""
     general = rig.world.general
-    before = len(threads_of(rig.discord, general))
+    before = len(rig.discord.threads_in(general.id))
     mention = f"<@{rig.discord.bot_user.id}> {text}"
     await rig.discord.user_message(general.id, rig.world.alice, mention, mentions_bot=True)
-    await rig.discord.wait_for(lambda: len(threads_of(rig.discord, general)) > before, timeout=WAIT_S)
-    return threads_of(rig.discord, general)[before]
+    await rig.discord.wait_for(lambda: len(rig.discord.threads_in(general.id)) > before, timeout=WAIT_S)
+    return rig.discord.threads_in(general.id)[before]
 
 
 def notes_in(rig: Rig, thread: FakeChannel) -> list[StoredMessage]:
-    return [m for m in bot_messages(rig.discord, thread.id) if INTERRUPTED_NOTE in m.content]
+    return [m for m in rig.discord.bot_messages(thread.id) if INTERRUPTED_NOTE in m.content]
 
 
 async def answered(rig: Rig, thread: FakeChannel, text: str) -> None:

@@ -14,25 +14,12 @@ WARNING = "⚠️"
 MAX_WARNING_CHARS = 300
 
 
-def bot_messages(server: FakeDiscord, channel_id: int) -> list[StoredMessage]:
-    """The bot's messages everyone sees in a channel (deleted and ephemeral ones left out)."""
-    return [
-        m
-        for m in server.messages_in(channel_id, include_ephemeral=False)
-        if m.author_id == server.bot_user.id and not m.deleted
-    ]
-
-
-def threads_of(server: FakeDiscord, parent: FakeChannel) -> list[FakeChannel]:
-    return [c for c in server.channels.values() if c.is_thread and c.parent_id == parent.id]
-
-
 async def open_thread(h: Harness, text: str, *, reply: str | None = None) -> FakeChannel:
     """Alice mentions the bot in #general; returns the thread it opened once its answer is complete."""
-    before = len(threads_of(h.discord, h.general))
+    before = len(h.discord.threads_in(h.general.id))
     await h.discord.user_message(h.general.id, h.alice, f"{h.bot_mention} {text}", mentions_bot=True)
-    await h.discord.wait_for(lambda: len(threads_of(h.discord, h.general)) > before, timeout=WAIT_S)
-    thread = threads_of(h.discord, h.general)[before]
+    await h.discord.wait_for(lambda: len(h.discord.threads_in(h.general.id)) > before, timeout=WAIT_S)
+    thread = h.discord.threads_in(h.general.id)[before]
     expected = reply if reply is not None else f"echo: alice: {text}"
     await wait_for_content(h.discord, thread.id, expected)
     return thread
@@ -42,7 +29,7 @@ async def wait_for_content(server: FakeDiscord, channel_id: int, content: str) -
     """Until one of the bot's messages in the channel holds exactly `content`."""
 
     def find() -> StoredMessage | None:
-        return next((m for m in bot_messages(server, channel_id) if m.content == content), None)
+        return next((m for m in server.bot_messages(channel_id) if m.content == content), None)
 
     await server.wait_for(lambda: find() is not None, timeout=WAIT_S)
     found = find()
@@ -54,7 +41,7 @@ async def wait_for_warning(h: Harness, channel_id: int, after: int) -> StoredMes
     """The first of the bot's messages posted after the first `after` ones that carries a warning."""
 
     def find() -> StoredMessage | None:
-        return next((m for m in bot_messages(h.discord, channel_id)[after:] if WARNING in m.content), None)
+        return next((m for m in h.discord.bot_messages(channel_id)[after:] if WARNING in m.content), None)
 
     await h.discord.wait_for(lambda: find() is not None, timeout=WAIT_S)
     found = find()

@@ -25,7 +25,6 @@ import pytest
 
 from standins.discord import FakeChannel, FakeDiscord, FakeUser
 from standins.openai import FakeOpenAI, Reply
-from tests.faults.support import bot_messages
 from tests.harness import build_world, running_bot
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -121,9 +120,9 @@ async def test_200_people_in_50_threads_every_message_answered_once_and_in_order
                 for m in server.messages_in(thread.id)
                 if m.author_id != server.bot_user.id
             ]
-            replies = [m.content for m in bot_messages(server, thread.id)]
+            replies = [m.content for m in server.bot_messages(thread.id)]
             assert replies == asked, f"thread {thread.name}: answers missing, doubled or out of order"
-        contents = Counter(m.content for thread in threads for m in bot_messages(server, thread.id))
+        contents = Counter(m.content for thread in threads for m in server.bot_messages(thread.id))
         assert sum(contents.values()) == turns and max(contents.values()) == 1
         assert server.rate_limit_hits_of("global") == [], "the global budget kept the bot under Discord's"
         print(  # shown with -s: what the run achieved

@@ -20,7 +20,6 @@ from standins.openai import Drop, FakeOpenAI, FunctionCall, HttpError, Reply, Sc
 from tests.faults.support import (
     WARNING,
     assert_clear_sentence,
-    bot_messages,
     open_thread,
     refused_port,
     wait_for_content,
@@ -114,7 +113,7 @@ async def test_openai_fault_is_one_clear_warning_and_the_conversation_recovers(
             elif fault.refused:
                 refuse()
             script.push(*fault.steps)
-            shown = len(bot_messages(h.discord, thread.id))
+            shown = len(h.discord.bot_messages(thread.id))
             await h.discord.user_message(thread.id, h.alice, "this one fails")
             warning = await wait_for_warning(h, thread.id, after=shown)
             await h.bot.services.engine.wait_idle()
@@ -124,12 +123,12 @@ async def test_openai_fault_is_one_clear_warning_and_the_conversation_recovers(
         line = warning_line(warning.content)
         assert_clear_sentence(line)
         assert any(fragment in line for fragment in fault.fragments), line
-        assert len(bot_messages(h.discord, thread.id)) == shown + 1  # one reply, nothing doubled
+        assert len(h.discord.bot_messages(thread.id)) == shown + 1  # one reply, nothing doubled
         assert len(script) == 0, "every scripted fault step was used"
 
         await h.discord.user_message(thread.id, h.alice, "and now?")
         await wait_for_content(h.discord, thread.id, "echo: alice: and now?")
-        assert WARNING not in bot_messages(h.discord, thread.id)[-1].content
+        assert WARNING not in h.discord.bot_messages(thread.id)[-1].content
 
         key = conversation_key(thread.id)
         if backend == "chat":
@@ -156,7 +155,7 @@ async def test_a_short_429_or_5xx_burst_is_retried_and_the_user_sees_only_the_an
             HttpError(503, "overloaded", headers={"retry-after-ms": "10"}),
         )
         thread = await open_thread(h, "hello")
-        assert [m.content for m in bot_messages(h.discord, thread.id)] == ["echo: alice: hello"]
+        assert [m.content for m in h.discord.bot_messages(thread.id)] == ["echo: alice: hello"]
         statuses = [r.status for r in fake_openai.requests_to("/v1/responses")]
         assert statuses == [429, 503, 200]
 
@@ -165,4 +164,4 @@ async def test_a_dropped_connection_is_retried_transparently(tmp_path: Path, fak
     async with running_bot(tmp_path, fake_openai, openai={"max_retries": 1}) as h:
         fake_openai.fail_next("/v1/responses", Drop())
         thread = await open_thread(h, "hello")
-        assert [m.content for m in bot_messages(h.discord, thread.id)] == ["echo: alice: hello"]
+        assert [m.content for m in h.discord.bot_messages(thread.id)] == ["echo: alice: hello"]

@@ -33,7 +33,7 @@ from tests.faults.process_support import (
     terminate,
     turn_statuses,
 )
-from tests.faults.support import WAIT_S, bot_messages, threads_of, wait_for_content
+from tests.faults.support import WAIT_S, wait_for_content
 
 WORDS = [f"word{i}" for i in range(100)]
 SLOW_REPLY = Reply(" ".join(WORDS), deltas=len(WORDS), delta_delay_s=0.5, pace="deltas")
@@ -73,7 +73,7 @@ async def test_sigterm_ends_a_reply_slower_than_the_grace_with_a_note_and_exits_
             assert await exit_status(process) == 0
         assert not wal_file(rig).exists()  # closed cleanly (checked before this test opens it itself)
 
-        last = bot_messages(rig.discord, thread.id)[-1]
+        last = rig.discord.bot_messages(thread.id)[-1]
         assert last.content.endswith("\n\n" + SHUTDOWN_NOTE), last.content
         shown = last.content.removesuffix("\n\n" + SHUTDOWN_NOTE)
         assert shown.startswith("word0") and " ".join(WORDS).startswith(shown)  # whole words, then the note
@@ -89,7 +89,7 @@ async def test_sigterm_lets_a_short_reply_finish_then_exits_0(tmp_path: Path) ->
             thread, asked = await ask_in_thread(rig, SHORT_REPLY)
             await terminate(process)
         assert not wal_file(rig).exists()
-        last = bot_messages(rig.discord, thread.id)[-1]
+        last = rig.discord.bot_messages(thread.id)[-1]
         assert last.content == " ".join(WORDS[:10])  # all of it, no note
         assert turn_statuses(rig)[-1] == ("completed", asked)
         [(turns,)] = rig.rows("SELECT SUM(turns) FROM usage_daily")
@@ -119,14 +119,14 @@ async def test_after_sigterm_no_message_or_command_is_taken(tmp_path: Path) -> N
                 mentions_bot=True,
             )
             await rig.discord.user_message(thread.id, rig.world.bob, "hello?")
-            messages_in_thread = len(bot_messages(rig.discord, thread.id))
+            messages_in_thread = len(rig.discord.bot_messages(thread.id))
             assert await exit_status(process) == 0
         response = command.response
         assert response is not None and response.ephemeral
         assert RESTARTING in str(response.data)
-        assert threads_of(rig.discord, rig.world.general) == [thread]  # no thread for the mention
-        assert bot_messages(rig.discord, rig.world.general.id) == []
-        assert len(bot_messages(rig.discord, thread.id)) == messages_in_thread  # the note was an edit
+        assert rig.discord.threads_in(rig.world.general.id) == [thread]  # no thread for the mention
+        assert rig.discord.bot_messages(rig.world.general.id) == []
+        assert len(rig.discord.bot_messages(thread.id)) == messages_in_thread  # the note was an edit
         assert len(rig.openai.requests) == model_calls  # nothing new reached the model
         assert [status for status, _ in turn_statuses(rig)] == ["completed", "interrupted"]
 

@@ -63,12 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.config is None and not DEFAULT_CONFIG_PATH.exists():
         log.info("No %s found: using the defaults (see config.example.toml).", DEFAULT_CONFIG_PATH)
 
-    # Until `run` puts the graceful handler in place, nothing is in progress: SIGTERM just ends, with 0.
+    # Until `run_until_stopped` puts the graceful handler in place, nothing is in progress:
+    # SIGTERM just ends, with 0.
     signal.signal(signal.SIGTERM, _stop_before_start)
-    from bot.discord.app import run
+    from bot.discord.app import run_until_stopped
 
     try:
-        asyncio.run(run(config, secrets))
+        asyncio.run(run_until_stopped(config, secrets))
     except (DatabaseUnusableError, SchemaTooNewError, DiscordRefusedError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:

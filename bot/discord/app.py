@@ -329,7 +329,7 @@ async def connect_with_retry(bot: AssistantBot, token: str) -> None:
         await bot.connect()
 
 
-async def run(config: AppConfig, secrets: Secrets) -> None:
+async def run_until_stopped(config: AppConfig, secrets: Secrets) -> None:
     """Connect to Discord (or the server DISCORD_API_BASE_URL names) and run until stopped.
 
     Raises `DiscordRefusedError` (one line for the owner) when Discord refuses the token or the intent.

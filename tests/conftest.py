@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from bot.config import AppConfig, GuildSettings, Secrets
 from bot.services import Services
 from bot.storage import Storage
 from standins.openai import FakeOpenAI
+from tests.postgres_server import PostgresServer, running_postgres
 
 ServicesFactory = Callable[..., Awaitable[Services]]
 
@@ -32,10 +33,37 @@ async def fake_openai() -> AsyncIterator[FakeOpenAI]:
         yield fake
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the whole session (each test gets a database of its own)."""
+    with running_postgres() as server:
+        yield server
+
+
+DATABASE_ENGINES = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module that sets `DATABASE_ENGINES = conftest.DATABASE_ENGINES` runs its database tests on both."""
+    engines = getattr(metafunc.module, "DATABASE_ENGINES", None)
+    if engines and "database_location" in metafunc.fixturenames:
+        metafunc.parametrize("database_location", engines, indirect=True)
+
+
 @pytest.fixture
-async def storage(tmp_path: Path) -> AsyncIterator[Storage]:
-    """A migrated database of its own, closed after the test."""
-    opened = await Storage.open(tmp_path / "bot.db")
+def database_location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: an SQLite file, or (where a module asks for both engines) a fresh PostgreSQL
+    database's URL."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return str(tmp_path / "bot.db")
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.new_database()
+
+
+@pytest.fixture
+async def storage(database_location: str) -> AsyncIterator[Storage]:
+    """A migrated database of its own, closed after the test (see `database_location`)."""
+    opened = await Storage.open(database_location)
     yield opened
     await opened.close()
 

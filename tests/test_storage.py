@@ -5,11 +5,27 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from bot.errors import SchemaTooNewError
 from bot.storage import HistoryMessage, Storage, utc_day
+from bot.storage.database import display_location, inspect_database, is_postgres_url
+from bot.storage.dialect import postgres_query
 from bot.storage.migrations import LATEST_VERSION
+from tests.conftest import DATABASE_ENGINES as DATABASE_ENGINES
+
+
+def write_schema_version(database_location: str, version: int) -> None:
+    """Stamp a database with a schema version as a newer bot would have (outside the bot's code)."""
+    if is_postgres_url(database_location):
+        with psycopg.connect(database_location, autocommit=True) as raw:
+            raw.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+            raw.execute("DELETE FROM schema_version")
+            raw.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+    else:
+        with sqlite3.connect(database_location) as raw:
+            raw.execute(f"PRAGMA user_version = {version}")
 
 
 async def test_new_database_is_migrated_and_in_wal_mode(tmp_path: Path) -> None:
@@ -21,8 +37,13 @@ async def test_new_database_is_migrated_and_in_wal_mode(tmp_path: Path) -> None:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-async def test_reopening_keeps_data_and_does_not_migrate_twice(tmp_path: Path) -> None:
-    path = tmp_path / "bot.db"
+async def test_new_database_is_migrated_on_either_engine(storage: Storage) -> None:
+    assert await storage.db.schema_version() == LATEST_VERSION
+    assert (await inspect_database(storage.db.path)).version == LATEST_VERSION
+
+
+async def test_reopening_keeps_data_and_does_not_migrate_twice(database_location: str) -> None:
+    path = database_location
     first = await Storage.open(path)
     await first.conversations.get_or_create("channel:1", backend="responses", guild_id=5, channel_id=1)
     await first.close()
@@ -31,12 +52,56 @@ async def test_reopening_keeps_data_and_does_not_migrate_twice(tmp_path: Path) -
     await second.close()
 
 
-async def test_newer_schema_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "bot.db"
-    with sqlite3.connect(path) as raw:
-        raw.execute(f"PRAGMA user_version = {LATEST_VERSION + 1}")
+async def test_newer_schema_is_refused(database_location: str) -> None:
+    path = database_location
+    write_schema_version(path, LATEST_VERSION + 1)
     with pytest.raises(SchemaTooNewError, match="newer than this bot knows"):
         await Storage.open(path)
+    with pytest.raises(SchemaTooNewError, match="newer than this bot knows"):
+        await inspect_database(path)  # what `--check` says, changing nothing
+
+
+async def test_discord_ids_and_times_keep_their_precision(storage: Storage) -> None:
+    """Snowflakes need 64 bits and times sub-second precision (PostgreSQL's INTEGER and REAL lack them)."""
+    snowflake = 1_234_567_890_123_456_789
+    record = await storage.conversations.get_or_create(
+        "channel:big", backend="chat", guild_id=snowflake, channel_id=snowflake + 1
+    )
+    stored = await storage.conversations.get("channel:big")
+    assert stored is not None and (stored.guild_id, stored.channel_id) == (snowflake, snowflake + 1)
+    assert stored.created_at == record.created_at
+
+
+async def test_knowledge_vectors_are_stored_as_given_bytes(storage: Storage) -> None:
+    vectors = [bytes(range(8)), b"\x00\xff" * 4]
+    entry, chunk_ids = await storage.knowledge.add(
+        guild_id=1,
+        author_id=2,
+        title="100% sure",
+        source="text",
+        jump_url=None,
+        model="m",
+        dims=2,
+        chunks=[("first", vectors[0]), ("second", vectors[1])],
+    )
+    page = await storage.knowledge.vectors(1, "m", 2)
+    assert page.chunk_ids == chunk_ids and page.vectors == vectors
+    assert [e.id for e in await storage.knowledge.entries(1, matching="100% SURE")] == [entry.id]
+    assert await storage.knowledge.entries(1, matching="1%s") == []  # % is a character, not a wildcard
+
+
+def test_postgres_statements_are_translated_once_in_one_place() -> None:
+    assert postgres_query("SELECT '?', '%' FROM t WHERE a = ? AND b LIKE ? AND c IS ?") == (
+        "SELECT '?', '%%' FROM t WHERE a = %s AND b ILIKE %s AND c IS NOT DISTINCT FROM %s"
+    )
+    assert postgres_query("UPDATE t SET x = 1 WHERE run_id IS NOT ?") == (
+        "UPDATE t SET x = 1 WHERE run_id IS DISTINCT FROM %s"
+    )
+
+
+def test_a_database_url_is_shown_without_its_password() -> None:
+    assert display_location("postgresql://bot:s3cret@db:5432/bot") == "postgresql://bot:***@db:5432/bot"
+    assert display_location("data/bot.db") == "data/bot.db"
 
 
 async def test_conversation_id_survives_and_reset_starts_a_new_generation(storage: Storage) -> None:

@@ -6,9 +6,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import aiosqlite
-
 from bot.storage import Storage, utc_day
+from bot.storage.database import Connection
+from tests.conftest import DATABASE_ENGINES as DATABASE_ENGINES
 
 
 async def test_turns_ending_together_are_written_in_one_transaction_each_counted(storage: Storage) -> None:
@@ -32,7 +32,7 @@ async def test_turns_ending_together_are_written_in_one_transaction_each_counted
     original = storage.db.transaction
 
     @asynccontextmanager
-    async def counted() -> AsyncIterator[aiosqlite.Connection]:
+    async def counted() -> AsyncIterator[Connection]:
         nonlocal transactions
         transactions += 1
         async with original() as connection:

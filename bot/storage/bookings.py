@@ -12,9 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-import aiosqlite
-
-from bot.storage.database import Database
+from bot.storage.database import Connection, Database, Row
 from bot.storage.owned import CancelResult, cancel_owned
 
 ReservationStatus = Literal["confirmed", "cancelled"]
@@ -65,7 +63,7 @@ _RESERVATION_COLUMNS = (
 _RESERVATION_FROM = "reservations r JOIN restaurants x ON x.id = r.restaurant_id"
 
 
-def _restaurant(row: aiosqlite.Row) -> RestaurantRecord:
+def _restaurant(row: Row) -> RestaurantRecord:
     return RestaurantRecord(
         id=row["id"],
         name=row["name"],
@@ -78,7 +76,7 @@ def _restaurant(row: aiosqlite.Row) -> RestaurantRecord:
     )
 
 
-def _reservation(row: aiosqlite.Row) -> ReservationRecord:
+def _reservation(row: Row) -> ReservationRecord:
     return ReservationRecord(
         id=row["id"],
         call_id=row["call_id"],
@@ -130,13 +128,11 @@ class BookingStore:
     ) -> RestaurantRecord:
         """Add to the catalog (validate `opening_hours` with `tools.hours.OpeningHours` first)."""
         async with self._db.transaction() as connection:
-            cursor = await connection.execute(
+            restaurant_id = await connection.execute_insert(
                 "INSERT INTO restaurants (name, cuisine, area, opening_hours, tables_per_slot, timezone,"
                 " active, created_at) VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
                 (name, cuisine, area, opening_hours, tables_per_slot, timezone, time.time()),
             )
-            restaurant_id = cursor.lastrowid
-        assert restaurant_id is not None
         return RestaurantRecord(
             restaurant_id, name, cuisine, area, opening_hours, tables_per_slot, timezone, True
         )
@@ -210,7 +206,7 @@ class BookingStore:
             taken = await _tables_taken(connection, restaurant_id, starts_at)
             if taken + tables > capacity:
                 return ReserveResult("full", tables_left=max(0, capacity - taken))
-            cursor = await connection.execute(
+            reservation_id = await connection.execute_insert(
                 "INSERT INTO reservations (call_id, restaurant_id, user_id, user_name, guild_id, starts_at,"
                 " party_size, tables, notes, status, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'confirmed', ?)",
@@ -227,8 +223,6 @@ class BookingStore:
                     time.time(),
                 ),
             )
-            reservation_id = cursor.lastrowid
-            assert reservation_id is not None
             booked = await _reservation_by_id(connection, reservation_id)
         assert booked is not None
         return ReserveResult("booked", booked, tables_left=capacity - taken - tables)
@@ -263,7 +257,7 @@ class BookingStore:
             )
 
 
-async def _tables_taken(connection: aiosqlite.Connection, restaurant_id: int, starts_at: int) -> int:
+async def _tables_taken(connection: Connection, restaurant_id: int, starts_at: int) -> int:
     cursor = await connection.execute(
         "SELECT COALESCE(SUM(tables), 0) FROM reservations"
         " WHERE restaurant_id = ? AND starts_at = ? AND status = 'confirmed'",
@@ -273,9 +267,7 @@ async def _tables_taken(connection: aiosqlite.Connection, restaurant_id: int, st
     return int(row[0]) if row else 0
 
 
-async def _reservation_by_id(
-    connection: aiosqlite.Connection, reservation_id: int
-) -> ReservationRecord | None:
+async def _reservation_by_id(connection: Connection, reservation_id: int) -> ReservationRecord | None:
     cursor = await connection.execute(
         f"SELECT {_RESERVATION_COLUMNS} FROM {_RESERVATION_FROM} WHERE r.id = ?", (reservation_id,)
     )
@@ -283,7 +275,7 @@ async def _reservation_by_id(
     return _reservation(row) if row else None
 
 
-async def _reservation_by_call(connection: aiosqlite.Connection, call_id: str) -> ReservationRecord | None:
+async def _reservation_by_call(connection: Connection, call_id: str) -> ReservationRecord | None:
     cursor = await connection.execute(
         f"SELECT {_RESERVATION_COLUMNS} FROM {_RESERVATION_FROM} WHERE r.call_id = ?", (call_id,)
     )

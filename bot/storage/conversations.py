@@ -5,9 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import aiosqlite
-
-from bot.storage.database import Database
+from bot.storage.database import Database, Row
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +20,7 @@ class ConversationRecord:
     last_active_at: float
 
 
-def _record(row: aiosqlite.Row) -> ConversationRecord:
+def _record(row: Row) -> ConversationRecord:
     return ConversationRecord(
         key=row["key"],
         backend=row["backend"],

@@ -1,10 +1,15 @@
-"""The one SQLite connection: opening, WAL, migrations, and transactions.
+"""The one database connection: SQLite (a file) or PostgreSQL (a URL), opening, migrations, transactions.
 
-All statements go through one aiosqlite connection (one writer thread, which runs them in the order
-they were sent). A `transaction()` has the connection to itself from BEGIN to COMMIT; `read()` and
-`autocommit()` never run inside another task's open transaction, but run alongside each other: each
-statement is a round trip to the database thread, and with many turns at once, making them take turns
-(one lock hand-over per use, each a pass of a busy event loop) was what held the turns up.
+The stores are written once against `Connection`, the seam between the engines: statements in SQLite's
+SQL with `?` placeholders, translated once for PostgreSQL by `bot.storage.dialect`; `execute_insert`
+returns the new row's id (`lastrowid` on SQLite, `RETURNING id` on PostgreSQL); the schema version is
+`PRAGMA user_version` on SQLite and the `schema_version` table on PostgreSQL.
+
+All statements go through one connection, which runs them in the order they were sent. A
+`transaction()` has the connection to itself from BEGIN to COMMIT; `read()` and `autocommit()` never run
+inside another task's open transaction, but run alongside each other: each statement is a round trip
+to the database, and with many turns at once, making them take turns (one lock hand-over per use, each
+a pass of a busy event loop) was what held the turns up.
 """
 
 from __future__ import annotations
@@ -14,20 +19,257 @@ import logging
 import os
 import sqlite3
 import tempfile
-from collections.abc import AsyncIterator
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol, TypeAlias
+from urllib.parse import urlsplit, urlunsplit
 
 import aiosqlite
+import psycopg
 
 from bot.errors import DatabaseUnusableError, SchemaTooNewError
+from bot.storage.dialect import postgres_insert_returning_id, postgres_query, postgres_schema
 from bot.storage.migrations import LATEST_VERSION, MIGRATIONS
 
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
 IN_MEMORY = ":memory:"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+MIGRATION_LOCK_KEY = 0x626F745F736368  # any constant: PostgreSQL's advisory lock id for migrations
+
+
+def is_postgres_url(location: str | Path) -> bool:
+    """Whether `BOT_DATABASE` / `[storage] database` names a PostgreSQL server rather than a file."""
+    return str(location).startswith(POSTGRES_SCHEMES)
+
+
+def display_location(location: str | Path) -> str:
+    """The database as shown in logs and errors: a URL's password is left out."""
+    text = str(location)
+    if not is_postgres_url(text):
+        return text
+    parts = urlsplit(text)
+    if parts.password is None:
+        return text
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+class NamedRow:
+    """A PostgreSQL row read like an `sqlite3.Row`: by position or by column name."""
+
+    __slots__ = ("_columns", "_values")
+
+    def __init__(self, values: Sequence[Any], columns: dict[str, int]) -> None:
+        self._values = values
+        self._columns = columns
+
+    def __getitem__(self, key: int | str) -> Any:
+        return self._values[key if isinstance(key, int) else self._columns[key]]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def keys(self) -> list[str]:
+        return list(self._columns)
+
+
+Row: TypeAlias = sqlite3.Row | NamedRow
+
+
+class Cursor(Protocol):
+    """A statement's result, as both engines' cursors give it."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    async def fetchone(self) -> Row | None: ...
+
+    async def fetchall(self) -> Iterable[Row]: ...
+
+    async def close(self) -> None: ...
+
+    def __aiter__(self) -> AsyncIterator[Row]: ...
+
+
+class Connection(ABC):
+    """What the stores use inside `Database.read()`, `autocommit()` and `transaction()`."""
+
+    @abstractmethod
+    async def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor: ...
+
+    @abstractmethod
+    async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None: ...
+
+    @abstractmethod
+    async def execute_insert(self, sql: str, params: Sequence[object] = ()) -> int:
+        """Run an INSERT of one row into a table with an `id` column; returns that id."""
+
+    async def execute_fetchall(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        cursor = await self.execute(sql, params)
+        return list(await cursor.fetchall())
+
+    # The rest is `Database`'s own: transactions, the schema and its version.
+    @abstractmethod
+    async def begin(self) -> None: ...
+
+    @abstractmethod
+    async def commit(self) -> None: ...
+
+    @abstractmethod
+    async def rollback(self) -> None: ...
+
+    @abstractmethod
+    async def execute_schema(self, statement: str) -> None:
+        """One migration statement (written for SQLite)."""
+
+    @abstractmethod
+    async def lock_schema(self) -> None:
+        """Inside a transaction: keep other processes from migrating until it ends."""
+
+    @abstractmethod
+    async def schema_version(self) -> int: ...
+
+    @abstractmethod
+    async def set_schema_version(self, version: int) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+
+class _SqliteConnection(Connection):
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        self._connection = connection
+
+    async def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
+        return await self._connection.execute(sql, params)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        await self._connection.executemany(sql, rows)
+
+    async def execute_insert(self, sql: str, params: Sequence[object] = ()) -> int:
+        cursor = await self._connection.execute(sql, params)  # lastrowid: no second round trip
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    async def execute_fetchall(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        return list(await self._connection.execute_fetchall(sql, params))
+
+    async def begin(self) -> None:
+        await self._connection.execute("BEGIN IMMEDIATE")  # the write lock now, not at the first write
+
+    async def commit(self) -> None:
+        await self._connection.execute("COMMIT")
+
+    async def rollback(self) -> None:
+        await self._connection.execute("ROLLBACK")
+
+    async def execute_schema(self, statement: str) -> None:
+        await self._connection.execute(statement)
+
+    async def lock_schema(self) -> None:
+        """BEGIN IMMEDIATE already holds SQLite's one write lock."""
+
+    async def schema_version(self) -> int:
+        cursor = await self._connection.execute("PRAGMA user_version")
+        row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def set_schema_version(self, version: int) -> None:
+        await self._connection.execute(f"PRAGMA user_version={int(version)}")
+
+    async def close(self) -> None:
+        await self._connection.close()
+
+
+def _named_rows(cursor: psycopg.AsyncCursor[Any]) -> psycopg.rows.RowMaker[NamedRow]:
+    columns = {column.name: index for index, column in enumerate(cursor.description or ())}
+
+    def make(values: Sequence[Any]) -> NamedRow:
+        return NamedRow(values, columns)
+
+    return make
+
+
+PostgresDriverConnection: TypeAlias = psycopg.AsyncConnection[NamedRow]
+
+
+class _PostgresConnection(Connection):
+    def __init__(self, connection: PostgresDriverConnection) -> None:
+        self._connection = connection
+        self._translated: dict[str, str] = {}
+        """Each distinct statement is translated once."""
+
+    def _postgres(self, sql: str) -> str:
+        translated = self._translated.get(sql)
+        if translated is None:
+            translated = self._translated[sql] = postgres_query(sql)
+        return translated
+
+    async def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
+        return await self._connection.execute(self._postgres(sql), params)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        async with self._connection.cursor() as cursor:
+            await cursor.executemany(self._postgres(sql), rows)
+
+    async def execute_insert(self, sql: str, params: Sequence[object] = ()) -> int:
+        cursor = await self._connection.execute(postgres_insert_returning_id(sql), params)
+        row = await cursor.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async def begin(self) -> None:
+        await self._connection.execute("BEGIN")
+
+    async def commit(self) -> None:
+        await self._connection.execute("COMMIT")
+
+    async def rollback(self) -> None:
+        await self._connection.execute("ROLLBACK")
+
+    async def execute_schema(self, statement: str) -> None:
+        await self._connection.execute(postgres_query(postgres_schema(statement)))
+
+    async def lock_schema(self) -> None:
+        await self._connection.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+
+    async def schema_version(self) -> int:
+        return await postgres_schema_version(self._connection)
+
+    async def set_schema_version(self, version: int) -> None:
+        await self._connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+        await self._connection.execute("DELETE FROM schema_version")
+        await self._connection.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+
+    async def close(self) -> None:
+        await self._connection.close()
+
+
+async def postgres_schema_version(connection: psycopg.AsyncConnection[Any]) -> int:
+    """The version in the `schema_version` table; 0 for a database the bot never migrated."""
+    cursor = await connection.execute("SELECT to_regclass('schema_version') IS NOT NULL")
+    exists = await cursor.fetchone()
+    if not exists or not exists[0]:
+        return 0
+    cursor = await connection.execute("SELECT max(version) FROM schema_version")
+    row = await cursor.fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+async def _connect_postgres(url: str) -> PostgresDriverConnection:
+    """Connect in autocommit mode (`Database` says BEGIN and COMMIT itself) with rows read by name."""
+    try:
+        return await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=_named_rows)
+    except psycopg.Error as exc:
+        raise DatabaseUnusableError(display_location(url), f"cannot be connected to ({exc})") from None
 
 
 @dataclass(frozen=True)
@@ -83,11 +325,23 @@ def check_database_path(path: Path) -> None:
 async def inspect_database(path: str | Path) -> DatabaseStatus:
     """Whether the bot could use the database at `path`, and its schema version, changing nothing.
 
-    No folder or file is created and nothing is migrated: `--check` may run beside a running bot, and
-    a migration under an older bot would break it. Raises `DatabaseUnusableError` or
+    No folder, file or table is created and nothing is migrated: `--check` may run beside a running
+    bot, and a migration under an older bot would break it. Raises `DatabaseUnusableError` or
     `SchemaTooNewError`.
     """
     path_text = str(path)
+    if is_postgres_url(path_text):
+        shown = display_location(path_text)
+        server = await _connect_postgres(path_text)
+        try:
+            version = await postgres_schema_version(server)
+        except psycopg.Error as exc:
+            raise DatabaseUnusableError(shown, f"cannot be read ({exc})") from None
+        finally:
+            await server.close()
+        if version > LATEST_VERSION:
+            raise SchemaTooNewError(shown, version, LATEST_VERSION)
+        return DatabaseStatus(shown, version)
     read_only_uri = None if path_text == IN_MEMORY else _read_only_uri(Path(path_text))
     if read_only_uri is None:
         return DatabaseStatus(path_text, None)
@@ -110,9 +364,9 @@ def _read_only_uri(path: Path) -> str | None:
 
 
 class Database:
-    """A migrated SQLite database; `Storage` builds its stores on top of it."""
+    """A migrated database, SQLite or PostgreSQL; `Storage` builds its stores on top of it."""
 
-    def __init__(self, connection: aiosqlite.Connection, path: str) -> None:
+    def __init__(self, connection: Connection, path: str) -> None:
         self._connection = connection
         self._lock = asyncio.Lock()
         """Held by a transaction from start to end, and for an instant by each read to get in."""
@@ -120,39 +374,22 @@ class Database:
         self._unshared = asyncio.Event()
         self._unshared.set()
         self.path = path
+        """Where the database is, as shown to people (a URL without its password)."""
 
     @classmethod
     async def open(cls, path: str | Path) -> Database:
         """Open (creating if needed) and migrate; refuse a schema newer than this code knows.
 
-        A path that cannot be opened or written raises `DatabaseUnusableError` naming it.
+        `path` is an SQLite file or a `postgresql://` URL. A database that cannot be opened or written
+        raises `DatabaseUnusableError` naming it.
         """
         path_text = str(path)
-        if path_text != IN_MEMORY:
-            check_database_path(Path(path_text))
-            try:
-                Path(path_text).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise DatabaseUnusableError(
-                    path_text, f"its folder cannot be created ({exc.strerror})"
-                ) from None
+        if is_postgres_url(path_text):
+            connection: Connection = _PostgresConnection(await _connect_postgres(path_text))
+        else:
+            connection = _SqliteConnection(await _open_sqlite(path_text))
         try:
-            connection = await aiosqlite.connect(path_text, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise DatabaseUnusableError(path_text, f"cannot be opened ({exc})") from None
-        connection.row_factory = aiosqlite.Row
-        try:
-            await connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            try:
-                await connection.execute_fetchall("PRAGMA journal_mode=WAL")  # read: it ends the statement
-                # A file SQLite could only open read-only fails here, not at the first write.
-                await connection.execute("BEGIN IMMEDIATE")
-                await connection.execute("ROLLBACK")
-            except sqlite3.Error as exc:
-                raise DatabaseUnusableError(path_text, f"cannot be opened for writing ({exc})") from None
-            await connection.execute("PRAGMA synchronous=NORMAL")
-            await connection.execute("PRAGMA foreign_keys=ON")
-            database = cls(connection, path_text)
+            database = cls(connection, display_location(path_text))
             await database._migrate()
         except BaseException:
             await connection.close()
@@ -166,40 +403,43 @@ class Database:
 
     async def schema_version(self) -> int:
         async with self.read() as connection:
-            cursor = await connection.execute("PRAGMA user_version")
-            row = await cursor.fetchone()
-        return int(row[0]) if row else 0
+            return await connection.schema_version()
 
     async def _migrate(self) -> None:
-        cursor = await self._connection.execute("PRAGMA user_version")
-        row = await cursor.fetchone()
-        current = int(row[0]) if row else 0
-        if current > LATEST_VERSION:
-            raise SchemaTooNewError(self.path, current, LATEST_VERSION)
+        """Apply the migrations this database has not had, each in a transaction with its version.
+
+        The version is read again under the migration lock: another process may have migrated first.
+        """
+        if await self._connection.schema_version() > LATEST_VERSION:
+            raise SchemaTooNewError(self.path, await self._connection.schema_version(), LATEST_VERSION)
         for migration in MIGRATIONS:
-            if migration.version <= current:
-                continue
-            log.info("Migrating database to version %d: %s", migration.version, migration.description)
             async with self.transaction() as connection:
+                await connection.lock_schema()
+                current = await connection.schema_version()
+                if current > LATEST_VERSION:
+                    raise SchemaTooNewError(self.path, current, LATEST_VERSION)
+                if migration.version <= current:
+                    continue
+                log.info("Migrating database to version %d: %s", migration.version, migration.description)
                 for statement in _statements(migration.sql):
-                    await connection.execute(statement)
-                await connection.execute(f"PRAGMA user_version={migration.version}")
+                    await connection.execute_schema(statement)
+                await connection.set_schema_version(migration.version)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self) -> AsyncIterator[Connection]:
         """One atomic unit of writes: all of it lands, or none of it does."""
         async with self._lock:
             await self._unshared.wait()  # the reads already under way end first
-            await self._connection.execute("BEGIN IMMEDIATE")
+            await self._connection.begin()
             try:
                 yield self._connection
             except BaseException:
-                await self._connection.execute("ROLLBACK")
+                await self._connection.rollback()
                 raise
-            await self._connection.execute("COMMIT")
+            await self._connection.commit()
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def read(self) -> AsyncIterator[Connection]:
         """Reads, never interleaved with another task's open transaction (other reads may interleave)."""
         async with self._lock:  # no transaction is open once we have it; we let go at once
             self._sharing += 1
@@ -212,13 +452,43 @@ class Database:
                 self._unshared.set()
 
     @asynccontextmanager
-    async def autocommit(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def autocommit(self) -> AsyncIterator[Connection]:
         """One write statement, atomic on its own, without BEGIN and COMMIT (two more round trips).
 
         Like `read()`, it never runs inside another task's transaction.
         """
         async with self.read() as connection:
             yield connection
+
+
+async def _open_sqlite(path_text: str) -> aiosqlite.Connection:
+    """Open the SQLite file (its folder created if needed) in WAL mode, checked to be writable."""
+    if path_text != IN_MEMORY:
+        check_database_path(Path(path_text))
+        try:
+            Path(path_text).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseUnusableError(path_text, f"its folder cannot be created ({exc.strerror})") from None
+    try:
+        connection = await aiosqlite.connect(path_text, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise DatabaseUnusableError(path_text, f"cannot be opened ({exc})") from None
+    connection.row_factory = aiosqlite.Row
+    try:
+        await connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        try:
+            await connection.execute_fetchall("PRAGMA journal_mode=WAL")  # read: it ends the statement
+            # A file SQLite could only open read-only fails here, not at the first write.
+            await connection.execute("BEGIN IMMEDIATE")
+            await connection.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise DatabaseUnusableError(path_text, f"cannot be opened for writing ({exc})") from None
+        await connection.execute("PRAGMA synchronous=NORMAL")
+        await connection.execute("PRAGMA foreign_keys=ON")
+    except BaseException:
+        await connection.close()
+        raise
+    return connection
 
 
 def _statements(script: str) -> list[str]:

@@ -10,9 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import aiosqlite
-
-from bot.storage.database import Database
+from bot.storage.database import Database, Row
 
 _ENTRY_COLUMNS = "id, guild_id, author_id, title, source, jump_url, model, dims, chunk_count, created_at"
 
@@ -60,7 +58,7 @@ class EmbeddingSpace:
     entries: int
 
 
-def _entry(row: aiosqlite.Row) -> KnowledgeEntry:
+def _entry(row: Row) -> KnowledgeEntry:
     return KnowledgeEntry(
         id=row["id"],
         guild_id=row["guild_id"],
@@ -96,13 +94,11 @@ class KnowledgeStore:
             raise ValueError(f"every vector must have {dims} float32 values")
         now = time.time()
         async with self._db.transaction() as connection:
-            cursor = await connection.execute(
+            entry_id = await connection.execute_insert(
                 "INSERT INTO knowledge_entries (guild_id, author_id, title, source, jump_url, model, dims,"
                 " chunk_count, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (guild_id, author_id, title, source, jump_url, model, dims, len(chunks), now),
             )
-            entry_id = cursor.lastrowid
-            assert entry_id is not None
             await connection.executemany(
                 "INSERT INTO knowledge_chunks (entry_id, ordinal, text, vector) VALUES (?, ?, ?, ?)",
                 [(entry_id, ordinal, text, vector) for ordinal, (text, vector) in enumerate(chunks)],

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, Literal, Protocol, TypeVar
 
-import aiosqlite
+from bot.storage.database import Connection
 
 
 class OwnedRow(Protocol):
@@ -34,12 +34,12 @@ class CancelResult(Generic[Row]):
 
 
 async def cancel_owned(
-    connection: aiosqlite.Connection,
+    connection: Connection,
     *,
     table: Literal["reservations", "rides"],
     record_id: int,
     user_id: int,
-    read: Callable[[aiosqlite.Connection, int], Awaitable[Row | None]],
+    read: Callable[[Connection, int], Awaitable[Row | None]],
 ) -> CancelResult[Row]:
     """Cancel `user_id`'s row `record_id` of `table` inside the caller's transaction."""
     found = await read(connection, record_id)

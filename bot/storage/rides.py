@@ -10,9 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-import aiosqlite
-
-from bot.storage.database import Database
+from bot.storage.database import Connection, Database, Row
 from bot.storage.owned import CancelResult, cancel_owned
 
 RideStatus = Literal["requested", "scheduled", "cancelled"]
@@ -52,7 +50,7 @@ class NewRide:
     status: RideStatus
 
 
-def _ride(row: aiosqlite.Row) -> RideRecord:
+def _ride(row: Row) -> RideRecord:
     return RideRecord(
         id=row["id"],
         call_id=row["call_id"],
@@ -84,7 +82,7 @@ class RideStore:
             earlier = await _ride_where(connection, "call_id = ?", call_id)
             if earlier is not None:
                 return earlier, False
-            cursor = await connection.execute(
+            ride_id = await connection.execute_insert(
                 "INSERT INTO rides (call_id, user_id, user_name, guild_id, pickup, dropoff, ride_type,"
                 " pickup_at, distance_km, duration_min, fare_cents, currency, status, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -105,8 +103,6 @@ class RideStore:
                     time.time(),
                 ),
             )
-            ride_id = cursor.lastrowid
-            assert ride_id is not None
             created = await _ride_where(connection, "id = ?", ride_id)
         assert created is not None
         return created, True
@@ -136,11 +132,11 @@ class RideStore:
             )
 
 
-async def _ride_where(connection: aiosqlite.Connection, condition: str, value: object) -> RideRecord | None:
+async def _ride_where(connection: Connection, condition: str, value: object) -> RideRecord | None:
     cursor = await connection.execute(f"SELECT * FROM rides WHERE {condition}", (value,))
     row = await cursor.fetchone()
     return _ride(row) if row else None
 
 
-async def _ride_by_id(connection: aiosqlite.Connection, ride_id: int) -> RideRecord | None:
+async def _ride_by_id(connection: Connection, ride_id: int) -> RideRecord | None:
     return await _ride_where(connection, "id = ?", ride_id)

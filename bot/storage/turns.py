@@ -40,8 +40,8 @@ ADD_TURN_USAGE_SQL = (
     "INSERT INTO usage_daily (day, guild_id, user_id, input_tokens, output_tokens, turns)"
     f" SELECT ?, COALESCE(guild_id, {DM_GUILD_ID}), user_id, ?, ?, 1 FROM turns WHERE id = ?"
     " ON CONFLICT (day, guild_id, user_id) DO UPDATE SET"
-    " input_tokens = input_tokens + excluded.input_tokens,"
-    " output_tokens = output_tokens + excluded.output_tokens, turns = turns + 1"
+    " input_tokens = usage_daily.input_tokens + excluded.input_tokens,"
+    " output_tokens = usage_daily.output_tokens + excluded.output_tokens, turns = usage_daily.turns + 1"
 )
 
 
@@ -73,13 +73,11 @@ class TurnJournal:
     ) -> int:
         """Journal a turn as running, begun by the process run ``run_id``; returns its id."""
         async with self._db.autocommit() as connection:
-            row = await connection.execute_insert(  # the insert and its row id in one round trip
+            return await connection.execute_insert(  # the insert and its row id in one round trip
                 "INSERT INTO turns (conversation_key, guild_id, channel_id, user_id, message_id, status,"
                 " started_at, run_id) VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
                 (conversation_key, guild_id, channel_id, user_id, message_id, time.time(), run_id),
             )
-        assert row is not None
-        return int(row[0])
 
     async def finish(
         self, turn_id: int, status: TurnStatus, *, input_tokens: int = 0, output_tokens: int = 0

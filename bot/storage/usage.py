@@ -14,8 +14,8 @@ DM_GUILD_ID = 0  # direct messages are accounted under guild 0
 ADD_USAGE_SQL = (
     "INSERT INTO usage_daily (day, guild_id, user_id, input_tokens, output_tokens, turns)"
     " VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (day, guild_id, user_id) DO UPDATE SET"
-    " input_tokens = input_tokens + excluded.input_tokens,"
-    " output_tokens = output_tokens + excluded.output_tokens, turns = turns + 1"
+    " input_tokens = usage_daily.input_tokens + excluded.input_tokens,"
+    " output_tokens = usage_daily.output_tokens + excluded.output_tokens, turns = usage_daily.turns + 1"
 )
 
 
@@ -67,7 +67,8 @@ class UsageStore:
     ) -> list[tuple[int, UsageTotals]]:
         async with self._db.read() as connection:
             cursor = await connection.execute(
-                "SELECT user_id, SUM(input_tokens) AS i, SUM(output_tokens) AS o, SUM(turns) AS t"
+                "SELECT user_id, CAST(SUM(input_tokens) AS BIGINT) AS i,"
+                " CAST(SUM(output_tokens) AS BIGINT) AS o, CAST(SUM(turns) AS BIGINT) AS t"
                 " FROM usage_daily WHERE guild_id = ? AND day >= ? GROUP BY user_id"
                 " ORDER BY SUM(input_tokens + output_tokens) DESC LIMIT ?",
                 (guild_id, since_day, limit),
@@ -78,8 +79,9 @@ class UsageStore:
     async def _sum(self, where: str, params: tuple[object, ...]) -> UsageTotals:
         async with self._db.read() as connection:
             cursor = await connection.execute(
-                "SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0),"
-                f" COALESCE(SUM(turns), 0) FROM usage_daily WHERE {where}",
+                "SELECT CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT),"
+                " CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT),"
+                f" CAST(COALESCE(SUM(turns), 0) AS BIGINT) FROM usage_daily WHERE {where}",
                 params,
             )
             row = await cursor.fetchone()

@@ -250,13 +250,28 @@ class LoggingConfig(_Strict):
         return value.upper() if isinstance(value, str) else value
 
 
+POSTGRES_URL_SCHEMES = ("postgresql://", "postgres://")
+
+
 class StorageConfig(_Strict):
-    database: Path = DEFAULT_DATABASE_PATH
+    database: Path | str = Field(
+        default=DEFAULT_DATABASE_PATH,
+        description="The SQLite file, or a postgresql://user:password@host:port/db URL (PostgreSQL,"
+        " for several shard processes on one database).",
+    )
     knowledge_memory_mb: Annotated[int, Field(ge=16, le=1_000_000)] = Field(
         default=1024,
         description="Memory for the knowledge search indexes; the least recently searched are dropped"
         " past it and load again from the database when next needed.",
     )
+
+    @field_validator("database", mode="before")
+    @classmethod
+    def _file_unless_url(cls, value: object) -> object:
+        """A PostgreSQL URL stays text (a Path would fold its `//`); anything else is a file path."""
+        if isinstance(value, str) and not value.startswith(POSTGRES_URL_SCHEMES):
+            return Path(value)
+        return value
 
 
 class AppConfig(_Strict):
@@ -301,7 +316,9 @@ ENVIRONMENT_VARIABLES: tuple[EnvironmentVariable, ...] = (
     ),
     EnvironmentVariable("OPENAI_BASE_URL", "another server for the OpenAI client", read_by_sdk=True),
     EnvironmentVariable("DISCORD_API_BASE_URL", "a Discord-compatible server instead of Discord (tests)"),
-    EnvironmentVariable("BOT_DATABASE", "the SQLite file; overrides [storage] database"),
+    EnvironmentVariable(
+        "BOT_DATABASE", "the SQLite file or a postgresql:// URL; overrides [storage] database"
+    ),
     EnvironmentVariable(
         str(ChatBackendConfig.model_fields["api_key_env"].default),
         "the chat backend's key, if its server needs one ([chat_backend] api_key_env names another)",
@@ -348,7 +365,8 @@ def load_config(path: Path, *, required: bool, env: Mapping[str, str] | None = N
         raise ConfigError(str(path), "defaults.enabled_tools", hosted_problem)
     database = env.get("BOT_DATABASE")
     if database:
-        config = config.model_copy(update={"storage": StorageConfig(database=Path(database))})
+        storage = StorageConfig.model_validate({**config.storage.model_dump(), "database": database})
+        config = config.model_copy(update={"storage": storage})
     return config
 
 

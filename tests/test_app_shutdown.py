@@ -44,7 +44,9 @@ async def test_a_stop_signal_during_start_up_still_closes_the_database(
             monkeypatch.setattr(Services, "start", signalled_while_starting)
             async with bot:
                 await bot.login(server.token)
-                wal = config.storage.database.with_name(config.storage.database.name + "-wal")
+                database = config.storage.database
+                assert isinstance(database, Path)
+                wal = database.with_name(database.name + "-wal")
                 assert wal.exists()  # the database is open
                 await bot.close()
                 assert not bot.accepting_messages

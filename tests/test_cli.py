@@ -32,6 +32,7 @@ from bot.discord.logs import VOICE_WARNINGS, DropVoiceWarnings
 from bot.errors import ConfigError
 from bot.storage.migrations import LATEST_VERSION
 from tests.faults.support import refused_port
+from tests.postgres_server import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI_TIMEOUT_S = 60
@@ -192,6 +193,16 @@ def test_check_refuses_a_database_from_a_newer_bot(tmp_path: Path) -> None:
         connection.execute(f"PRAGMA user_version = {LATEST_VERSION + 1}")
     line = one_error_line(run_cli("--check", cwd=tmp_path, BOT_DATABASE=str(database)))
     assert str(database) in line and "newer than this bot knows" in line
+
+
+def test_check_reads_a_postgresql_database_without_showing_its_password(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    url = postgres_server.new_database().replace("postgres@", "postgres:hunter2@", 1)  # trust: any password
+    result = run_cli("--check", cwd=tmp_path, BOT_DATABASE=url)
+    assert result.returncode == 0, result.stderr
+    assert f"database: {url.replace('hunter2', '***')} (schema version 0: migrated to " in result.stdout
+    assert "hunter2" not in result.stdout
 
 
 def test_check_fails_like_a_start_on_a_missing_token(tmp_path: Path) -> None:

@@ -73,6 +73,14 @@ def test_bot_database_overrides_the_file(tmp_path: Path) -> None:
     assert config.storage.database == Path("/tmp/x.db")
 
 
+def test_bot_database_may_be_a_postgresql_url(tmp_path: Path) -> None:
+    url = "postgresql://bot:secret@db.internal:5432/bot"
+    (tmp_path / "config.toml").write_text("[storage]\nknowledge_memory_mb = 64\n", encoding="utf-8")
+    config = load_config(tmp_path / "config.toml", required=True, env={"BOT_DATABASE": url})
+    assert config.storage.database == url  # not folded into a path
+    assert config.storage.knowledge_memory_mb == 64  # the rest of [storage] still applies
+
+
 def test_secrets_come_from_the_environment() -> None:
     secrets = load_secrets(AppConfig(), env={**ENV, "DISCORD_API_BASE_URL": "http://127.0.0.1:9/"})
     assert secrets.discord_token.get_secret_value() == "token"

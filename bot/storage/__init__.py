@@ -1,7 +1,7 @@
 """All of the bot's SQL lives in this package; the rest of the code calls these stores.
 
-`Storage` is the interface a second backend (PostgreSQL, for several shard processes) would implement;
-nothing outside this package builds a query.
+`Storage` works the same on SQLite and on PostgreSQL (for several shard processes): see `database.py`.
+Nothing outside this package builds a query.
 """
 
 from __future__ import annotations

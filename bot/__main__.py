@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         asyncio.run(run_until_stopped(config, secrets))
-    except (DatabaseUnusableError, SchemaTooNewError, DiscordRefusedError) as exc:
+    except (ConfigError, DatabaseUnusableError, SchemaTooNewError, DiscordRefusedError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
         pass  # where the loop takes no signal handlers (Windows), Ctrl-C still ends the bot gracefully

@@ -274,6 +274,19 @@ class StorageConfig(_Strict):
         return value
 
 
+class MetricsConfig(_Strict):
+    """The health and metrics endpoint (`/healthz`, `/metrics`); off unless a port is given."""
+
+    port: Annotated[int, Field(ge=0, le=65535)] | None = Field(
+        default=None,
+        description="Serve /healthz and /metrics on this port; unset means off, 0 any free port."
+        " BOT_METRICS_PORT overrides it.",
+    )
+    host: Annotated[str, Field(min_length=1)] = Field(
+        default="127.0.0.1", description="Address to listen on; 0.0.0.0 in a container."
+    )
+
+
 class AppConfig(_Strict):
     """Everything in config.toml."""
 
@@ -284,6 +297,7 @@ class AppConfig(_Strict):
     streaming: StreamingConfig = StreamingConfig()
     storage: StorageConfig = StorageConfig()
     logging: LoggingConfig = LoggingConfig()
+    metrics: MetricsConfig = MetricsConfig()
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     defaults: GuildSettings = GuildSettings()
 
@@ -318,6 +332,9 @@ ENVIRONMENT_VARIABLES: tuple[EnvironmentVariable, ...] = (
     EnvironmentVariable("DISCORD_API_BASE_URL", "a Discord-compatible server instead of Discord (tests)"),
     EnvironmentVariable(
         "BOT_DATABASE", "the SQLite file or a postgresql:// URL; overrides [storage] database"
+    ),
+    EnvironmentVariable(
+        "BOT_METRICS_PORT", "serve /healthz and /metrics on this port; overrides [metrics] port"
     ),
     EnvironmentVariable(
         str(ChatBackendConfig.model_fields["api_key_env"].default),
@@ -367,7 +384,21 @@ def load_config(path: Path, *, required: bool, env: Mapping[str, str] | None = N
     if database:
         storage = StorageConfig.model_validate({**config.storage.model_dump(), "database": database})
         config = config.model_copy(update={"storage": storage})
+    config = with_metrics_port(config, env.get("BOT_METRICS_PORT"))
     return config
+
+
+def with_metrics_port(config: AppConfig, port: str | None) -> AppConfig:
+    """`config` with `[metrics] port` replaced by `BOT_METRICS_PORT`'s text (None or blank keeps it)."""
+    if port is None or not port.strip():
+        return config
+    try:
+        metrics = MetricsConfig.model_validate({**config.metrics.model_dump(), "port": int(port.strip())})
+    except (ValueError, ValidationError):
+        raise ConfigError(
+            "environment", "BOT_METRICS_PORT", f"must be a port number from 0 to 65535 (got {port!r})"
+        ) from None
+    return config.model_copy(update={"metrics": metrics})
 
 
 def load_secrets(config: AppConfig, *, env: Mapping[str, str] | None = None) -> Secrets:

@@ -17,6 +17,7 @@ from bot.engine.responses_backend import ResponsesBackend
 from bot.guild_settings import OpenAIModelCatalog, SettingsService
 from bot.knowledge import KnowledgeBase
 from bot.limits import MeteredCalls
+from bot.metrics import BotMetrics
 from bot.moderation import Moderator
 from bot.process_state import ProcessState
 from bot.storage import Storage
@@ -51,6 +52,8 @@ class Services:
     knowledge: KnowledgeBase
     metered: MeteredCalls
     """Direct model calls from commands: limits checked, a gate slot, usage recorded."""
+    metrics: BotMetrics
+    """What the engine counts; the bot serves it on `/metrics` when `[metrics] port` is set."""
 
     @classmethod
     async def start(
@@ -59,8 +62,13 @@ class Services:
         secrets: Secrets,
         *,
         openai_base_url: str | None = None,
+        metrics: BotMetrics | None = None,
     ) -> Services:
-        """Open the database (migrating it) and build everything on top of it."""
+        """Open the database (migrating it) and build everything on top of it.
+
+        `metrics`: the bot's (shared with its write scheduler); None makes one for this core alone.
+        """
+        metrics = metrics if metrics is not None else BotMetrics()
         storage = await Storage.open(config.storage.database)
         state = ProcessState.create(
             max_concurrent_model_calls=config.engine.max_concurrent_model_calls,
@@ -107,6 +115,7 @@ class Services:
             backends=backends,
             config=config.engine,
             moderator=Moderator(openai_client, model=config.openai.moderation_model),
+            metrics=metrics,
         )
         settings = SettingsService(
             storage,
@@ -126,6 +135,7 @@ class Services:
             engine=engine,
             knowledge=KnowledgeBase(openai_client, storage, state.knowledge),
             metered=MeteredCalls(storage.usage, state.cooldowns, state.model_gate),
+            metrics=metrics,
         )
 
     async def close(self) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -94,6 +95,7 @@ class ChatCog(commands.Cog):
     async def on_message(self, message: discord.Message) -> None:
         if not self._worth_reading(message):
             return
+        taken_at = time.monotonic()
         settings = await self.services.settings.effective(message.guild.id if message.guild else None)
         # One intake at a time per channel: messages enter their conversation in the order they came.
         async with self.services.state.intake.hold(message.channel.id):
@@ -108,7 +110,11 @@ class ChatCog(commands.Cog):
             first = await anext(events)  # the turn takes its place in the conversation's line
         try:
             await self._show(
-                destination, place, message, self._report_flags(message, settings, _prepend(first, events))
+                destination,
+                place,
+                message,
+                self._report_flags(message, settings, _prepend(first, events)),
+                taken_at=taken_at,
             )
         finally:
             await events.aclose()  # if the reply stopped early, the engine cancels the turn
@@ -231,13 +237,19 @@ class ChatCog(commands.Cog):
         place: asyncio.Future[ReplyTarget],
         message: discord.Message,
         events: AsyncIterator[TurnEvent],
+        *,
+        taken_at: float,
     ) -> None:
+        """Stream the reply; `taken_at` (monotonic) is when the message was taken, for the time to the
+        reply's final write."""
         # The turn runs meanwhile: its events (streamed text too) wait in order in the engine's queue.
         # Waiting here, not in the writes, keeps the budget's slots for writes that can go.
         target = await asyncio.shield(place)
         sink = DiscordSink(target.channel, reply_to=target.reply_to)
         streamer = ReplyStreamer(sink, self.bot.writes, config=self.bot.stream_config, reply_key=message.id)
         result = await streamer.render(events)
+        if result.message_ids:
+            self.bot.metrics.time_to_final_write_s.observe(time.monotonic() - taken_at)
         if not result.delivered:
             log.warning("Reply to message %s was not fully delivered (%s)", message.id, result.outcome)
             if result.message_ids:  # part of it shows: say that the rest is missing

@@ -22,10 +22,12 @@ from discord.ext import commands
 from bot.config import AppConfig, Secrets
 from bot.discord.confirmation import AnswerButton
 from bot.discord.endpoint import use_gateway_of, use_rest_base
+from bot.discord.health import HealthServer
 from bot.discord.render import SchedulerConfig, StreamConfig, WriteScheduler, rate_limit_trace_config
 from bot.discord.writes import ChannelWrites
 from bot.engine.engine import RESTARTING
-from bot.errors import DiscordRefusedError, UserFacingError
+from bot.errors import ConfigError, DiscordRefusedError, UserFacingError
+from bot.metrics import BotMetrics
 from bot.services import Services
 from bot.tooling import OpenQuestions
 from tools import register_builtin_tools
@@ -73,13 +75,17 @@ class AssistantBot(commands.Bot):
         **client_options: Any,
     ) -> None:
         """`client_options` go to discord.py (tests shorten `guild_ready_timeout`)."""
+        self.metrics = BotMetrics()
+        """This bot's counters (its own registry), served on `/metrics` when `[metrics] port` is set."""
+        self.health_server: HealthServer | None = None
         # Every message write goes through one scheduler that keeps the bot under Discord's limits;
         # it learns the real buckets from the rate-limit headers of discord.py's responses.
         self.writes = WriteScheduler(
             SchedulerConfig(
                 global_per_s=config.streaming.global_writes_per_s,
                 edit_interval_s=config.streaming.edit_interval_s,
-            )
+            ),
+            metrics=self.metrics,
         )
         self.channel_writes = ChannelWrites(self.writes)
         """The bot's own writes outside streamed replies: threads, notes, confirmation questions."""
@@ -110,7 +116,10 @@ class AssistantBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         await use_gateway_of(self.http, self.secrets.discord_api_base_url)
-        self.services = await Services.start(self.config, self.secrets, openai_base_url=self._openai_base_url)
+        self.services = await Services.start(
+            self.config, self.secrets, openai_base_url=self._openai_base_url, metrics=self.metrics
+        )
+        await self._start_health_server()
         register_builtin_tools(
             self.services.tools,
             storage=self.services.storage,
@@ -123,6 +132,30 @@ class AssistantBot(commands.Bot):
             await self.load_extension(extension)
         if self.config.discord.sync_commands:
             await self._sync_commands()
+
+    async def _start_health_server(self) -> None:
+        """`/healthz` and `/metrics` when `[metrics] port` is set: 503 until every shard is connected.
+
+        Started once the core is built, so that a port already taken is one line for the owner (not
+        an unreachable Discord to retry).
+        """
+        settings = self.config.metrics
+        if settings.port is None:
+            return
+        server = HealthServer(
+            self,
+            self.metrics.registry,
+            host=settings.host,
+            port=settings.port,
+            stopping=self._stopping.is_set,
+        )
+        try:
+            await server.start()
+        except OSError as exc:
+            raise ConfigError(
+                "metrics", "port", f"{settings.port} on {settings.host} cannot be listened on: {exc.strerror}"
+            ) from None
+        self.health_server = server
 
     async def _sync_commands(self) -> None:
         """To each of `command_guild_ids` (instant there), then globally. A guild the bot is not in
@@ -199,6 +232,13 @@ class AssistantBot(commands.Bot):
         await asyncio.shield(self._closing)
         # A stop signal during start-up closes before `setup_hook` has built the core: close it too.
         await self._close_services()
+        await self._close_health_server()
+
+    async def _close_health_server(self) -> None:
+        """Last: until then `/healthz` says 503 (stopping) rather than refusing the connection."""
+        server, self.health_server = self.health_server, None
+        if server is not None:
+            await server.close()
 
     async def stop_requested_within(self, timeout_s: float) -> bool:
         """Wait up to `timeout_s` for a stop (signal or close); True if one came."""
@@ -220,6 +260,7 @@ class AssistantBot(commands.Bot):
         await self.writes.close()
         await super().close()
         await self._close_services()
+        await self._close_health_server()
 
     async def _close_services(self) -> None:
         """The OpenAI clients and the database, once."""

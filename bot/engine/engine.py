@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Protocol
 
@@ -31,6 +32,7 @@ from bot.engine.lanes import Ticket
 from bot.engine.openai_errors import describe_error
 from bot.engine.turn import TurnContext, TurnRequest, UserTurn
 from bot.limits import GateFullError, budget_problem, cooldown_problem
+from bot.metrics import BotMetrics
 from bot.storage import Storage
 from bot.storage.turns import TurnStatus
 
@@ -72,13 +74,16 @@ class ConversationEngine:
         backends: Mapping[str, Backend],
         config: EngineConfig,
         moderator: TurnChecker | None = None,
+        metrics: BotMetrics | None = None,
     ) -> None:
-        """`moderator` checks turns in guilds that turned moderation on; None skips the check."""
+        """`moderator` checks turns in guilds that turned moderation on; None skips the check.
+        `metrics` counts turns, their first-token time and tokens (None: a private, unserved one)."""
         self._storage = storage
         self._state = state
         self._backends = dict(backends)
         self._config = config
         self._moderator = moderator
+        self._metrics = metrics if metrics is not None else BotMetrics()
         self._closing = False
         self._grace_over = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
@@ -216,13 +221,25 @@ class ConversationEngine:
         emit: _Emit,
     ) -> None:
         """The turn itself, in its own task so `/stop` can cancel it without touching the consumer."""
+        started_at = time.monotonic()
         emit(Started())
-        admitted = await self._admit(turn, context, emit)
+        self._metrics.turns_started.inc()
+        try:
+            admitted = await self._admit(turn, context, emit)
+            if not isinstance(admitted, Failed):
+                request = await self._open_turn(key, turn, context, admitted)
+        except asyncio.CancelledError:
+            self._count_ending(Cancelled(reason=self._cancel_reason(asyncio.current_task())))
+            raise
+        except Exception:
+            self._metrics.turn_failed("internal", 0, 0)
+            raise
         if isinstance(admitted, Failed):
+            self._count_ending(admitted)
             emit(admitted)
             return
-        request = await self._open_turn(key, turn, context, admitted)
-        final = await self._answer(admitted, request, emit)
+        final = await self._answer(admitted, request, emit, started_at)
+        self._count_ending(final)
         usage = final.usage if isinstance(final, Completed | Failed) else Usage()
         emit(final)  # first: the reply's last writes need not wait for the journal's transaction
         await asyncio.shield(
@@ -278,11 +295,27 @@ class ConversationEngine:
             metadata=_metadata(context),
         )
 
-    async def _answer(self, backend: Backend, request: TurnRequest, emit: _Emit) -> TurnEvent:
+    def _count_ending(self, final: TurnEvent) -> None:
+        """A turn's terminal event in the metrics: its outcome and the tokens it used."""
+        metrics = self._metrics
+        if isinstance(final, Completed):
+            metrics.turn_completed(final.usage.input_tokens, final.usage.output_tokens)
+        elif isinstance(final, Failed):
+            metrics.turn_failed(final.kind, final.usage.input_tokens, final.usage.output_tokens)
+        elif isinstance(final, Busy):
+            metrics.turn_ended_otherwise("busy")
+        elif isinstance(final, Cancelled):
+            metrics.turn_ended_otherwise("interrupted" if final.reason == "shutdown" else "cancelled")
+
+    async def _answer(
+        self, backend: Backend, request: TurnRequest, emit: _Emit, started_at: float
+    ) -> TurnEvent:
         """The backend's events until its terminal one, which is returned: also the one a timeout, a
-        cancellation, a full model-call gate or an error ends the turn with."""
+        cancellation, a full model-call gate or an error ends the turn with. The first text's delay
+        from `started_at` (monotonic) goes to the time-to-first-token histogram."""
         final: TurnEvent
         text = ""
+        first_token = True
         try:
             async with asyncio.timeout(self._config.turn_timeout_s):
                 final = Failed("internal", "The model stopped without an answer.", "")
@@ -291,6 +324,9 @@ class ConversationEngine:
                         final = event
                         break
                     if isinstance(event, TextDelta):
+                        if first_token and event.text:
+                            first_token = False
+                            self._metrics.time_to_first_token_s.observe(time.monotonic() - started_at)
                         text += event.text
                     emit(event)
         except asyncio.CancelledError:

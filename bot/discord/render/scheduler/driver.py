@@ -17,8 +17,11 @@ from bot.discord.render.scheduler.core import (
     Write,
     WriteKind,
 )
+from bot.metrics import BotMetrics
 
 log = logging.getLogger(__name__)
+
+_KIND_LABELS = {kind: kind.name.lower() for kind in WriteKind}
 
 
 def _consume_exception(future: asyncio.Future[object]) -> None:
@@ -33,8 +36,12 @@ class WriteScheduler:
     anywhere; it starts on the first submit, or with ``start()`` inside a running loop.
     """
 
-    def __init__(self, config: SchedulerConfig | None = None) -> None:
+    def __init__(self, config: SchedulerConfig | None = None, *, metrics: BotMetrics | None = None) -> None:
+        """`metrics` counts the writes Discord took and its 429s, and reads the queue's depth."""
         self.core = SchedulerCore(config)
+        self._metrics = metrics
+        if metrics is not None:
+            metrics.measure_write_queue(lambda: len(self.core.queued()))
         self._futures: dict[Write, asyncio.Future[object]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake: asyncio.Event | None = None
@@ -144,6 +151,8 @@ class WriteScheduler:
         """Feed a response's rate-limit information (see ``rate_limit_trace_config``)."""
         loop = self._loop or asyncio.get_running_loop()
         self.core.observe(seen, loop.time())
+        if seen.status == 429 and self._metrics is not None:
+            self._metrics.discord_rate_limited_once("global" if seen.is_global else "route")
         if self._wake is not None:
             self._wake.set()
 
@@ -188,7 +197,10 @@ class WriteScheduler:
                 future.add_done_callback(_consume_exception)
                 future.set_exception(exc)
             return
-        self.core.done(write, self._loop.time(), sent=result is not SKIPPED)
+        sent = result is not SKIPPED
+        self.core.done(write, self._loop.time(), sent=sent)
+        if sent and self._metrics is not None:
+            self._metrics.discord_write(_KIND_LABELS[write.kind], write.route)
         self._wake.set()
         if not future.done():
             future.set_result(result)

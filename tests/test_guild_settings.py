@@ -26,6 +26,7 @@ from bot.guild_settings import (
 )
 from bot.storage import Storage
 from standins.openai import FakeOpenAI
+from tests.conftest import DATABASE_ENGINES as DATABASE_ENGINES  # the stores run on both engines
 
 GUILD = 42
 ADMIN = 7

@@ -11,6 +11,7 @@ from bot.limits import LimitReachedError, MeteredCalls
 from bot.process_state import ProcessState
 from bot.storage import Storage
 from bot.storage.usage import utc_day
+from tests.conftest import DATABASE_ENGINES as DATABASE_ENGINES  # the stores run on both engines
 
 
 async def test_a_full_model_gate_refuses_with_a_sentence(storage: Storage) -> None:

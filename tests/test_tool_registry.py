@@ -16,6 +16,7 @@ from bot.tooling import (
     ToolRegistry,
     ToolResult,
 )
+from tests.conftest import DATABASE_ENGINES as DATABASE_ENGINES  # the stores run on both engines
 from tests.conftest import settings
 from tests.tool_support import ScriptedConfirmer, call_tool
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -18,6 +18,7 @@ from bot.engine.events import Completed, ToolFinished
 from bot.storage import Storage
 from bot.tooling import ConfirmationOutcome, ToolRegistry, ToolResult, parse_arguments
 from standins.openai import FakeOpenAI, FunctionCall, Reply
+from tests.conftest import DATABASE_ENGINES as DATABASE_ENGINES  # the stores run on both engines
 from tests.conftest import ServicesFactory, settings
 from tests.tool_support import (
     ALICE,
@@ -674,30 +675,38 @@ async def test_http_provider_finds_books_lists_and_cancels(
     ("response", "code", "fragment"),
     [
         (
-            web.json_response({"error": {"code": "full", "message": "No table at 20:00."}}, status=409),
+            lambda: web.json_response(
+                {"error": {"code": "full", "message": "No table at 20:00."}}, status=409
+            ),
             "full",
             "No table at 20:00.",
         ),
         (
-            web.json_response({"error": {"code": "closed", "message": "Closed on Tuesdays."}}, status=422),
+            lambda: web.json_response(
+                {"error": {"code": "closed", "message": "Closed on Tuesdays."}}, status=422
+            ),
             "closed",
             "Tuesdays",
         ),
         (
-            web.json_response({"error": {"code": "weird", "message": "?"}}, status=500),
+            lambda: web.json_response({"error": {"code": "weird", "message": "?"}}, status=500),
             "unavailable",
             "having problems",
         ),
-        (web.json_response({"error": "nope"}, status=401), "unavailable", "credentials"),
-        (web.json_response({}, status=429), "unavailable", "busy"),
-        (web.Response(text="<html>oops</html>", status=200), "unavailable", "unreadable"),
-        (web.json_response({"restaurant": "not an object"}), "unavailable", "unreadable"),
+        (lambda: web.json_response({"error": "nope"}, status=401), "unavailable", "credentials"),
+        (lambda: web.json_response({}, status=429), "unavailable", "busy"),
+        (lambda: web.Response(text="<html>oops</html>", status=200), "unavailable", "unreadable"),
+        (lambda: web.json_response({"restaurant": "not an object"}), "unavailable", "unreadable"),
     ],
 )
 async def test_http_provider_errors_become_tool_results(
-    storage: Storage, booking_api: StandInBookingApi, response: web.Response, code: str, fragment: str
+    storage: Storage,
+    booking_api: StandInBookingApi,
+    response: Callable[[], web.Response],
+    code: str,
+    fragment: str,
 ) -> None:
-    booking_api.overrides[("POST", "/availability")] = response
+    booking_api.overrides[("POST", "/availability")] = response()  # a response is sent once
     registry = remote_registry(storage, booking_api)
     confirmer = ScriptedConfirmer(APPROVED)
     result = await call_tool(

@@ -17,6 +17,7 @@ from bot.engine.events import Completed
 from bot.storage import Storage
 from bot.tooling import ConfirmationOutcome, ToolRegistry, ToolResult, parse_arguments
 from standins.openai import FakeOpenAI, FunctionCall, Reply
+from tests.conftest import DATABASE_ENGINES as DATABASE_ENGINES  # the stores run on both engines
 from tests.conftest import ServicesFactory, settings
 from tests.tool_support import (
     ALICE,

@@ -20,6 +20,8 @@ _DDL_REWRITES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\bBLOB\b"), "BYTEA"),
     (re.compile(r"\b(\w+) COLLATE NOCASE\b"), r"lower(\1)"),
     (re.compile(r"strftime\('%s', 'now'\)"), "extract(epoch FROM now())"),
+    # PostgreSQL before 16 wants a name for a subquery in FROM (the demo catalog's VALUES).
+    (re.compile(r"(FROM \(VALUES\b.*\))(\s*;?\s*)$", re.DOTALL), r"\1 AS seed\2"),
 )
 
 _QUERY_REWRITES: tuple[tuple[re.Pattern[str], str], ...] = (

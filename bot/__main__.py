@@ -31,6 +31,7 @@ from bot.config import (
     Secrets,
     load_config,
     load_secrets,
+    with_shards,
 )
 from bot.errors import ConfigError, DatabaseUnusableError, DiscordRefusedError, SchemaTooNewError
 from bot.storage.database import DatabaseStatus, inspect_database
@@ -45,6 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     config_path: Path = args.config or DEFAULT_CONFIG_PATH
     try:
         config = load_config(config_path, required=args.config is not None)
+        config = with_shards(
+            config,
+            shard_count=args.shard_count,
+            shard_ids=args.shard_ids,
+            source="command line",
+            names=("--shard-count", "--shard-ids"),
+        )
         secrets = load_secrets(config)
         # Before any connection: a database the bot cannot use is one line here, not a traceback after
         # the Discord login. Nothing is created or migrated yet.
@@ -108,6 +116,20 @@ def argument_parser() -> argparse.ArgumentParser:
         choices=LOG_LEVELS,
         default=None,
         help="overrides [logging] level (default: INFO)",
+    )
+    parser.add_argument(
+        "--shard-count",
+        metavar="N",
+        default=None,
+        help="how many shards the bot runs on in all; overrides BOT_SHARD_COUNT and [discord] shard_count"
+        " (default: the count Discord recommends)",
+    )
+    parser.add_argument(
+        "--shard-ids",
+        metavar="IDS",
+        default=None,
+        help="the shards this process connects, e.g. 0,1 (needs a shard count); overrides BOT_SHARD_IDS"
+        " and [discord] shard_ids (default: every shard)",
     )
     parser.add_argument(
         "--check",

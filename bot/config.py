@@ -184,6 +184,35 @@ class DiscordConfig(_Strict):
         description="On SIGTERM or Ctrl-C, seconds for the answers in progress to finish before the bot"
         " stops them (with a note) and exits; keep it under the supervisor's kill timeout (10 s in Docker).",
     )
+    shard_count: Annotated[int, Field(ge=1)] | None = Field(
+        default=None,
+        description="How many shards the bot runs on in all (every process alike); unset: the count"
+        " Discord recommends, all of them in this process.",
+    )
+    shard_ids: tuple[int, ...] | None = Field(
+        default=None,
+        description="The shards this process connects (needs shard_count); unset: all of them.",
+    )
+
+    @model_validator(mode="after")
+    def _shards_consistent(self) -> DiscordConfig:
+        """Shard ids are refused at start, as Discord would refuse them at IDENTIFY (close 4010)."""
+        if self.shard_ids is None:
+            return self
+        if self.shard_count is None:
+            raise SettingProblem("discord.shard_ids", "needs discord.shard_count (how many shards in all)")
+        if not self.shard_ids:
+            raise SettingProblem("discord.shard_ids", "is empty (leave it unset to run every shard)")
+        outside = sorted({i for i in self.shard_ids if not 0 <= i < self.shard_count})
+        if outside:
+            raise SettingProblem(
+                "discord.shard_ids",
+                f"names {outside}, outside 0..{self.shard_count - 1} (shard_count is {self.shard_count})",
+            )
+        repeated = sorted({i for i in self.shard_ids if self.shard_ids.count(i) > 1})
+        if repeated:
+            raise SettingProblem("discord.shard_ids", f"names {repeated} more than once")
+        return self
 
 
 class OpenAIConfig(_Strict):
@@ -336,6 +365,8 @@ ENVIRONMENT_VARIABLES: tuple[EnvironmentVariable, ...] = (
     EnvironmentVariable(
         "BOT_METRICS_PORT", "serve /healthz and /metrics on this port; overrides [metrics] port"
     ),
+    EnvironmentVariable("BOT_SHARD_COUNT", "how many shards in all; overrides [discord] shard_count"),
+    EnvironmentVariable("BOT_SHARD_IDS", "this process's shards, e.g. 0,1; overrides [discord] shard_ids"),
     EnvironmentVariable(
         str(ChatBackendConfig.model_fields["api_key_env"].default),
         "the chat backend's key, if its server needs one ([chat_backend] api_key_env names another)",
@@ -385,7 +416,52 @@ def load_config(path: Path, *, required: bool, env: Mapping[str, str] | None = N
         storage = StorageConfig.model_validate({**config.storage.model_dump(), "database": database})
         config = config.model_copy(update={"storage": storage})
     config = with_metrics_port(config, env.get("BOT_METRICS_PORT"))
-    return config
+    return with_shards(
+        config,
+        shard_count=env.get("BOT_SHARD_COUNT"),
+        shard_ids=env.get("BOT_SHARD_IDS"),
+        source="environment",
+        names=("BOT_SHARD_COUNT", "BOT_SHARD_IDS"),
+    )
+
+
+def with_shards(
+    config: AppConfig,
+    *,
+    shard_count: str | None,
+    shard_ids: str | None,
+    source: str,
+    names: tuple[str, str],
+) -> AppConfig:
+    """`config` with `[discord] shard_count` / `shard_ids` replaced by the text given (the environment's
+    or the command line's; None or blank keeps the file's), validated like the file.
+
+    A count given without ids means every shard of that count, not the file's ids.
+    """
+    count_name, ids_name = names
+    update: dict[str, object] = {}
+    if shard_count is not None and shard_count.strip():
+        try:
+            update["shard_count"] = int(shard_count.strip())
+        except ValueError:
+            raise ConfigError(source, count_name, f"is not a whole number (got {shard_count!r})") from None
+        update["shard_ids"] = None
+    if shard_ids is not None and shard_ids.strip():
+        try:
+            update["shard_ids"] = tuple(int(part) for part in shard_ids.split(","))
+        except ValueError:
+            raise ConfigError(
+                source, ids_name, f"is not a comma-separated list of shard numbers (got {shard_ids!r})"
+            ) from None
+    if not update:
+        return config
+    try:
+        discord_config = DiscordConfig.model_validate({**config.discord.model_dump(), **update})
+    except ValidationError as exc:
+        setting, problem = _first_problem(exc)
+        named = {"shard_count": count_name, "discord.shard_ids": ids_name, "shard_ids": ids_name}
+        raise ConfigError(source, named.get(setting, setting), problem) from None
+    return config.model_copy(update={"discord": discord_config})
 
 
 def with_metrics_port(config: AppConfig, port: str | None) -> AppConfig:

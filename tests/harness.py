@@ -102,6 +102,7 @@ async def running_bot(
     extensions: Sequence[str] = EXTENSIONS,
     allow_errors: bool = False,
     guild_ready_timeout_s: float = 0.05,
+    discord_settings: dict[str, Any] | None = None,
     **config_sections: dict[str, Any],
 ) -> AsyncIterator[Harness]:
     """Start the bot against the stand-ins; on exit close it and fail if anything logged an error.
@@ -109,13 +110,15 @@ async def running_bot(
     `config_sections` override config.toml sections (`openai={...}` too: the stand-in is positional).
     Pass the same `discord`, `world` and `tmp_path` again to restart the bot on the same database.
     `guild_ready_timeout_s`: how long discord.py waits for guilds before `on_ready` (2 s on Discord).
+    `discord_settings`: the `[discord]` section's overrides (`discord=` names the stand-in server).
     """
     owns_server = discord is None
     server = discord or FakeDiscord(rate_limits={"message_create": FAST_BUCKET, "message_edit": FAST_BUCKET})
     if owns_server:
         await server.start()
     world = world or build_world(server)
-    config = make_config(tmp_path, **{"discord": {"sync_commands": True}, **config_sections})
+    discord_section = {"sync_commands": True, **(discord_settings or {})}
+    config = make_config(tmp_path, **{"discord": discord_section, **config_sections})
     secrets = fake_secrets(discord_token=SecretStr(server.token), discord_api_base_url=server.base_url)
     errors = _ErrorRecords()
     for name in ("discord", "bot", "cogs", "tools"):

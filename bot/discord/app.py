@@ -21,9 +21,10 @@ from discord.ext import commands
 
 from bot.config import AppConfig, Secrets
 from bot.discord.confirmation import AnswerButton
-from bot.discord.endpoint import use_gateway_of, use_rest_base
+from bot.discord.endpoint import gateway_advice, use_gateway_of, use_rest_base
 from bot.discord.health import HealthServer
 from bot.discord.render import SchedulerConfig, StreamConfig, WriteScheduler, rate_limit_trace_config
+from bot.discord.shards import IdentifyPacing
 from bot.discord.writes import ChannelWrites
 from bot.engine.engine import RESTARTING
 from bot.errors import ConfigError, DiscordRefusedError, UserFacingError
@@ -62,7 +63,10 @@ def intents() -> discord.Intents:
     return wanted
 
 
-class AssistantBot(commands.Bot):
+class AssistantBot(commands.AutoShardedBot):
+    """The bot: discord.py's sharded client, connecting `[discord] shard_ids` of `shard_count` (unset:
+    every shard `GET /gateway/bot` recommends), so one process or several can share the guilds."""
+
     services: Services
 
     def __init__(
@@ -75,6 +79,12 @@ class AssistantBot(commands.Bot):
         **client_options: Any,
     ) -> None:
         """`client_options` go to discord.py (tests shorten `guild_ready_timeout`)."""
+        shard_ids = config.discord.shard_ids
+        client_options = {
+            "shard_count": config.discord.shard_count,
+            "shard_ids": list(shard_ids) if shard_ids is not None else None,
+            **client_options,
+        }
         self.metrics = BotMetrics()
         """This bot's counters (its own registry), served on `/metrics` when `[metrics] port` is set."""
         self.health_server: HealthServer | None = None
@@ -94,6 +104,7 @@ class AssistantBot(commands.Bot):
         self._closing: asyncio.Future[None] | None = None
         self._services_closed = False
         self._stopping = asyncio.Event()
+        self._identify_pacing = IdentifyPacing(max_concurrency=1)  # until /gateway/bot says more
         super().__init__(
             command_prefix=commands.when_mentioned,  # unused: the bot has slash commands only
             intents=intents(),
@@ -109,13 +120,22 @@ class AssistantBot(commands.Bot):
         self._openai_base_url = openai_base_url
         self.tree.error(self.on_app_command_error)
 
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Shards identify as fast as Discord's `max_concurrency` allows (discord.py: 5 s apart)."""
+        await self._identify_pacing.wait_turn(shard_id or 0)
+
     @property
     def questions(self) -> OpenQuestions:
         """The confirmations waiting for a click (`AnswerButton` finds its question here)."""
         return self.services.state.questions
 
     async def setup_hook(self) -> None:
-        await use_gateway_of(self.http, self.secrets.discord_api_base_url)
+        # One GET /gateway/bot for the gateway, the shard count (discord.py would ask again) and the limits.
+        advice = await use_gateway_of(self.http, self.secrets.discord_api_base_url)
+        advice = advice or await gateway_advice(self.http)
+        if self.shard_count is None:
+            self.shard_count = advice.recommended_shards
+        self._identify_pacing = IdentifyPacing(advice.max_concurrency)
         self.services = await Services.start(
             self.config, self.secrets, openai_base_url=self._openai_base_url, metrics=self.metrics
         )

@@ -1,8 +1,8 @@
 """Where discord.py talks to: Discord itself, or a Discord-compatible server named by DISCORD_API_BASE_URL.
 
-discord.py keeps both addresses in class attributes: the REST base in ``discord.http.Route.BASE`` and,
-for a non-sharded client, the gateway in ``DiscordWebSocket.DEFAULT_GATEWAY`` (it never asks
-``GET /gateway/bot`` itself). So pointing the bot elsewhere takes two steps, both no-ops when no base
+discord.py keeps both addresses in class attributes: the REST base in ``discord.http.Route.BASE`` and
+the gateway in ``DiscordWebSocket.DEFAULT_GATEWAY`` (the sharded client asks ``GET /gateway/bot`` only
+when no shard count is set). So pointing the bot elsewhere takes two steps, both no-ops when no base
 URL is configured:
 
 1. ``use_rest_base(base_url)`` before ``login()`` (login already calls ``GET /users/@me``);
@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import yarl
 from discord.gateway import DiscordWebSocket
@@ -25,7 +26,9 @@ from discord.http import INTERNAL_API_VERSION, HTTPClient, Route
 
 __all__ = [
     "DISCORD_API_BASE_URL_ENV",
+    "GatewayAdvice",
     "api_base_url_from_env",
+    "gateway_advice",
     "restore_discord_urls",
     "use_gateway_of",
     "use_rest_base",
@@ -57,18 +60,34 @@ def use_rest_base(base_url: str | None) -> None:
     _log.info("Discord REST API at %s", Route.BASE)
 
 
-async def use_gateway_of(http: HTTPClient, base_url: str | None) -> None:
-    """Connect the websocket to the gateway the configured server names in ``GET /gateway/bot``.
+@dataclass(frozen=True)
+class GatewayAdvice:
+    """What ``GET /gateway/bot`` says about sharding: how many shards, how many may identify at once."""
+
+    recommended_shards: int
+    max_concurrency: int
+
+
+async def gateway_advice(http: HTTPClient) -> GatewayAdvice:
+    """Ask ``GET /gateway/bot`` (after login). Raises ``discord.GatewayNotFound`` if it does not answer."""
+    shards, _url, limits = await http.get_bot_gateway()
+    return GatewayAdvice(shards, int(limits.get("max_concurrency", 1)))
+
+
+async def use_gateway_of(http: HTTPClient, base_url: str | None) -> GatewayAdvice | None:
+    """Connect the websocket to the gateway the configured server names in ``GET /gateway/bot``, and
+    return the rest of that answer (None when it did not ask).
 
     Call it after login (the request needs the token) and before ``connect()``, i.e. in ``setup_hook``.
     None leaves discord.py on Discord's own gateway. Raises ``discord.GatewayNotFound`` if the server
     does not answer.
     """
     if not base_url:
-        return
-    _shards, url, _limits = await http.get_bot_gateway()
+        return None
+    shards, url, limits = await http.get_bot_gateway()
     DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
     _log.info("Discord gateway at %s", url)
+    return GatewayAdvice(shards, int(limits.get("max_concurrency", 1)))
 
 
 def restore_discord_urls() -> None:

@@ -10,6 +10,7 @@ import discord
 API_PREFIX = "/api/v10"
 GATEWAY_PATH = "/gateway"
 RESUME_GATEWAY_PATH = "/resume-gateway"
+MAX_GUILDS_PER_SHARD = 2500  # Discord closes a session with more with 4011 (sharding required)
 ATTACHMENTS_PATH = "/attachments"
 
 DISCORD_EPOCH_MS = 1_420_070_400_000

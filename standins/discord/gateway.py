@@ -1,6 +1,10 @@
-"""The gateway: HELLO, IDENTIFY (intents checked like Discord's), RESUME with the missed dispatches,
-heartbeats, member requests, dispatches numbered per session, and the controls tests use to close,
-hold or reconnect the bot's websocket."""
+"""The gateway: HELLO, IDENTIFY (intents and shard checked like Discord's), RESUME with the missed
+dispatches, heartbeats, member requests, dispatches numbered per session, and the controls tests use
+to close, hold or reconnect the bot's websockets.
+
+Sharding is Discord's: a session identifies as shard ``[id, count]`` (no ``shard`` is ``[0, 1]``), is
+told only of the guilds with ``(guild_id >> 22) % count == id`` and gets only their events; DMs go to
+shard 0. Several sessions (one per shard) are live at once."""
 
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from .constants import (
     INTENT_GUILD_PRESENCES,
     INTENT_GUILDS,
     INTENT_MESSAGE_CONTENT,
+    MAX_GUILDS_PER_SHARD,
     NEW_SESSION_CLOSE_CODES,
     PRIVILEGED_INTENTS,
 )
@@ -93,9 +98,36 @@ class GatewaySession:
     connection: GatewayConnection | None = None
     resumable: bool = True
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    shard_id: int = 0
+    shard_count: int = 1
+
+    @property
+    def shard(self) -> tuple[int, int]:
+        return (self.shard_id, self.shard_count)
 
     def wants(self, intent: int) -> bool:
         return bool(self.intents & intent)
+
+    def owns(self, guild_id: int | None) -> bool:
+        """Whether Discord sends this session a guild's events (None: a DM, shard 0's)."""
+        return shard_of(guild_id, self.shard_count) == self.shard_id
+
+
+def shard_of(guild_id: int | None, shard_count: int) -> int:
+    """The shard a guild's events go to, as Discord computes it; DMs are shard 0's."""
+    return 0 if guild_id is None else (guild_id >> 22) % shard_count
+
+
+def parse_shard(value: object) -> tuple[int, int] | None:
+    """IDENTIFY's ``shard``: ``[id, count]`` with ``0 <= id < count``; None if Discord would refuse it."""
+    if not isinstance(value, list) or len(value) != 2:
+        return None
+    shard_id, count = value
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in (shard_id, count)):
+        return None
+    if count < 1 or not 0 <= shard_id < count:
+        return None
+    return (shard_id, count)
 
 
 class DiscordGateway(MessageStore):
@@ -111,8 +143,11 @@ class DiscordGateway(MessageStore):
         self.gateway_closes: list[GatewayClose] = []
         self.gateway_connections: list[GatewayConnection] = []
         self.dispatched: list[DispatchRecord] = []
+        self.max_guilds_per_shard = MAX_GUILDS_PER_SHARD
+        """More guilds than this on one session is refused with 4011 (sharding required)."""
         self._sessions: dict[str, GatewaySession] = {}
-        self._session: GatewaySession | None = None
+        self._live_sessions: dict[tuple[int, int], GatewaySession] = {}
+        """The current session of each ``(shard_id, shard_count)``: what dispatches go to."""
         self._gateway_open = asyncio.Event()
         self._gateway_open.set()
 
@@ -162,8 +197,8 @@ class DiscordGateway(MessageStore):
                 session.connection = None
                 if not by_server and code in (1000, 1001):
                     session.resumable = False  # a clean close ends the session, as on Discord
-                    if self._session is session:
-                        self._session = None
+                    if self._live_sessions.get(session.shard) is session:
+                        del self._live_sessions[session.shard]
             self.gateway_closes.append(GatewayClose(code, by_server, loop.time()))
             await self._notify()
         return ws
@@ -204,23 +239,37 @@ class DiscordGateway(MessageStore):
             self.identifies.append({k: v for k, v in data.items() if k != "token"})
             await connection.close(4014, "Disallowed intent(s).")
             return
-        if self._session is not None:
-            self._session.resumable = False
+        identify = {k: v for k, v in data.items() if k != "token"}
+        shard = parse_shard(data["shard"]) if "shard" in data else (0, 1)
+        if shard is None:
+            self.identifies.append(identify)
+            await connection.close(4010, "Invalid shard.")
+            return
+        if sum(shard_of(g, shard[1]) == shard[0] for g in self.guilds) > self.max_guilds_per_shard:
+            self.identifies.append(identify)
+            await connection.close(4011, "Sharding required.")
+            return
+        previous = self._live_sessions.get(shard)
+        if previous is not None:
+            previous.resumable = False
         session = GatewaySession(
             session_id=secrets.token_hex(16),
             intents=intents,
-            identify={k: v for k, v in data.items() if k != "token"},
+            identify=identify,
+            shard_id=shard[0],
+            shard_count=shard[1],
         )
         self._sessions[session.session_id] = session
-        self._session = session
+        self._live_sessions[shard] = session
         self.identifies.append(session.identify)
+        guilds = [g for g in self.guilds.values() if session.owns(g.id)]
         async with session.lock:
             session.connection = connection
             connection.session = session
             ready = {
                 "v": 10,
                 "user": self._client_user_payload(),
-                "guilds": [{"id": str(g), "unavailable": True} for g in self.guilds],
+                "guilds": [{"id": str(g.id), "unavailable": True} for g in guilds],
                 "session_id": session.session_id,
                 "resume_gateway_url": self.resume_gateway_url,
                 "session_type": "normal",
@@ -233,9 +282,11 @@ class DiscordGateway(MessageStore):
                 "geo_ordered_rtc_regions": [],
                 "_trace": ['["gateway-stand-in",{"micros":0}]'],
             }
+            if "shard" in data:
+                ready["shard"] = list(shard)
             await self._send_dispatch(session, "READY", ready)
             if session.wants(INTENT_GUILDS):
-                for guild in self.guilds.values():
+                for guild in guilds:
                     await self._send_dispatch(
                         session, "GUILD_CREATE", self._guild_create_payload(guild, session)
                     )
@@ -246,7 +297,7 @@ class DiscordGateway(MessageStore):
             await connection.close(4004, "Authentication failed.")
             return
         session = self._sessions.get(str(data.get("session_id")))
-        if session is None or not session.resumable or session is not self._session:
+        if session is None or not session.resumable or self._live_sessions.get(session.shard) is not session:
             await connection.send({"op": 9, "d": False, "s": None, "t": None})
             return
         seq = int(data.get("seq") or 0)
@@ -267,7 +318,12 @@ class DiscordGateway(MessageStore):
         """Answer REQUEST_GUILD_MEMBERS with one GUILD_MEMBERS_CHUNK (needs the members intent)."""
         session = connection.session
         guild = self.guilds.get(to_int(data.get("guild_id")) or 0)
-        if session is None or guild is None or not session.wants(INTENT_GUILD_MEMBERS):
+        if (
+            session is None
+            or guild is None
+            or not session.wants(INTENT_GUILD_MEMBERS)
+            or not session.owns(guild.id)
+        ):
             return
         query = str(data.get("query") or "").lower()
         wanted = {int(u) for u in data.get("user_ids") or []}
@@ -328,7 +384,7 @@ class DiscordGateway(MessageStore):
         connection = session.connection
         live = connection is not None and await connection.send(payload)
         at = asyncio.get_running_loop().time()
-        self.dispatched.append(DispatchRecord(session.seq, event, data, live, at))
+        self.dispatched.append(DispatchRecord(session.seq, event, data, live, at, session.shard))
 
     async def _dispatch(
         self,
@@ -337,20 +393,27 @@ class DiscordGateway(MessageStore):
         *,
         intent: int | None = None,
         channel: FakeChannel | None = None,
+        guild_id: int | None = None,
     ) -> bool:
-        """Dispatch to the bot's session if its intents and permissions let Discord send it."""
-        session = self._session
-        if session is None or not session.resumable:
-            return False
-        if intent is not None and not session.wants(intent):
-            return False
+        """Dispatch to the session of the guild's shard (``channel``'s guild, else ``guild_id``; shard 0
+        for DMs) if its intents and permissions let Discord send it. True if a session got it."""
+        if channel is not None:
+            guild_id = channel.guild_id
         if channel is not None and not channel.is_dm and not self.bot_can(channel, "view_channel"):
             return False
-        payload = data(session) if callable(data) else data
-        async with session.lock:
-            await self._send_dispatch(session, event, payload)
-        await self._notify()
-        return True
+        sent = False
+        for session in list(self._live_sessions.values()):
+            if not session.resumable or not session.owns(guild_id):
+                continue
+            if intent is not None and not session.wants(intent):
+                continue
+            payload = data(session) if callable(data) else data
+            async with session.lock:
+                await self._send_dispatch(session, event, payload)
+            sent = True
+        if sent:
+            await self._notify()
+        return sent
 
     def _message_intent(self, message: StoredMessage) -> int:
         return INTENT_DIRECT_MESSAGES if message.guild_id is None else INTENT_GUILD_MESSAGES
@@ -398,14 +461,30 @@ class DiscordGateway(MessageStore):
 
     @property
     def connected(self) -> bool:
-        """True while the bot's session has a live websocket."""
-        session = self._session
-        return session is not None and session.connection is not None and not session.connection.closed
+        """True while the bot has a session and every one of its sessions has a live websocket."""
+        return bool(self._live_sessions) and all(
+            s.connection is not None and not s.connection.closed for s in self._live_sessions.values()
+        )
 
-    async def disconnect_gateway(self, code: int = 4000, reason: str = "stand-in disconnect") -> None:
-        """Close the bot's websocket with ``code``; 4000 and the like are resumable, as on Discord,
-        4007 and 4009 end the session (``NEW_SESSION_CLOSE_CODES``): the bot gets a new READY."""
-        session = self._session
+    @property
+    def connected_shards(self) -> set[tuple[int, int]]:
+        """The ``(shard_id, shard_count)`` of every session with a live websocket."""
+        return {
+            shard
+            for shard, s in self._live_sessions.items()
+            if s.connection is not None and not s.connection.closed
+        }
+
+    def _shard_session(self, shard_id: int) -> GatewaySession | None:
+        return next((s for s in self._live_sessions.values() if s.shard_id == shard_id), None)
+
+    async def disconnect_gateway(
+        self, code: int = 4000, reason: str = "stand-in disconnect", *, shard_id: int = 0
+    ) -> None:
+        """Close the websocket of the bot's shard ``shard_id`` with ``code``; 4000 and the like are
+        resumable, as on Discord, 4007 and 4009 end the session (``NEW_SESSION_CLOSE_CODES``): the bot
+        gets a new READY."""
+        session = self._shard_session(shard_id)
         connection = session.connection if session else None
         if connection is None or connection.closed:
             raise RuntimeError("the bot has no live gateway connection to close")
@@ -425,9 +504,9 @@ class DiscordGateway(MessageStore):
         finally:
             self._gateway_open.set()
 
-    async def request_reconnect(self) -> None:
-        """Send op 7 RECONNECT, which makes discord.py close and RESUME."""
-        session = self._session
+    async def request_reconnect(self, *, shard_id: int = 0) -> None:
+        """Send op 7 RECONNECT to shard ``shard_id``, which makes discord.py close and RESUME."""
+        session = self._shard_session(shard_id)
         if session is None or session.connection is None:
             raise RuntimeError("the bot has no live gateway connection")
         await session.connection.send({"op": 7, "d": None, "s": None, "t": None})

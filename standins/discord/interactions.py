@@ -264,7 +264,7 @@ class UserInteractions(DiscordGateway):
         *,
         message: StoredMessage | None = None,
     ) -> InteractionRecord:
-        if self._session is None:
+        if not self._live_sessions:
             raise RuntimeError("the bot is not connected to the gateway")
         guild = self._guild_of(channel)
         if guild is not None and user.id not in guild.members:
@@ -316,7 +316,7 @@ class UserInteractions(DiscordGateway):
         self.interactions[interaction_id] = record
         self._interactions_by_token[token] = record
         record.dispatched_at = asyncio.get_running_loop().time()
-        await self._dispatch("INTERACTION_CREATE", payload)
+        await self._dispatch("INTERACTION_CREATE", payload, guild_id=channel.guild_id)
         return record
 
     async def wait_for_response(self, interaction: InteractionRecord, timeout: float = 5.0) -> CallbackRecord:  # noqa: ASYNC109

@@ -26,6 +26,17 @@ class Snowflakes:
         self._last = max((now_ms << 22) | (1 << 17), self._last + 1)
         return self._last
 
+    def next_on_shard(self, shard_id: int, shard_count: int) -> int:
+        """The next id whose guild Discord puts on ``shard_id`` of ``shard_count``: ``(id >> 22) %
+        shard_count``, so at most ``shard_count - 1`` milliseconds later than ``next()``."""
+        if not 0 <= shard_id < shard_count:
+            raise ValueError(f"shard {shard_id} is not one of {shard_count} shards")
+        candidate = self.next()
+        while (candidate >> 22) % shard_count != shard_id:
+            candidate += 1 << 22
+        self._last = candidate
+        return candidate
+
 
 def snowflake_time(snowflake: int) -> dt.datetime:
     """When a snowflake was made, as Discord encodes it."""
@@ -402,7 +413,8 @@ class InteractionRecord:
 class DispatchRecord:
     """A gateway dispatch; ``live`` False means it waited in the session for a RESUME.
 
-    ``at`` is the loop's clock once the frame was handed to the websocket (benchmarks time from it).
+    ``at`` is the loop's clock once the frame was handed to the websocket (benchmarks time from it);
+    ``shard`` is the ``(shard_id, shard_count)`` of the session it went to.
     """
 
     seq: int
@@ -410,6 +422,7 @@ class DispatchRecord:
     data: Json
     live: bool
     at: float = 0.0
+    shard: tuple[int, int] = (0, 1)
 
 
 @dataclass(frozen=True)

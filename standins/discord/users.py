@@ -70,4 +70,6 @@ class UserActivity(DiscordGateway):
         channel = self.channels[channel_id]
         permission_bits(deny)
         channel.deny = set(deny)
-        await self._dispatch("CHANNEL_UPDATE", self.channel_payload(channel), intent=INTENT_GUILDS)
+        await self._dispatch(
+            "CHANNEL_UPDATE", self.channel_payload(channel), intent=INTENT_GUILDS, guild_id=channel.guild_id
+        )

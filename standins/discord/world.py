@@ -70,6 +70,11 @@ class DiscordWorld:
         self.cdn = AttachmentCdn(self._ids, self._record_call)
         self.calls: list[RestCall] = []
         """Every REST call (and CDN fetch) once answered, in order."""
+        self.recommended_shards = 1
+        """The shard count ``GET /gateway/bot`` recommends (tests set it to make the bot shard)."""
+        self.max_concurrency = 1
+        """``GET /gateway/bot``'s ``session_start_limit.max_concurrency``: IDENTIFYs per 5 s (not
+        enforced); tests raise it so several shards start without waiting, as large bots' do."""
         self._changed = asyncio.Condition()
         self._port = 0
 
@@ -89,10 +94,18 @@ class DiscordWorld:
     # ---------------------------------------------------------------- building the world
 
     def add_guild(
-        self, name: str = "Test Guild", *, everyone_permissions: int = DEFAULT_EVERYONE_PERMISSIONS
+        self,
+        name: str = "Test Guild",
+        *,
+        everyone_permissions: int = DEFAULT_EVERYONE_PERMISSIONS,
+        on_shard: tuple[int, int] | None = None,
     ) -> FakeGuild:
-        """A guild the bot is in, owned by the application's owner, with @everyone and the bot's role."""
-        guild = FakeGuild(self._ids.next(), name, owner_id=self.owner.id)
+        """A guild the bot is in, owned by the application's owner, with @everyone and the bot's role.
+
+        ``on_shard=(shard_id, shard_count)`` picks an id that Discord maps to that shard.
+        """
+        guild_id = self._ids.next() if on_shard is None else self._ids.next_on_shard(*on_shard)
+        guild = FakeGuild(guild_id, name, owner_id=self.owner.id)
         guild.roles[guild.id] = FakeRole(guild.id, "@everyone", everyone_permissions, position=0)
         bot_role = FakeRole(
             self._ids.next(),

@@ -36,41 +36,30 @@ class FakeOpenAI(ConversationsApi, ResponsesApi, ChatApi, MediaApi, EmbeddingsAp
 
     def __init__(self, *, models: tuple[str, ...] = DEFAULT_MODELS) -> None:
         super().__init__(models=models)
-        self._routes: list[tuple[str, re.Pattern[str], Handler]] = [
-            ("POST", re.compile(r"/v1/conversations"), self._create_conversation),
-            ("GET", re.compile(r"/v1/conversations/(?P<cid>[^/]+)"), self._get_conversation),
-            ("POST", re.compile(r"/v1/conversations/(?P<cid>[^/]+)"), self._update_conversation),
-            ("DELETE", re.compile(r"/v1/conversations/(?P<cid>[^/]+)"), self._delete_conversation),
-            ("GET", re.compile(r"/v1/conversations/(?P<cid>[^/]+)/items"), self._list_items),
-            ("POST", re.compile(r"/v1/conversations/(?P<cid>[^/]+)/items"), self._create_items),
-            ("GET", re.compile(r"/v1/conversations/(?P<cid>[^/]+)/items/(?P<iid>[^/]+)"), self._get_item),
-            (
-                "DELETE",
-                re.compile(r"/v1/conversations/(?P<cid>[^/]+)/items/(?P<iid>[^/]+)"),
-                self._delete_item,
-            ),
-            ("POST", re.compile(r"/v1/responses"), self._create_response),
-            ("GET", re.compile(r"/v1/responses/(?P<rid>[^/]+)"), self._get_response),
-            ("DELETE", re.compile(r"/v1/responses/(?P<rid>[^/]+)"), self._delete_response),
-            ("POST", re.compile(r"/v1/responses/(?P<rid>[^/]+)/cancel"), self._cancel_response),
-            ("POST", re.compile(r"/v1/chat/completions"), self._chat_completion),
-            ("POST", re.compile(r"/v1/images/generations"), self._generate_images),
-            ("POST", re.compile(r"/v1/embeddings"), self._create_embeddings),
-            ("POST", re.compile(r"/v1/moderations"), self._create_moderation),
-            ("GET", re.compile(r"/v1/models"), self._list_models),
-            ("GET", re.compile(r"/v1/models/(?P<mid>[^/]+)"), self._get_model),
-            ("GET", re.compile(r"/v1/containers/(?P<cid>[^/]+)/files"), self._list_container_files),
-            (
-                "GET",
-                re.compile(r"/v1/containers/(?P<cid>[^/]+)/files/(?P<fid>[^/]+)"),
-                self._get_container_file,
-            ),
-            (
-                "GET",
-                re.compile(r"/v1/containers/(?P<cid>[^/]+)/files/(?P<fid>[^/]+)/content"),
-                self._get_container_file_content,
-            ),
+        routes: list[tuple[str, str, Handler]] = [
+            ("POST", "/v1/conversations", self._create_conversation),
+            ("GET", "/v1/conversations/{cid}", self._get_conversation),
+            ("POST", "/v1/conversations/{cid}", self._update_conversation),
+            ("DELETE", "/v1/conversations/{cid}", self._delete_conversation),
+            ("GET", "/v1/conversations/{cid}/items", self._list_items),
+            ("POST", "/v1/conversations/{cid}/items", self._create_items),
+            ("GET", "/v1/conversations/{cid}/items/{iid}", self._get_item),
+            ("DELETE", "/v1/conversations/{cid}/items/{iid}", self._delete_item),
+            ("POST", "/v1/responses", self._create_response),
+            ("GET", "/v1/responses/{rid}", self._get_response),
+            ("DELETE", "/v1/responses/{rid}", self._delete_response),
+            ("POST", "/v1/responses/{rid}/cancel", self._cancel_response),
+            ("POST", "/v1/chat/completions", self._chat_completion),
+            ("POST", "/v1/images/generations", self._generate_images),
+            ("POST", "/v1/embeddings", self._create_embeddings),
+            ("POST", "/v1/moderations", self._create_moderation),
+            ("GET", "/v1/models", self._list_models),
+            ("GET", "/v1/models/{mid}", self._get_model),
+            ("GET", "/v1/containers/{cid}/files", self._list_container_files),
+            ("GET", "/v1/containers/{cid}/files/{fid}", self._get_container_file),
+            ("GET", "/v1/containers/{cid}/files/{fid}/content", self._get_container_file_content),
         ]
+        self._routes = [(method, path_pattern(path), handler) for method, path, handler in routes]
 
     # ---------------------------------------------------------------- lifecycle and test helpers
 
@@ -274,3 +263,8 @@ class FakeOpenAI(ConversationsApi, ResponsesApi, ChatApi, MediaApi, EmbeddingsAp
                 f"The model '{model}' does not exist", param="model", code="model_not_found", status=404
             )
         return json_response(self._model_json(model))
+
+
+def path_pattern(template: str) -> re.Pattern[str]:
+    """`/v1/responses/{rid}` as a pattern matching one path segment per `{name}`, captured as `name`."""
+    return re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template))

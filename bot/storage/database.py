@@ -15,6 +15,7 @@ a pass of a busy event loop) was what held the turns up.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import sqlite3
@@ -40,6 +41,12 @@ BUSY_TIMEOUT_MS = 5000
 IN_MEMORY = ":memory:"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 MIGRATION_LOCK_KEY = 0x626F745F736368  # any constant: PostgreSQL's advisory lock id for migrations
+
+
+def advisory_lock_id(name: str) -> int:
+    """PostgreSQL's 64-bit advisory lock id for `name`: the same in every process (unlike `hash`)."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def is_postgres_url(location: str | Path) -> bool:
@@ -135,6 +142,14 @@ class Connection(ABC):
         """Inside a transaction: keep other processes from migrating until it ends."""
 
     @abstractmethod
+    async def lock_key(self, name: str) -> None:
+        """Inside a transaction: wait for other processes' transactions holding the same key.
+
+        Released at commit or rollback. What a check-then-write holds so that two processes cannot
+        both pass the check (PostgreSQL's READ COMMITTED lets them; SQLite's BEGIN IMMEDIATE cannot).
+        """
+
+    @abstractmethod
     async def schema_version(self) -> int: ...
 
     @abstractmethod
@@ -175,6 +190,9 @@ class _SqliteConnection(Connection):
         await self._connection.execute(statement)
 
     async def lock_schema(self) -> None:
+        """BEGIN IMMEDIATE already holds SQLite's one write lock."""
+
+    async def lock_key(self, name: str) -> None:
         """BEGIN IMMEDIATE already holds SQLite's one write lock."""
 
     async def schema_version(self) -> int:
@@ -240,6 +258,9 @@ class _PostgresConnection(Connection):
 
     async def lock_schema(self) -> None:
         await self._connection.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+
+    async def lock_key(self, name: str) -> None:
+        await self._connection.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_lock_id(name),))
 
     async def schema_version(self) -> int:
         return await postgres_schema_version(self._connection)

@@ -6,12 +6,14 @@ A process answers exactly the guilds of the shards it runs (as Discord maps them
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from bot.discord.app import AssistantBot
@@ -137,12 +139,63 @@ async def test_without_a_shard_count_the_bot_runs_every_shard_discord_recommends
             await mention_and_wait_for_answer(server, world, world.general, "hello shard two")
 
 
+async def test_health_is_ready_only_while_every_shard_of_the_process_is_connected(
+    tmp_path: Path, fake_openai: FakeOpenAI, two_shards: TwoShards
+) -> None:
+    server = two_shards.server
+    settings: dict[str, Any] = {"shard_count": 2, "shard_ids": [0, 1]}
+    async with running_bot_on(tmp_path, fake_openai, two_shards, settings, metrics={"port": 0}) as bot:
+        assert bot.health_server is not None and bot.health_server.port is not None
+        port = bot.health_server.port
+        assert await healthz(port) == (
+            200,
+            {"status": "ok", "ready": True, "shards_connected": 2, "shards": 2},
+        )
+        disconnected = asyncio.ensure_future(
+            bot.wait_for("shard_disconnect", check=lambda shard: shard == 1, timeout=WAIT_S)
+        )
+        resumed = asyncio.ensure_future(
+            bot.wait_for("shard_resumed", check=lambda shard: shard == 1, timeout=WAIT_S)
+        )
+        async with server.gateway_outage(shard_id=1):
+            await server.wait_for(lambda: server.connected_shards == {(0, 2)}, timeout=WAIT_S)
+            await disconnected
+            status, body = await healthz(port)
+            assert (status, body["status"], body["shards_connected"], body["shards"]) == (
+                503,
+                "connecting",
+                1,
+                2,
+            )
+        await resumed
+        assert (await healthz(port))[0] == 200
+
+
+async def healthz(port: int) -> tuple[int, dict[str, Any]]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/healthz") as response,
+    ):
+        return response.status, await response.json()
+
+
 @contextlib.asynccontextmanager
 async def running_bot_on(
-    tmp_path: Path, fake_openai: FakeOpenAI, shards: TwoShards, settings: dict[str, Any]
+    tmp_path: Path,
+    fake_openai: FakeOpenAI,
+    shards: TwoShards,
+    settings: dict[str, Any],
+    *,
+    metrics: dict[str, Any] | None = None,
 ) -> AsyncIterator[AssistantBot]:
-    """The real bot, its `[discord]` section overridden by ``settings``, on ``shards``' server."""
+    """The real bot, its `[discord]` section overridden by ``settings``, on ``shards``' server
+    (``metrics``: its `[metrics]` section)."""
     async with running_bot(
-        tmp_path, fake_openai, discord=shards.server, world=shards.world, discord_settings=settings
+        tmp_path,
+        fake_openai,
+        discord=shards.server,
+        world=shards.world,
+        discord_settings=settings,
+        metrics=metrics or {},
     ) as h:
         yield h.bot

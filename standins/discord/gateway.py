@@ -494,12 +494,13 @@ class DiscordGateway(MessageStore):
         await self.wait_for(lambda: session is not None and session.connection is not connection)
 
     @contextlib.asynccontextmanager
-    async def gateway_outage(self, code: int = 4000) -> AsyncIterator[None]:
-        """Disconnect the bot and hold its reconnection until the block ends; dispatches made inside
-        wait in the session and reach the bot through RESUME."""
+    async def gateway_outage(self, code: int = 4000, *, shard_id: int = 0) -> AsyncIterator[None]:
+        """Disconnect the bot's shard ``shard_id`` and hold its reconnection (every new gateway
+        connection) until the block ends; dispatches made inside wait in the session and reach the
+        bot through RESUME."""
         self._gateway_open.clear()
         try:
-            await self.disconnect_gateway(code)
+            await self.disconnect_gateway(code, shard_id=shard_id)
             yield
         finally:
             self._gateway_open.set()

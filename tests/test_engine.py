@@ -544,6 +544,61 @@ async def test_chat_backend_failure_is_not_saved(
     assert await services.storage.history.count(KEY) == 0
 
 
+async def test_chat_backend_answers_through_llama_cpps_streaming_quirks(
+    make_services: ServicesFactory, fake_openai: FakeOpenAI
+) -> None:
+    """llama.cpp's server repeats a tool's whole name in every chunk, refuses a null content beside
+    tool calls and sends no usage: the call still runs once under its own name, the follow-up request
+    is taken, and the estimated usage counts the tool schemas sent with each request."""
+    fake_openai.chat_dialect = "llama.cpp"
+    services = await make_services(openai={"max_retries": 0})
+    register_test_tools(services, [])
+    ctx = context(settings(backend="chat", enabled_tools=("knowledge",)))
+    fake_openai.chat.push(
+        Reply(calls=[FunctionCall("get_weather", {"city": "Paris, the one in France, not Texas"})]),
+        Reply("Sunny."),
+    )
+    events = await collect(services, turn("weather?"), ctx)
+    final = events[-1]
+    assert isinstance(final, Completed) and final.text == "Sunny.", final
+    assert [(e.name, e.ok) for e in events if isinstance(e, ToolFinished)] == [("get_weather", True)]
+    first, second = (r.json for r in fake_openai.requests_to("/v1/chat/completions"))
+    assistant = second["messages"][2]
+    assert assistant["content"] == "" and assistant["tool_calls"][0]["function"]["name"] == "get_weather"
+    tools_tokens = len(json.dumps(first["tools"], separators=(",", ":"))) // 4
+    assert final.usage.input_tokens >= 2 * tools_tokens
+
+
+async def test_chat_stream_that_ends_without_a_finish_reason_says_what_to_check(
+    make_services: ServicesFactory, fake_openai: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    services = await make_services(openai={"max_retries": 0})
+    ctx = context(settings(backend="chat"))
+    fake_openai.chat.push(Reply("Half an ans", no_finish=True))
+    final = (await collect(services, turn(), ctx))[-1]
+    assert isinstance(final, Failed) and final.kind == "connection"
+    assert "stopped before finishing" in final.reason and "context size" in final.reason
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("without a finish reason" in w and fake_openai.base_url in w for w in warnings), warnings
+    assert await services.storage.history.count(KEY) == 0
+
+
+async def test_chat_history_budget_leaves_room_for_the_instructions_and_tools(
+    make_services: ServicesFactory, fake_openai: FakeOpenAI
+) -> None:
+    services = await make_services(chat_backend={"history_token_budget": 600})
+    register_test_tools(services, [])
+    with_tools = context(settings(backend="chat", enabled_tools=("knowledge", "restaurants")))
+    for i in range(6):
+        await collect(services, turn(f"message {i} " + "word " * 60), with_tools)
+    request = fake_openai.requests_to("/v1/chat/completions")[-1].json
+    sent = sum(len(m["content"]) for m in request["messages"]) + len(
+        json.dumps(request["tools"], separators=(",", ":"))
+    )
+    assert sent // 4 <= 600 + 50  # the budget, give or take the per-message overheads
+    assert request["messages"][-1]["content"].startswith("Ada: message 5")
+
+
 async def test_reset_starts_a_fresh_conversation(
     make_services: ServicesFactory, fake_openai: FakeOpenAI
 ) -> None:

@@ -70,6 +70,20 @@ class _PartialCall:
     name: str = ""
     arguments: str = ""
 
+    def add_name(self, piece: str, known: frozenset[str]) -> None:
+        """Servers send a tool's name in pieces (OpenAI) or whole in every chunk (llama.cpp's server):
+        a piece that would make no known tool's name, while the piece alone does, is the whole name
+        again. Unknown names are kept as sent, so the "no tool named" answer shows what came."""
+        joined = self.name + piece
+        if self.name and not _prefixes_a_name(joined, known) and _prefixes_a_name(piece, known):
+            self.name = piece
+        else:
+            self.name = joined
+
+
+def _prefixes_a_name(text: str, known: frozenset[str]) -> bool:
+    return any(name.startswith(text) for name in known)
+
 
 class ChatBackend:
     name = "chat"
@@ -94,9 +108,10 @@ class ChatBackend:
         settings = request.context.settings
         record = request.conversation
         system = {"role": "system", "content": settings.instructions}
-        budget = max(0, self._history_token_budget - estimate_tokens(system))
-        history = await self._storage.history.recent(record.key, record.generation, token_budget=budget)
         tools = self._tools.schemas(settings.enabled_tools, "chat")
+        # The instructions and the tool schemas go with every request: the history gets what is left.
+        budget = max(0, self._history_token_budget - estimate_tokens(system) - _tools_tokens(tools))
+        history = await self._storage.history.recent(record.key, record.generation, token_budget=budget)
         rounds = _ChatRounds(self._client, self._storage, request, system, history, tools)
         async for event in self._loop.answer(rounds, request):
             yield event
@@ -120,13 +135,14 @@ class _ChatRounds:
         self._system = system
         self._history = history
         self._tools = tools
+        self._tool_names = frozenset(t["function"]["name"] for t in tools if "function" in t)
         self._new_messages = [user_message(request.turn)]
         self._calls: dict[int, _PartialCall] = {}  # the current completion's, by index
         self._shortened = False  # the history was cut after a context-length error (once per turn)
 
     async def stream_round(self, round_number: int) -> AsyncIterator[TurnEvent | RoundResult]:
         """One streamed completion: text deltas out; tool calls, finish reason and usage collected."""
-        messages = [self._system, *(h.payload for h in self._history), *self._new_messages]
+        messages = [self._system, *(_sendable(h.payload) for h in self._history), *self._new_messages]
         calls = self._calls = {}
         text = ""
         finish_reason: str | None = None
@@ -150,7 +166,7 @@ class _ChatRounds:
                     for piece in delta.tool_calls or []:
                         partial = calls.setdefault(piece.index, _PartialCall())
                         if piece.function is not None:
-                            partial.name += piece.function.name or ""
+                            partial.add_name(piece.function.name or "", self._tool_names)
                             partial.arguments += piece.function.arguments or ""
                     if choice.finish_reason is not None:
                         finish_reason = choice.finish_reason
@@ -160,8 +176,18 @@ class _ChatRounds:
             RequestedCall(f"call_{self._request.turn_id}_{round_number}_{index}", c.name, c.arguments)
             for index, c in sorted(calls.items())
         ]
+        if finish_reason is None:
+            log.warning(
+                "The model server (%s, model %s) ended a stream without a finish reason: it stopped"
+                " answering mid-way (on a local server, its log says why: often the context size)",
+                self._client.base_url,
+                self._request.context.settings.model,
+            )
         yield RoundResult(
-            text, requested, usage or _estimate_usage(messages, text), _unfinished(finish_reason)
+            text,
+            requested,
+            usage or _estimate_usage(messages, self._tools, text),
+            _unfinished(finish_reason),
         )
 
     async def recover_from_context_error(self, error: openai.APIError, round_number: int) -> Usage | None:
@@ -192,7 +218,8 @@ class _ChatRounds:
         self._new_messages.append(
             {
                 "role": "assistant",
-                "content": round_.text or None,
+                # "" rather than None: llama.cpp's server refuses a null content (HTTP 500).
+                "content": round_.text,
                 "tool_calls": [
                     {
                         "id": call.call_id,
@@ -227,14 +254,29 @@ class _ChatRounds:
         return Completed(text=text, usage=usage, notes=notes)
 
 
+STREAM_ENDED_EARLY = Unfinished(
+    CUT_OFF.kind,
+    "The model server stopped before finishing the answer. If it is your own server, its log says"
+    " why (often a context size too small for the instructions, tools and history).",
+)
+
+
 def _unfinished(finish_reason: str | None) -> Unfinished | None:
     if finish_reason is None:
-        return CUT_OFF
+        return STREAM_ENDED_EARLY
     if finish_reason == "length":
         return LENGTH_LIMIT
     if finish_reason == "content_filter":
         return CONTENT_FILTER
     return None
+
+
+def _sendable(payload: dict[str, Any]) -> dict[str, Any]:
+    """A stored message as every server takes it: turns stored before the bot sent "" kept a null
+    content beside their tool calls, which llama.cpp's server refuses."""
+    if "content" in payload and payload["content"] is None:
+        return {**payload, "content": ""}
+    return payload
 
 
 def _tools_tokens(tools: list[dict[str, Any]]) -> int:
@@ -251,9 +293,10 @@ def _retry_budget(history: list[HistoryMessage], window: int | None, fixed_token
     return max(0, shorter)
 
 
-def _estimate_usage(messages: list[dict[str, Any]], answer: str) -> Usage:
-    """For servers that do not report usage: an estimate keeps budgets meaningful."""
+def _estimate_usage(messages: list[dict[str, Any]], tools: list[dict[str, Any]], answer: str) -> Usage:
+    """For servers that do not report usage: an estimate of the whole prompt (every message sent and
+    the tool schemas) keeps budgets meaningful."""
     return Usage(
-        sum(estimate_tokens(m) for m in messages),
+        sum(estimate_tokens(m) for m in messages) + _tools_tokens(tools),
         MESSAGE_OVERHEAD_TOKENS + len(answer) // CHARS_PER_TOKEN,
     )

@@ -76,6 +76,14 @@ class ChatApi(OpenAIState):
         if not isinstance(messages, list) or not messages:
             raise BadRequest("Missing required parameter: 'messages'.", param="messages")
         check_chat_messages(messages)
+        if self.chat_dialect == "llama.cpp" and any(
+            isinstance(m, dict) and m.get("role") == "assistant" and m.get("content", "") is None
+            for m in messages
+        ):
+            return web.json_response(  # what llama-cpp-python's server answers (a validation error)
+                {"error": {"message": "content: Input should be a valid string", "type": "server_error"}},
+                status=500,
+            )
         window = self.context_windows.get(model)
         if window is not None:
             used = estimate_context_tokens(messages, tools=body.get("tools"))
@@ -187,6 +195,9 @@ class ChatApi(OpenAIState):
             )
 
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        if self.chat_dialect == "llama.cpp":
+            include_usage = False
+        repeat_names = self.chat_dialect == "llama.cpp"
 
         def chunk(delta: Json, finish: str | None = None) -> Json:
             data: Json = {
@@ -225,9 +236,16 @@ class ChatApi(OpenAIState):
                     }
                 )
                 for piece in split_every(tool_call["function"]["arguments"], DELTA_CHARS):
-                    yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+                    function: Json = {"arguments": piece}
+                    repeated: Json = {"index": index, "function": function}
+                    if repeat_names:
+                        function["name"] = tool_call["function"]["name"]
+                        repeated.update(id=tool_call["id"], type="function")
+                    yield chunk({"tool_calls": [repeated]})
             if failed:
                 yield error_body
+                return
+            if step.no_finish:
                 return
             yield chunk({}, finish_reason)
             if include_usage:

@@ -87,7 +87,9 @@ class Reply:
     `deltas=40, delta_delay_s=0.1, pace="deltas"` is 40 deltas over 4 s and the stream ends with the
     last one. `cut_after`: abort the connection after that many stream events. `malformed`: an
     invalid JSON body, or a garbage SSE data line after two events.
-    `annotations`: extra raw annotation dicts for the output text.
+    `annotations`: extra raw annotation dicts for the output text. `no_finish` (Chat, streamed): the
+    stream ends cleanly after the content with no finish reason, as llama.cpp's server ends one that
+    failed after its headers were sent.
     """
 
     text: str = ""
@@ -107,6 +109,7 @@ class Reply:
     malformed: bool = False
     hosted: list[HostedCall] = field(default_factory=list)
     annotations: list[Json] = field(default_factory=list)
+    no_finish: bool = False
 
 
 @dataclass

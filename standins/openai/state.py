@@ -44,6 +44,10 @@ class OpenAIState:
         self.invalid_api_keys: set[str] = {"invalid"}
         self.context_windows: dict[str, int] = {}
         """Per model: its context window in tokens (`estimate_context_tokens`); unnamed: unlimited."""
+        self.chat_dialect = "openai"
+        """How /v1/chat/completions behaves where servers differ: "openai", or "llama.cpp" as
+        llama-cpp-python's server does (the whole tool name and id in every streamed tool-call chunk,
+        HTTP 500 for an assistant message with `"content": null`, no usage in streams)."""
         self.honours_truncation = True
         """False: a server without `truncation: "auto"`; every request over the window is refused."""
         self.truncations: list[Truncation] = []

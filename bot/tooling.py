@@ -232,13 +232,22 @@ class ToolRegistry:
             return arguments
 
         claim = await self._ledger.claim(
-            context.call_id, conversation_key=context.conversation_key, name=name
+            context.call_id,
+            conversation_key=context.conversation_key,
+            name=name,
+            take_over_abandoned=not tool.side_effect,  # only a read runs again after a stopped process
         )
         if claim.state == "done":
             assert claim.output is not None
             return ToolResult.from_output(claim.output)
         if claim.state == "running":
             return ToolResult.failure("in_progress", "This exact call is already being handled.")
+        if claim.state == "abandoned":
+            return ToolResult.failure(
+                "result_unknown",
+                "The bot stopped while this exact action was running, so whether it happened is unknown;"
+                " it is not run again. List the user's reservations or rides to see.",
+            )
         try:
             result = await self._confirm_and_run(tool, arguments, context, confirmer)
         except ToolError as exc:  # the user's problem, told to the model; not the tool's failure

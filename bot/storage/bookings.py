@@ -1,8 +1,9 @@
 """The restaurant catalog and its reservations (the built-in booking provider's state).
 
 The rules that must hold under concurrency live in the transactions here: a slot's tables are
-counted and the reservation inserted in one step, one user holds at most one reservation per
-restaurant and slot, and only the owner can cancel. Everything else (hours, time parsing) is the
+counted and the reservation inserted in one step (under the slot's `lock_key`, so also across
+processes sharing PostgreSQL), one user holds at most one reservation per restaurant and slot, and
+only the owner can cancel. Everything else (hours, time parsing) is the
 booking tool's business. Times are unix seconds (UTC).
 """
 
@@ -191,8 +192,15 @@ class BookingStore:
         notes: str,
         capacity: int,
     ) -> ReserveResult:
-        """Book `tables` of the slot if they are free and the user has none there yet, atomically."""
+        """Book `tables` of the slot if they are free and the user has none there yet, atomically.
+
+        Across processes too: the call id's key, then the slot's (always in that order, so no two
+        transactions wait for each other), are held until commit. The slot, not the restaurant:
+        capacity is counted per slot, so bookings for other slots need not wait.
+        """
         async with self._db.transaction() as connection:
+            await connection.lock_key(f"reservations:call:{call_id}")
+            await connection.lock_key(f"reservations:slot:{restaurant_id}:{starts_at}")
             earlier = await _reservation_by_call(connection, call_id)
             if earlier is not None:
                 return ReserveResult("repeat", earlier)

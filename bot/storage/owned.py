@@ -1,6 +1,7 @@
 """What the stores of records a user owns (reservations, rides) share: cancelling one's own, once.
 
-Only the owner may cancel, whoever asks the model; the check and the update are one transaction.
+Only the owner may cancel, whoever asks the model; the check and the update are one transaction,
+under the row's `lock_key` (several processes may share one PostgreSQL database).
 """
 
 from __future__ import annotations
@@ -41,7 +42,12 @@ async def cancel_owned(
     user_id: int,
     read: Callable[[Connection, int], Awaitable[Row | None]],
 ) -> CancelResult[Row]:
-    """Cancel `user_id`'s row `record_id` of `table` inside the caller's transaction."""
+    """Cancel `user_id`'s row `record_id` of `table` inside the caller's transaction.
+
+    The row's key is held to commit, so of two processes cancelling it one cancels and the other
+    finds it already cancelled.
+    """
+    await connection.lock_key(f"{table}:{record_id}")
     found = await read(connection, record_id)
     if found is None:
         return CancelResult("not_found")

@@ -77,8 +77,12 @@ class RideStore:
     async def create(
         self, ride: NewRide, *, call_id: str, user_id: int, user_name: str, guild_id: int | None
     ) -> tuple[RideRecord, bool]:
-        """Store an order; the same call id returns the ride it already made (and False)."""
+        """Store an order; the same call id returns the ride it already made (and False).
+
+        The call id's key is held to commit, so a second process with the same call waits and finds it.
+        """
         async with self._db.transaction() as connection:
+            await connection.lock_key(f"rides:call:{call_id}")
             earlier = await _ride_where(connection, "call_id = ?", call_id)
             if earlier is not None:
                 return earlier, False

@@ -1,8 +1,10 @@
 """Per-guild settings: defaults from config.toml, overrides from SQLite, validated by one model.
 
 Reads come from an in-memory cache (every message needs them); writes go to the database first and
-then replace the cached copy, so the next message sees the change. The cache's lock orders loads and
-writes, so a load that read the database before a write can never put a stale copy back afterwards.
+then replace the cached copy, so the next message sees the change. Other processes sharing a
+PostgreSQL database hear of it (`bot.storage.settings_events`) and forget their copy. The cache's
+lock orders loads and writes, so a load that read the database before a write can never put a stale
+copy back afterwards.
 
 What an admin types is turned into a value here (`parse_setting_value`), validated by `GuildSettings`,
 then checked against the rest of the bot (hosted tools need the Responses backend, providers must be
@@ -169,6 +171,7 @@ class SettingsService:
         # The model name is checked over the network first, so the lock is never held meanwhile.
         await self._check_model(name, self._changed(await self.effective(guild_id), name, raw_value))
         async with self._cache.lock:
+            self._cache.drop(guild_id)  # checked against the stored settings, also other processes' changes
             updated = self._changed(await self._current(guild_id), name, raw_value)
             stored = updated.model_dump(mode="json")[name]
             change = await self._storage.settings.set(guild_id, name, stored, user_id=user_id)
@@ -468,7 +471,8 @@ class SettingsCache:
     """Effective settings per guild, written through by the settings service.
 
     `lock` orders loads and writes: a load that read the database before a write must not put its
-    older copy back after the write did.
+    older copy back after the write did. Writes by other processes (PostgreSQL) arrive as `forget`,
+    under the same lock for the same reason.
     """
 
     def __init__(self) -> None:
@@ -483,3 +487,13 @@ class SettingsCache:
 
     def drop(self, guild_id: int) -> None:
         self._by_guild.pop(guild_id, None)
+
+    async def forget(self, guild_id: int) -> None:
+        """Another process changed this guild: the next read loads it (a load under way ends first)."""
+        async with self.lock:
+            self.drop(guild_id)
+
+    async def forget_all(self) -> None:
+        """Changes may have been missed (the notifications' connection was lost): load every guild again."""
+        async with self.lock:
+            self._by_guild.clear()

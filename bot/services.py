@@ -21,6 +21,8 @@ from bot.metrics import BotMetrics
 from bot.moderation import Moderator
 from bot.process_state import ProcessState
 from bot.storage import Storage
+from bot.storage.database import is_postgres_url
+from bot.storage.settings_events import SettingsChangeListener
 from bot.tooling import ToolRegistry
 
 if TYPE_CHECKING:
@@ -54,6 +56,8 @@ class Services:
     """Direct model calls from commands: limits checked, a gate slot, usage recorded."""
     metrics: BotMetrics
     """What the engine counts; the bot serves it on `/metrics` when `[metrics] port` is set."""
+    settings_listener: SettingsChangeListener | None = None
+    """On PostgreSQL: other processes' settings changes, dropped from this process's cache."""
 
     @classmethod
     async def start(
@@ -124,6 +128,12 @@ class Services:
             providers=config.providers,
             models=OpenAIModelCatalog(openai_client),
         )
+        settings_listener = None
+        if is_postgres_url(config.storage.database):
+            settings_listener = SettingsChangeListener(
+                str(config.storage.database), changed=state.settings.forget, missed=state.settings.forget_all
+            )
+            await settings_listener.start()
         return cls(
             config=config,
             storage=storage,
@@ -136,9 +146,12 @@ class Services:
             knowledge=KnowledgeBase(openai_client, storage, state.knowledge),
             metered=MeteredCalls(storage.usage, state.cooldowns, state.model_gate),
             metrics=metrics,
+            settings_listener=settings_listener,
         )
 
     async def close(self) -> None:
+        if self.settings_listener is not None:
+            await self.settings_listener.close()
         await self.openai.close()
         if self.chat_client is not self.openai:
             await self.chat_client.close()

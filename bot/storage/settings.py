@@ -1,4 +1,8 @@
-"""Per-guild setting overrides and their audit trail (validation lives in `bot.config`)."""
+"""Per-guild setting overrides and their audit trail (validation lives in `bot.config`).
+
+A change holds the guild's `lock_key` (so the audit's old value is right when processes share one
+PostgreSQL database) and, on PostgreSQL, tells the other processes (`settings_events`) at commit.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.storage.database import Database
+from bot.storage.settings_events import notify_settings_changed, tells_other_processes
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +28,7 @@ class SettingChange:
 class GuildSettingsStore:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._tell_others = tells_other_processes(db)
 
     async def overrides(self, guild_id: int) -> dict[str, Any]:
         """The settings this guild changed from the defaults, by name (JSON-decoded values)."""
@@ -64,6 +70,7 @@ class GuildSettingsStore:
         now = time.time()
         new_json = None if value is None else json.dumps(value)
         async with self._db.transaction() as connection:
+            await connection.lock_key(f"guild_settings:{guild_id}")
             cursor = await connection.execute(
                 "SELECT value FROM guild_settings WHERE guild_id = ? AND name = ?", (guild_id, name)
             )
@@ -86,6 +93,8 @@ class GuildSettingsStore:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (guild_id, user_id, name, old_json, new_json, now),
             )
+            if self._tell_others:
+                await notify_settings_changed(connection, guild_id)
         return SettingChange(
             guild_id=guild_id,
             user_id=user_id,

@@ -226,6 +226,20 @@ async def test_a_new_identify_for_a_shard_replaces_only_that_shards_session(worl
         assert (1, 2) not in server.connected_shards
 
 
+async def test_with_concurrent_sessions_both_copies_of_a_shard_get_its_events(world: ShardWorld) -> None:
+    server = world.server
+    server.concurrent_sessions = True  # two processes running shard 0, as a misconfigured bot does
+    async with gateway(server) as zero, gateway(server) as zero_again:
+        await identified(zero, server, [0, 2])
+        await identified(zero_again, server, [0, 2])
+        sent = await server.user_message(world.general_0.id, world.alice, "hi", mentions_bot=True)
+        assert (await zero.next_dispatch())["d"]["id"] == sent["id"]
+        assert (await zero_again.next_dispatch())["d"]["id"] == sent["id"]
+        assert [r.shard for r in server.dispatched if r.event == "MESSAGE_CREATE"] == [(0, 2), (0, 2)]
+    after = await server.user_message(world.general_0.id, world.alice, "nobody is left")
+    assert [r.data["id"] for r in server.dispatched if r.live and r.data.get("id") == after["id"]] == []
+
+
 async def test_gateway_bot_recommends_the_settable_shard_count(world: ShardWorld) -> None:
     server = world.server
     url = f"{server.base_url}/api/v10/gateway/bot"

@@ -148,6 +148,11 @@ class DiscordGateway(MessageStore):
         self._sessions: dict[str, GatewaySession] = {}
         self._live_sessions: dict[tuple[int, int], GatewaySession] = {}
         """The current session of each ``(shard_id, shard_count)``: what dispatches go to."""
+        self.concurrent_sessions = False
+        """True: a second IDENTIFY of a shard whose session is still connected leaves that session
+        live too, and both get the shard's events, as Discord does for two copies of a bot running
+        the same shard (the tests of overlapping shard ids). False: the new session replaces it."""
+        self._concurrent: list[GatewaySession] = []
         self._gateway_open = asyncio.Event()
         self._gateway_open.set()
 
@@ -250,7 +255,9 @@ class DiscordGateway(MessageStore):
             await connection.close(4011, "Sharding required.")
             return
         previous = self._live_sessions.get(shard)
-        if previous is not None:
+        if previous is not None and self.concurrent_sessions and previous.connection is not None:
+            self._concurrent.append(previous)
+        elif previous is not None:
             previous.resumable = False
         session = GatewaySession(
             session_id=secrets.token_hex(16),
@@ -402,7 +409,8 @@ class DiscordGateway(MessageStore):
         if channel is not None and not channel.is_dm and not self.bot_can(channel, "view_channel"):
             return False
         sent = False
-        for session in list(self._live_sessions.values()):
+        self._concurrent = [s for s in self._concurrent if s.connection is not None]
+        for session in [*self._live_sessions.values(), *self._concurrent]:
             if not session.resumable or not session.owns(guild_id):
                 continue
             if intent is not None and not session.wants(intent):

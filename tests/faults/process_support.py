@@ -118,8 +118,11 @@ async def stand_ins(
         yield Rig(discord, openai, world, tmp_path, backend)
 
 
-def bot_env(*, discord_base_url: str, token: str, openai_base_url: str, database: Path) -> dict[str, str]:
-    """Only what the bot needs, pointed at the stand-ins (no variable of the developer's leaks in)."""
+def bot_env(
+    *, discord_base_url: str, token: str, openai_base_url: str, database: Path | str
+) -> dict[str, str]:
+    """Only what the bot needs, pointed at the stand-ins (no variable of the developer's leaks in);
+    `database`: an SQLite file or a postgresql:// URL."""
     keep = {name: value for name, value in os.environ.items() if name in ("PATH", "HOME", "LANG")}
     return {
         **keep,

@@ -134,6 +134,45 @@ async def test_an_abandoned_action_is_never_run_again_but_an_abandoned_read_is(s
     assert runs == ["call_look"]
 
 
+async def test_one_call_reaching_two_processes_registries_runs_once(two: tuple[Storage, Storage]) -> None:
+    started = asyncio.Event()
+    finish = asyncio.Event()
+    runs: list[str] = []
+
+    async def book(args: NoArgs, context: ToolContext) -> ToolResult:
+        runs.append(context.call_id)
+        started.set()
+        await finish.wait()
+        return ToolResult.success({"booked": True}, "booked")
+
+    registries = [ToolRegistry(storage.tool_calls) for storage in two]
+    for registry in registries:
+        registry.add(
+            Tool(
+                name="book",
+                family="restaurants",
+                description="book",
+                arguments=NoArgs,
+                handler=book,
+                activity="book",
+                side_effect=True,
+            )
+        )
+    no_confirm = settings(enabled_tools=("restaurants",), confirm_side_effects=False)
+    first = asyncio.create_task(
+        call_tool(registries[0], "book", {}, guild_settings=no_confirm, call_id="call_both")
+    )
+    async with asyncio.timeout(WAIT_S):
+        await started.wait()
+    second = await call_tool(registries[1], "book", {}, guild_settings=no_confirm, call_id="call_both")
+    assert (second.ok, second.error_code) == (False, "in_progress")
+    finish.set()
+    assert (await first).ok
+    again = await call_tool(registries[1], "book", {}, guild_settings=no_confirm, call_id="call_both")
+    assert again.ok and again.to_output() == (await first).to_output()
+    assert runs == ["call_both"]
+
+
 # ---------------------------------------------------------------------------------- bookings, rides
 
 

@@ -49,3 +49,16 @@ class UserFacingError(BotError):
 
 class DiscordRefusedError(BotError):
     """Discord refused the bot at login for a reason its owner fixes in the Developer Portal."""
+
+
+class DatabaseUnavailableError(UserFacingError):
+    """The database connection was lost (or cannot be made again) while the bot was running.
+
+    The statement that met the loss fails with this (a transaction it was in is rolled back by the
+    server, never half-applied); the next use reconnects.
+    """
+
+    def __init__(
+        self, message: str = "I cannot reach my database right now; please try again in a minute."
+    ) -> None:
+        super().__init__(message)

@@ -9,11 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.storage.bookings import BookingStore
+from bot.storage.claims import MessageClaims
 from bot.storage.conversations import ConversationRecord, ConversationStore
-from bot.storage.database import Database
+from bot.storage.database import ConversationLocks, Database, HeldConversation
 from bot.storage.history import HistoryMessage, HistoryStore
 from bot.storage.knowledge import KnowledgeEntry, KnowledgeStore, StoredChunk
 from bot.storage.rides import RideStore
+from bot.storage.runs import RunRegistry, ShardSet
 from bot.storage.settings import GuildSettingsStore, SettingChange
 from bot.storage.tool_calls import CallClaim, ToolCallLedger
 from bot.storage.turns import InterruptedTurn, TurnJournal
@@ -21,13 +23,18 @@ from bot.storage.usage import UsageStore, UsageTotals, utc_day
 
 __all__ = [
     "CallClaim",
+    "ConversationLocks",
     "ConversationRecord",
     "Database",
     "GuildSettingsStore",
+    "HeldConversation",
     "HistoryMessage",
     "InterruptedTurn",
     "KnowledgeEntry",
+    "MessageClaims",
+    "RunRegistry",
     "SettingChange",
+    "ShardSet",
     "Storage",
     "StoredChunk",
     "UsageTotals",
@@ -49,6 +56,9 @@ class Storage:
         self.knowledge = KnowledgeStore(db)
         self.bookings = BookingStore(db)
         self.rides = RideStore(db)
+        self.runs = RunRegistry(db)
+        self.message_claims = MessageClaims(db)
+        self.conversation_locks = db.conversation_locks
 
     @classmethod
     async def open(cls, path: str | Path) -> Storage:

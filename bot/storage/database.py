@@ -10,6 +10,12 @@ All statements go through one connection, which runs them in the order they were
 inside another task's open transaction, but run alongside each other: each statement is a round trip
 to the database, and with many turns at once, making them take turns (one lock hand-over per use, each
 a pass of a busy event loop) was what held the turns up.
+
+On PostgreSQL several processes share the database. A lost connection (a server restart) fails the
+statement that met it with `DatabaseUnavailableError` (an open transaction is rolled back by the
+server, never half-applied) and the next use reconnects, with a bounded backoff. `ConversationLocks`
+keep one turn at a time per conversation across processes with advisory locks; those held on a lost
+connection are gone with it (the process's own lanes still keep its turns apart).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import logging
 import os
 import sqlite3
 import tempfile
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -31,7 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiosqlite
 import psycopg
 
-from bot.errors import DatabaseUnusableError, SchemaTooNewError
+from bot.errors import DatabaseUnavailableError, DatabaseUnusableError, SchemaTooNewError
 from bot.storage.dialect import postgres_insert_returning_id, postgres_query, postgres_schema
 from bot.storage.migrations import LATEST_VERSION, MIGRATIONS
 
@@ -41,6 +48,10 @@ BUSY_TIMEOUT_MS = 5000
 IN_MEMORY = ":memory:"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 MIGRATION_LOCK_KEY = 0x626F745F736368  # any constant: PostgreSQL's advisory lock id for migrations
+RECONNECT_DELAYS_S = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 14.5)
+"""Before each attempt to connect again after the connection was lost: 30 s in all, then the use fails
+(and the next use starts over)."""
+CONNECT_TIMEOUT_S = 5
 
 
 def advisory_lock_id(name: str) -> int:
@@ -220,10 +231,20 @@ PostgresDriverConnection: TypeAlias = psycopg.AsyncConnection[NamedRow]
 
 
 class _PostgresConnection(Connection):
-    def __init__(self, connection: PostgresDriverConnection) -> None:
+    """The shared connection: reconnected at the next use after it was lost, never inside a transaction."""
+
+    def __init__(self, connection: PostgresDriverConnection, url: str) -> None:
         self._connection = connection
+        self.url = url
         self._translated: dict[str, str] = {}
         """Each distinct statement is translated once."""
+        self._in_transaction = False
+        self._closed = False
+        self._reconnecting = asyncio.Lock()
+        self._lost_at: float | None = None
+        """When the outage began (monotonic): logged once when it begins and once when it ends."""
+        self.session = 0
+        """Bumped at each reconnection: session-level advisory locks of an earlier session are gone."""
 
     def _postgres(self, sql: str) -> str:
         translated = self._translated.get(sql)
@@ -231,46 +252,115 @@ class _PostgresConnection(Connection):
             translated = self._translated[sql] = postgres_query(sql)
         return translated
 
+    @asynccontextmanager
+    async def _using(self) -> AsyncIterator[PostgresDriverConnection]:
+        """The live connection; a statement that meets a lost connection raises DatabaseUnavailableError."""
+        connection = self._connection
+        if connection.closed:
+            if self._in_transaction or self._closed:  # a transaction never goes on in another session
+                raise DatabaseUnavailableError()
+            connection = await self._reconnect()
+        try:
+            yield connection
+        except psycopg.Error as exc:
+            if not connection.closed:
+                raise
+            self._note_lost(exc)
+            raise DatabaseUnavailableError() from exc
+
+    def _note_lost(self, exc: BaseException) -> None:
+        if self._lost_at is None:
+            self._lost_at = time.monotonic()
+            log.warning("Lost the connection to the database (%s); reconnecting at the next use", exc)
+
+    async def _reconnect(self) -> PostgresDriverConnection:
+        """A new session, tried a few times with growing waits; DatabaseUnavailableError if none comes."""
+        async with self._reconnecting:
+            if not self._connection.closed:  # another task reconnected meanwhile
+                return self._connection
+            self._note_lost(psycopg.OperationalError("connection closed"))
+            problem: psycopg.Error | None = None
+            for attempt, delay_s in enumerate(RECONNECT_DELAYS_S, start=1):
+                if delay_s:
+                    await asyncio.sleep(delay_s)  # a backoff timer between attempts, not a wait for a state
+                try:
+                    connection = await _connect_driver(self.url)
+                except psycopg.Error as exc:
+                    problem = exc
+                    log.debug("Reconnecting to the database: attempt %d failed (%s)", attempt, exc)
+                    continue
+                self._connection = connection
+                self.session += 1
+                lost_for_s = time.monotonic() - (self._lost_at or time.monotonic())
+                self._lost_at = None
+                log.info("Reconnected to the database after %.1f s", lost_for_s)
+                return connection
+            raise DatabaseUnavailableError() from problem
+
     async def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
-        return await self._connection.execute(self._postgres(sql), params)
+        async with self._using() as connection:
+            return await connection.execute(self._postgres(sql), params)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
-        async with self._connection.cursor() as cursor:
+        async with self._using() as connection, connection.cursor() as cursor:
             await cursor.executemany(self._postgres(sql), rows)
 
     async def execute_insert(self, sql: str, params: Sequence[object] = ()) -> int:
-        cursor = await self._connection.execute(postgres_insert_returning_id(sql), params)
-        row = await cursor.fetchone()
+        async with self._using() as connection:
+            cursor = await connection.execute(postgres_insert_returning_id(sql), params)
+            row = await cursor.fetchone()
         assert row is not None
         return int(row[0])
 
     async def begin(self) -> None:
-        await self._connection.execute("BEGIN")
+        async with self._using() as connection:
+            await connection.execute("BEGIN")
+        self._in_transaction = True
 
     async def commit(self) -> None:
-        await self._connection.execute("COMMIT")
+        try:
+            async with self._using() as connection:
+                await connection.execute("COMMIT")
+        finally:
+            self._in_transaction = False
 
     async def rollback(self) -> None:
-        await self._connection.execute("ROLLBACK")
+        """Nothing to say on a lost connection: the server rolled the transaction back with its session."""
+        self._in_transaction = False
+        connection = self._connection
+        if connection.closed:
+            return
+        try:
+            await connection.execute("ROLLBACK")
+        except psycopg.Error as exc:
+            if not connection.closed:
+                raise
+            self._note_lost(exc)
 
     async def execute_schema(self, statement: str) -> None:
-        await self._connection.execute(postgres_query(postgres_schema(statement)))
+        async with self._using() as connection:
+            await connection.execute(postgres_query(postgres_schema(statement)))
 
     async def lock_schema(self) -> None:
-        await self._connection.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+        async with self._using() as connection:
+            await connection.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
 
     async def lock_key(self, name: str) -> None:
-        await self._connection.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_lock_id(name),))
+        async with self._using() as connection:
+            await connection.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_lock_id(name),))
 
     async def schema_version(self) -> int:
-        return await postgres_schema_version(self._connection)
+        async with self._using() as connection:
+            return await postgres_schema_version(connection)
 
     async def set_schema_version(self, version: int) -> None:
-        await self._connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
-        await self._connection.execute("DELETE FROM schema_version")
-        await self._connection.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+        async with self._using() as connection:
+            await connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+            await connection.execute("DELETE FROM schema_version")
+            await connection.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
 
     async def close(self) -> None:
+        self._closed = True
         await self._connection.close()
 
 
@@ -285,10 +375,17 @@ async def postgres_schema_version(connection: psycopg.AsyncConnection[Any]) -> i
     return int(row[0]) if row and row[0] is not None else 0
 
 
-async def _connect_postgres(url: str) -> PostgresDriverConnection:
+async def _connect_driver(url: str) -> PostgresDriverConnection:
     """Connect in autocommit mode (`Database` says BEGIN and COMMIT itself) with rows read by name."""
+    return await psycopg.AsyncConnection.connect(
+        url, autocommit=True, row_factory=_named_rows, connect_timeout=CONNECT_TIMEOUT_S
+    )
+
+
+async def _connect_postgres(url: str) -> PostgresDriverConnection:
+    """`_connect_driver`, for the start: a server that cannot be reached is one line for the owner."""
     try:
-        return await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=_named_rows)
+        return await _connect_driver(url)
     except psycopg.Error as exc:
         raise DatabaseUnusableError(display_location(url), f"cannot be connected to ({exc})") from None
 
@@ -396,6 +493,12 @@ class Database:
         self._unshared.set()
         self.path = path
         """Where the database is, as shown to people (a URL without its password)."""
+        self.conversation_locks = ConversationLocks(self)
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may use this database too (PostgreSQL; an SQLite file has one)."""
+        return isinstance(self._connection, _PostgresConnection)
 
     @classmethod
     async def open(cls, path: str | Path) -> Database:
@@ -406,7 +509,7 @@ class Database:
         """
         path_text = str(path)
         if is_postgres_url(path_text):
-            connection: Connection = _PostgresConnection(await _connect_postgres(path_text))
+            connection: Connection = _PostgresConnection(await _connect_postgres(path_text), path_text)
         else:
             connection = _SqliteConnection(await _open_sqlite(path_text))
         try:
@@ -480,6 +583,102 @@ class Database:
         """
         async with self.read() as connection:
             yield connection
+
+
+class HeldConversation(Protocol):
+    """A conversation held by this process until `release` (safe to call after the connection was lost)."""
+
+    async def release(self) -> None: ...
+
+
+class _NothingHeld:
+    """SQLite: one process, whose lanes are the whole lock."""
+
+    async def release(self) -> None:
+        return None
+
+
+NOTHING_HELD = _NothingHeld()
+
+
+class _HeldOnSharedSession:
+    def __init__(self, database: Database, connection: _PostgresConnection, lock_id: int) -> None:
+        self._database = database
+        self._connection = connection
+        self._session = connection.session
+        self._lock_id = lock_id
+
+    async def release(self) -> None:
+        # Shielded: an unlock cut short would leave the lock held by the shared session for good.
+        await asyncio.shield(self._unlock())
+
+    async def _unlock(self) -> None:
+        if self._connection.session != self._session:
+            return  # that session is gone, and its locks with it
+        try:
+            async with self._database.autocommit() as connection:
+                await connection.execute("SELECT pg_advisory_unlock(?)", (self._lock_id,))
+        except DatabaseUnavailableError:
+            pass  # lost with the session
+
+
+class _HeldOnOwnSession:
+    def __init__(self, connection: PostgresDriverConnection) -> None:
+        self._connection = connection
+
+    async def release(self) -> None:
+        await self._connection.close()  # the session ends, and its lock with it
+
+
+class ConversationLocks:
+    """One turn at a time per conversation across processes: a PostgreSQL advisory lock per
+    conversation key, held by the process running its turn; nothing to do on SQLite.
+
+    The uncontended case is one statement on the shared connection (and one to release). A process
+    that must wait does so on a session of its own, so that the shared connection, which every other
+    statement of the process uses, is never held up by a waiting lock. A lock's session lost (a server
+    restart) takes the lock with it; this process's lanes still keep its own turns apart.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    async def try_hold(self, key: str) -> HeldConversation | None:
+        """Hold the conversation now, or None if another process holds it."""
+        connection = self._database._connection
+        if not isinstance(connection, _PostgresConnection):
+            return NOTHING_HELD
+        lock_id = conversation_lock_id(key)
+        async with self._database.autocommit() as shared:
+            cursor = await shared.execute("SELECT pg_try_advisory_lock(?)", (lock_id,))
+            row = await cursor.fetchone()
+        if row is None or not row[0]:
+            return None
+        return _HeldOnSharedSession(self._database, connection, lock_id)
+
+    async def hold(self, key: str) -> HeldConversation:
+        """Wait (on a session of its own) until the conversation is this process's, and hold it."""
+        connection = self._database._connection
+        if not isinstance(connection, _PostgresConnection):
+            return NOTHING_HELD
+        try:
+            waiter = await _connect_driver(connection.url)
+        except psycopg.Error as exc:
+            raise DatabaseUnavailableError() from exc
+        try:
+            # Cancelled, psycopg cancels the wait on the server; closing the session drops the lock anyway.
+            await waiter.execute("SELECT pg_advisory_lock(%s)", (conversation_lock_id(key),))
+        except BaseException as exc:
+            await waiter.close()
+            if isinstance(exc, psycopg.Error):
+                raise DatabaseUnavailableError() from exc
+            raise
+        return _HeldOnOwnSession(waiter)
+
+
+def conversation_lock_id(key: str) -> int:
+    """The advisory lock of a conversation, apart from `Connection.lock_key`'s names."""
+    return advisory_lock_id(f"conversation-lane:{key}")
 
 
 async def _open_sqlite(path_text: str) -> aiosqlite.Connection:

@@ -210,6 +210,27 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE turns ADD COLUMN run_id TEXT;
         """,
     ),
+    Migration(
+        5,
+        "several processes on one database: the runs and their shards, and who answers each message",
+        """
+        CREATE TABLE runs (
+            run_id           TEXT PRIMARY KEY,          -- ProcessState.run_id
+            shard_ids        TEXT NOT NULL,             -- the shards it connects, e.g. '0,1'
+            shard_count      INTEGER NOT NULL,          -- of how many in all
+            started_at       REAL NOT NULL,
+            heartbeat_at     REAL NOT NULL,             -- alive while recent (RunRegistry)
+            stopped_at       REAL                       -- set on a clean close
+        );
+
+        CREATE TABLE message_claims (
+            message_id       INTEGER PRIMARY KEY,       -- the Discord message; its first claimer answers it
+            run_id           TEXT NOT NULL,
+            claimed_at       REAL NOT NULL
+        );
+        CREATE INDEX message_claims_by_time ON message_claims (claimed_at);
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

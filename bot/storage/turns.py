@@ -3,7 +3,7 @@
 Each turn carries the run id of the process that began it (``ProcessState.run_id``): on start, only
 turns an *earlier* run left running are interrupted ones; this run's own turns, begun the moment the
 gateway connected, are alive. (With several processes on one database, a run id is also the key that
-tells a dead process's turns from a live neighbour's.)
+tells a dead process's turns from a live neighbour's: see `bot.storage.runs`.)
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bot.storage.database import Database
+from bot.storage.runs import DISCORD_SHARD_SHIFT, RUN_DEAD_AFTER_S, ShardSet
 from bot.storage.usage import DM_GUILD_ID, utc_day
 
 TurnStatus = Literal["running", "completed", "failed", "cancelled", "interrupted"]
@@ -128,25 +129,45 @@ class TurnJournal:
                     if not finish.written.done():
                         finish.written.set_result(None)
 
-    async def take_interrupted(self, *, current_run: str | None = None) -> list[InterruptedTurn]:
-        """Turns earlier runs left running: marked interrupted and returned, once.
+    async def take_interrupted(
+        self,
+        *,
+        current_run: str | None = None,
+        shards: ShardSet | None = None,
+        dead_after_s: float = RUN_DEAD_AFTER_S,
+    ) -> list[InterruptedTurn]:
+        """Turns dead runs left running: marked interrupted and returned, once.
 
         ``current_run``: this process's run id, whose turns are alive and left alone (turns journalled
         before run ids existed count as earlier runs'). None takes every running turn: for a database
-        no process is using.
+        no process is using. On a database several processes share (PostgreSQL), a run still alive
+        (`RunRegistry`: not stopped, heartbeat within ``dead_after_s``) keeps its turns too, and
+        ``shards`` (this process's) limits the turns to the guilds it receives, so that the note
+        reaches a channel it can see. One UPDATE ... RETURNING: two processes never take the same turn.
         """
-        others = "" if current_run is None else " AND run_id IS NOT ?"  # IS NOT: NULL counts as other
-        params = () if current_run is None else (current_run,)
-        async with self._db.transaction() as connection:
-            cursor = await connection.execute(
-                f"SELECT * FROM turns WHERE status = 'running'{others} ORDER BY id", params
+        conditions = ["status = 'running'"]
+        params: list[object] = [time.time()]
+        if current_run is not None:
+            conditions.append("run_id IS NOT ?")  # IS NOT: NULL counts as other
+            params.append(current_run)
+        if self._db.shared:
+            conditions.append(
+                "(run_id IS NULL OR run_id NOT IN (SELECT run_id FROM runs"
+                " WHERE stopped_at IS NULL AND heartbeat_at >= ?))"
             )
-            rows = await cursor.fetchall()
-            await connection.execute(
-                f"UPDATE turns SET status = 'interrupted', finished_at = ? WHERE status = 'running'{others}",
-                (time.time(), *params),
+            params.append(time.time() - dead_after_s)
+        if shards is not None and not shards.is_all:
+            marks = ", ".join("?" * len(shards.ids))
+            dms = " OR guild_id IS NULL" if 0 in shards.ids else ""
+            conditions.append(f"(((guild_id >> {DISCORD_SHARD_SHIFT}) % ?) IN ({marks}){dms})")
+            params.extend([shards.count, *sorted(shards.ids)])
+        async with self._db.autocommit() as connection:
+            rows = await connection.execute_fetchall(
+                "UPDATE turns SET status = 'interrupted', finished_at = ?"
+                f" WHERE {' AND '.join(conditions)} RETURNING *",
+                params,
             )
-        return [
+        turns = [
             InterruptedTurn(
                 turn_id=row["id"],
                 conversation_key=row["conversation_key"],
@@ -158,6 +179,7 @@ class TurnJournal:
             )
             for row in rows
         ]
+        return sorted(turns, key=lambda turn: turn.turn_id)
 
     async def status(self, turn_id: int) -> TurnStatus | None:
         async with self._db.read() as connection:

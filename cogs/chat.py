@@ -29,7 +29,9 @@ from bot.discord.render import ReplyStreamer
 from bot.discord.render.discord_sink import DiscordSink
 from bot.engine import TurnContext, UserTurn, conversation_key
 from bot.engine.events import Flagged, TurnEvent
+from bot.errors import DatabaseUnavailableError
 from bot.moderation import describe_categories
+from bot.storage import ShardSet
 
 if TYPE_CHECKING:
     from bot.discord.app import AssistantBot
@@ -96,18 +98,23 @@ class ChatCog(commands.Cog):
         if not self._worth_reading(message):
             return
         taken_at = time.monotonic()
-        settings = await self.services.settings.effective(message.guild.id if message.guild else None)
-        # One intake at a time per channel: messages enter their conversation in the order they came.
-        async with self.services.state.intake.hold(message.channel.id):
-            destination = await self._destination(message, settings)
-            if destination is None:
-                return
-            turn = await self._user_turn(message)
-            if not turn.text and not turn.image_urls:
-                return
-            place = self._place(destination)  # a new thread: created meanwhile, through the budget
-            events = self._reply(destination, place, turn, settings)
-            first = await anext(events)  # the turn takes its place in the conversation's line
+        try:
+            settings = await self.services.settings.effective(message.guild.id if message.guild else None)
+            # One intake at a time per channel: messages enter their conversation in the order they came.
+            async with self.services.state.intake.hold(message.channel.id):
+                destination = await self._destination(message, settings)
+                if destination is None or not await self._claim(message):
+                    return
+                turn = await self._user_turn(message)
+                if not turn.text and not turn.image_urls:
+                    return
+                place = self._place(destination)  # a new thread: created meanwhile, through the budget
+                events = self._reply(destination, place, turn, settings)
+                first = await anext(events)  # the turn takes its place in the conversation's line
+        except DatabaseUnavailableError as exc:  # the turn itself reports it as its failure
+            log.warning("Message %s not answered: the database is unreachable", message.id)
+            await self._send_note(message.channel, str(exc))
+            return
         try:
             await self._show(
                 destination,
@@ -118,6 +125,14 @@ class ChatCog(commands.Cog):
             )
         finally:
             await events.aclose()  # if the reply stopped early, the engine cancels the turn
+
+    async def _claim(self, message: discord.Message) -> bool:
+        """Whether this process answers the message: two processes on overlapping shards (a deployment
+        mistake) both receive it, and the first to claim it answers; taken before any thread opens."""
+        if await self.services.storage.message_claims.claim(message.id, self.services.state.run_id):
+            return True
+        log.debug("Message %s is answered by another process", message.id)
+        return False
 
     def _worth_reading(self, message: discord.Message) -> bool:
         """Ignore bots (this one too), webhooks, system messages and empty messages."""
@@ -299,8 +314,12 @@ class ChatCog(commands.Cog):
         if self._reported_interruptions:
             return
         self._reported_interruptions = True
-        # Only turns of earlier runs: this run's, begun as soon as the gateway connected, are alive.
-        left = await self.services.storage.turns.take_interrupted(current_run=self.services.state.run_id)
+        # Only turns of dead runs (not this one's, begun as soon as the gateway connected, nor those of
+        # another process still running), in the guilds this process's shards receive.
+        shards = ShardSet.of(self.bot.shard_ids, self.bot.shard_count or 1)
+        left = await self.services.storage.turns.take_interrupted(
+            current_run=self.services.state.run_id, shards=shards
+        )
         for turn in left:
             channel = self.bot.get_channel(turn.channel_id)
             if not isinstance(channel, discord.abc.Messageable):

@@ -27,9 +27,10 @@ from bot.discord.render import SchedulerConfig, StreamConfig, WriteScheduler, ra
 from bot.discord.shards import IdentifyPacing
 from bot.discord.writes import ChannelWrites
 from bot.engine.engine import RESTARTING
-from bot.errors import ConfigError, DiscordRefusedError, UserFacingError
+from bot.errors import ConfigError, DatabaseUnavailableError, DiscordRefusedError, UserFacingError
 from bot.metrics import BotMetrics
 from bot.services import Services
+from bot.storage import ShardSet
 from bot.tooling import OpenQuestions
 from tools import register_builtin_tools
 
@@ -104,6 +105,7 @@ class AssistantBot(commands.AutoShardedBot):
         self._closing: asyncio.Future[None] | None = None
         self._services_closed = False
         self._stopping = asyncio.Event()
+        self._heartbeat: asyncio.Task[None] | None = None
         self._identify_pacing = IdentifyPacing(max_concurrency=1)  # until /gateway/bot says more
         super().__init__(
             command_prefix=commands.when_mentioned,  # unused: the bot has slash commands only
@@ -139,6 +141,7 @@ class AssistantBot(commands.AutoShardedBot):
         self.services = await Services.start(
             self.config, self.secrets, openai_base_url=self._openai_base_url, metrics=self.metrics
         )
+        await self._register_run()
         await self._start_health_server()
         register_builtin_tools(
             self.services.tools,
@@ -152,6 +155,14 @@ class AssistantBot(commands.AutoShardedBot):
             await self.load_extension(extension)
         if self.config.discord.sync_commands:
             await self._sync_commands()
+
+    async def _register_run(self) -> None:
+        """This process in the database's runs, with its shards (a warning if another live process
+        runs any of them), kept alive by a heartbeat until the bot stops; old message claims go."""
+        storage, run_id = self.services.storage, self.services.state.run_id
+        await storage.runs.register(run_id, ShardSet.of(self.shard_ids, self.shard_count or 1))
+        await storage.message_claims.prune()
+        self._heartbeat = asyncio.create_task(storage.runs.beat_until(run_id, self._stopping))
 
     async def _start_health_server(self) -> None:
         """`/healthz` and `/metrics` when `[metrics] port` is set: 503 until every shard is connected.
@@ -288,6 +299,11 @@ class AssistantBot(commands.AutoShardedBot):
         if services is None or self._services_closed:
             return
         self._services_closed = True
+        if self._heartbeat is not None:
+            self._stopping.set()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)  # a failed beat ended it early
+            with contextlib.suppress(DatabaseUnavailableError):
+                await services.storage.runs.stop(services.state.run_id)
         await services.close()
 
 

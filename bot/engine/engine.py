@@ -1,8 +1,9 @@
 """The conversation engine: one entry point, `reply`, from a user's turn to a stream of events.
 
 It owns the rules every turn obeys, whatever the backend: one response in flight per conversation
-(later turns wait in order, bounded), per-user cooldown and queue limits, token budgets, a total
-timeout, cancellation, the turn journal and usage accounting. It knows nothing of Discord.
+(later turns wait in order, bounded; across processes too, by the storage's conversation locks),
+per-user cooldown and queue limits, token budgets, a total timeout, cancellation, the turn journal
+and usage accounting. It knows nothing of Discord.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from bot.engine.events import (
 from bot.engine.lanes import Ticket
 from bot.engine.openai_errors import describe_error
 from bot.engine.turn import TurnContext, TurnRequest, UserTurn
+from bot.errors import DatabaseUnavailableError
 from bot.limits import GateFullError, budget_problem, cooldown_problem
 from bot.metrics import BotMetrics
-from bot.storage import Storage
+from bot.storage import HeldConversation, Storage
 from bot.storage.turns import TurnStatus
 
 if TYPE_CHECKING:
@@ -86,6 +88,8 @@ class ConversationEngine:
         self._metrics = metrics if metrics is not None else BotMetrics()
         self._closing = False
         self._grace_over = asyncio.Event()
+        self._stopping = asyncio.Event()
+        """Set with `_closing`: a turn waiting for another process's conversation lock stops waiting."""
         self._running: set[asyncio.Task[None]] = set()
         self._cut_by_shutdown: set[asyncio.Task[None]] = set()
 
@@ -116,12 +120,26 @@ class ConversationEngine:
         state.pending.add(context.guild_id, turn.author_id)
         events: asyncio.Queue[TurnEvent | _ProducerEnded] = asyncio.Queue()
         producer: asyncio.Task[None] | None = None
+        held: HeldConversation | None = None
         ended = False
         try:
             if ticket.ahead:
                 yield Queued(ticket.ahead)
             await ticket.wait()
             if self._closing:  # it waited behind a turn that ended during a shutdown: not started
+                yield Busy(RESTARTING)
+                return
+            # This process's lane is ours; the conversation may still be another process's.
+            try:
+                held = await self._storage.conversation_locks.try_hold(key)
+                if held is None:
+                    if not ticket.ahead:
+                        yield Queued(1)
+                    held = await self._wait_for_other_process(key)
+            except DatabaseUnavailableError as exc:
+                yield Failed("connection", str(exc))
+                return
+            if held is None:  # a shutdown came while it waited
                 yield Busy(RESTARTING)
                 return
             producer = asyncio.create_task(self._run(key, turn, context, events.put_nowait))
@@ -142,13 +160,36 @@ class ConversationEngine:
                 if ended:
                     return
         finally:
-            if producer is not None and not producer.done() and not ended:
-                producer.cancel()
-                await asyncio.gather(producer, return_exceptions=True)
-            state.lanes.leave(ticket)
-            state.pending.remove(context.guild_id, turn.author_id)
+            try:
+                if producer is not None and not producer.done() and not ended:
+                    producer.cancel()
+                    await asyncio.gather(producer, return_exceptions=True)
+                if held is not None:
+                    await held.release()
+            finally:
+                state.lanes.leave(ticket)
+                state.pending.remove(context.guild_id, turn.author_id)
             if producer is not None and not producer.done():
                 await asyncio.gather(producer, return_exceptions=True)  # the journal's last write
+
+    async def _wait_for_other_process(self, key: str) -> HeldConversation | None:
+        """The conversation's lock once the process answering there lets go; None on a shutdown."""
+        holding = asyncio.ensure_future(self._storage.conversation_locks.hold(key))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({holding, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not holding.done():
+                holding.cancel()
+                await asyncio.gather(holding, return_exceptions=True)
+        if holding.cancelled():
+            return None
+        if self._stopping.is_set():
+            if holding.exception() is None:
+                await holding.result().release()
+            return None
+        return holding.result()
 
     def cancel(self, key: str) -> bool:
         """Stop the reply in progress in this conversation (`/stop`); False if there is none."""
@@ -176,6 +217,7 @@ class ConversationEngine:
         that ending and let go. Turns waiting in line are not started. Returns how many were cut.
         """
         self._closing = True
+        self._stopping.set()
         if await self._idle_within(grace_s, unless=self._grace_over):
             return 0
         cut = [task for task in self._running if not task.done()]
@@ -228,6 +270,8 @@ class ConversationEngine:
             admitted = await self._admit(turn, context, emit)
             if not isinstance(admitted, Failed):
                 request = await self._open_turn(key, turn, context, admitted)
+        except DatabaseUnavailableError as exc:
+            admitted = Failed("connection", str(exc))
         except asyncio.CancelledError:
             self._count_ending(Cancelled(reason=self._cancel_reason(asyncio.current_task())))
             raise
@@ -242,14 +286,18 @@ class ConversationEngine:
         self._count_ending(final)
         usage = final.usage if isinstance(final, Completed | Failed) else Usage()
         emit(final)  # first: the reply's last writes need not wait for the journal's transaction
-        await asyncio.shield(
-            self._storage.turns.finish(
-                request.turn_id,
-                _status_of(final),
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
+        try:
+            await asyncio.shield(
+                self._storage.turns.finish(
+                    request.turn_id,
+                    _status_of(final),
+                    input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens,
+                )
             )
-        )
+        except DatabaseUnavailableError:
+            # The reply was shown; its journal entry stays 'running' until a later start reports it.
+            log.warning("Turn %d ended but the database was unreachable to journal it", request.turn_id)
 
     async def _admit(self, turn: UserTurn, context: TurnContext, emit: _Emit) -> Backend | Failed:
         """The backend that may answer the turn, or why nothing goes to a model: the budget, moderation
@@ -335,6 +383,8 @@ class ConversationEngine:
             final = Failed("timeout", "The answer took too long, so I stopped it.", text)
         except GateFullError:
             final = Busy("The bot is very busy right now; please try again in a minute.")
+        except DatabaseUnavailableError as exc:  # the backend's history or a tool's records
+            final = Failed("connection", str(exc), text)
         except Exception as exc:
             kind, reason = describe_error(exc, model=request.context.settings.model)
             log.log(

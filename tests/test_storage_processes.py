@@ -56,9 +56,22 @@ async def backend_pid(storage: Storage) -> int:
 
 
 async def terminate(url: str, pid: int) -> None:
-    """What a server restart does to a session: the server ends it."""
+    """What a server restart does to a session: the server ends it (and waits until it has ended)."""
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
-        await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        await admin.execute("SELECT pg_terminate_backend(%s, %s)", (pid, SAFETY_NET_S * 1000))
+
+
+async def until_a_session_waits_for_a_lock(url: str) -> None:
+    """Until the server shows a session waiting for an advisory lock (each look is a round trip)."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+        async with asyncio.timeout(SAFETY_NET_S):
+            while True:
+                cursor = await admin.execute(
+                    "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                )
+                row = await cursor.fetchone()
+                if row is not None and row[0]:
+                    return
 
 
 async def conversation_count(storage: Storage) -> int:
@@ -71,7 +84,7 @@ async def conversation_count(storage: Storage) -> int:
 
 
 async def test_a_conversation_held_by_one_process_is_held_by_the_other_only_after_release(
-    first: Storage, second: Storage
+    first: Storage, second: Storage, shared_url: str
 ) -> None:
     held = await first.conversation_locks.try_hold(KEY)
     assert held is not None
@@ -82,6 +95,7 @@ async def test_a_conversation_held_by_one_process_is_held_by_the_other_only_afte
     order: list[str] = []
     waiting = asyncio.create_task(second.conversation_locks.hold(KEY))
     waiting.add_done_callback(lambda _: order.append("second holds" if released.is_set() else "too soon"))
+    await until_a_session_waits_for_a_lock(shared_url)
     assert await first.conversations.get(KEY) is None  # a round trip of the holder meanwhile
     assert not waiting.done()
     order.append("first releases")
@@ -98,11 +112,12 @@ async def test_a_conversation_held_by_one_process_is_held_by_the_other_only_afte
 
 
 async def test_waiting_for_another_process_does_not_hold_up_the_waiting_process(
-    first: Storage, second: Storage
+    first: Storage, second: Storage, shared_url: str
 ) -> None:
     held = await first.conversation_locks.try_hold(KEY)
     assert held is not None
     waiting = asyncio.create_task(second.conversation_locks.hold(KEY))
+    await until_a_session_waits_for_a_lock(shared_url)
     # The waiting process's other statements, reads and writes, go on over its shared connection.
     record = await second.conversations.get_or_create(KEY, backend="chat", guild_id=1, channel_id=42)
     assert record.key == KEY
@@ -115,11 +130,13 @@ async def test_waiting_for_another_process_does_not_hold_up_the_waiting_process(
         await (await waiting).release()
 
 
-async def test_a_waiting_hold_given_up_leaves_no_lock_behind(first: Storage, second: Storage) -> None:
+async def test_a_waiting_hold_given_up_leaves_no_lock_behind(
+    first: Storage, second: Storage, shared_url: str
+) -> None:
     held = await first.conversation_locks.try_hold(KEY)
     assert held is not None
     waiting = asyncio.create_task(second.conversation_locks.hold(KEY))
-    assert await second.conversations.get(KEY) is None
+    await until_a_session_waits_for_a_lock(shared_url)
     waiting.cancel()
     await asyncio.gather(waiting, return_exceptions=True)
     await held.release()
@@ -158,8 +175,8 @@ async def test_a_turn_waits_queued_while_another_process_answers_its_conversatio
         assert await anext(events) == Queued(1)
         seen: list[TurnEvent] = []
         rest = asyncio.create_task(_drain(events, seen))
-        assert await neighbour.conversations.get(key) is None  # a round trip meanwhile
-        assert not rest.done()
+        await until_a_session_waits_for_a_lock(shared_url)
+        assert not rest.done() and seen == []
         await held.release()
         async with asyncio.timeout(SAFETY_NET_S):
             await rest

@@ -623,11 +623,22 @@ class _HeldOnSharedSession:
 
 
 class _HeldOnOwnSession:
-    def __init__(self, connection: PostgresDriverConnection) -> None:
+    def __init__(self, connection: PostgresDriverConnection, lock_id: int) -> None:
         self._connection = connection
+        self._lock_id = lock_id
 
     async def release(self) -> None:
-        await self._connection.close()  # the session ends, and its lock with it
+        await asyncio.shield(self._unlock())
+
+    async def _unlock(self) -> None:
+        """Unlocked before the session closes: the server ends a closed session a moment later, and the
+        next turn here would find the conversation still held."""
+        try:
+            await self._connection.execute("SELECT pg_advisory_unlock(%s)", (self._lock_id,))
+        except psycopg.Error:
+            pass  # a lost session: its lock went with it
+        finally:
+            await self._connection.close()
 
 
 class ConversationLocks:
@@ -665,15 +676,16 @@ class ConversationLocks:
             waiter = await _connect_driver(connection.url)
         except psycopg.Error as exc:
             raise DatabaseUnavailableError() from exc
+        lock_id = conversation_lock_id(key)
         try:
             # Cancelled, psycopg cancels the wait on the server; closing the session drops the lock anyway.
-            await waiter.execute("SELECT pg_advisory_lock(%s)", (conversation_lock_id(key),))
+            await waiter.execute("SELECT pg_advisory_lock(%s)", (lock_id,))
         except BaseException as exc:
             await waiter.close()
             if isinstance(exc, psycopg.Error):
                 raise DatabaseUnavailableError() from exc
             raise
-        return _HeldOnOwnSession(waiter)
+        return _HeldOnOwnSession(waiter, lock_id)
 
 
 def conversation_lock_id(key: str) -> int:

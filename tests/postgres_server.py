@@ -15,7 +15,7 @@ import socket
 import stat
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import count
@@ -31,11 +31,17 @@ START_TIMEOUT_S = 60
 
 @dataclass
 class PostgresServer:
-    """A running server; `new_database()` gives each test an empty database of its own."""
+    """A running server; `new_database()` gives each test an empty database of its own.
+
+    `stop()` and `start()` take it away and bring it back on the same port with the same data, as a
+    restarted PostgreSQL would be (a fault test must start it again: the server is the session's).
+    """
 
     host: str
     port: int
     _names: Iterator[int]
+    _control: Callable[..., None] | None = None
+    """Runs `pg_ctl` with the given arguments for this server's data."""
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{SUPERUSER}@{self.host}:{self.port}/{database}"
@@ -46,6 +52,16 @@ class PostgresServer:
         with psycopg.connect(self.url(), autocommit=True) as admin:
             admin.execute(f"CREATE DATABASE {name}")
         return self.url(name)
+
+    def stop(self) -> None:
+        """Stop at once (`-m immediate`: every connection cut, as in a crash) and wait for the exit."""
+        assert self._control is not None
+        self._control("-m", "immediate", "-w", "stop")
+
+    def start(self) -> None:
+        """Start again on the same port; returns once it accepts connections."""
+        assert self._control is not None
+        self._control("-t", str(START_TIMEOUT_S), "-w", "start")
 
 
 def _binaries() -> Path:
@@ -95,22 +111,16 @@ def running_postgres() -> Iterator[PostgresServer]:
         run(str(binaries / "initdb"), "-D", str(data / "db"), "-U", SUPERUSER, "-A", "trust", "-E", "UTF8")
         port = _free_port()
         options = f"-h 127.0.0.1 -p {port} -k {data} -c fsync=off -c synchronous_commit=off"
-        run(
-            str(binaries / "pg_ctl"),
-            "-D",
-            str(data / "db"),
-            "-l",
-            str(data / "server.log"),
-            "-o",
-            options,
-            "-t",
-            str(START_TIMEOUT_S),
-            "-w",
-            "start",
-        )
+
+        def control(*arguments: str) -> None:
+            pg_ctl = (str(binaries / "pg_ctl"), "-D", str(data / "db"))
+            run(*pg_ctl, "-l", str(data / "server.log"), "-o", options, *arguments)
+
+        server = PostgresServer("127.0.0.1", port, count(1), control)
+        server.start()
         try:
-            yield PostgresServer("127.0.0.1", port, count(1))
+            yield server
         finally:
-            run(str(binaries / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "-w", "stop")
+            server.stop()
     finally:
         shutil.rmtree(data, ignore_errors=True)

@@ -32,6 +32,7 @@ from bot.engine.events import Flagged, TurnEvent
 from bot.errors import DatabaseUnavailableError
 from bot.moderation import describe_categories
 from bot.storage import ShardSet
+from bot.storage.runs import RUN_DEAD_AFTER_S
 
 if TYPE_CHECKING:
     from bot.discord.app import AssistantBot
@@ -314,6 +315,13 @@ class ChatCog(commands.Cog):
         if self._reported_interruptions:
             return
         self._reported_interruptions = True
+        await self._report_interrupted()
+        # With several processes, a run killed just before this one started still looks alive for
+        # RUN_DEAD_AFTER_S (its heartbeat is recent): one more look once it can no longer be.
+        if self.services.storage.db.shared and not await self.bot.stop_requested_within(RUN_DEAD_AFTER_S):
+            await self._report_interrupted()
+
+    async def _report_interrupted(self) -> None:
         # Only turns of dead runs (not this one's, begun as soon as the gateway connected, nor those of
         # another process still running), in the guilds this process's shards receive.
         shards = ShardSet.of(self.bot.shard_ids, self.bot.shard_count or 1)

@@ -85,10 +85,12 @@ class RunRegistry:
         overlapping = [run for run in await self.live(exclude=run_id) if _overlap(shards, run.shards)]
         if overlapping:
             log.warning(
-                "Another bot process is running shards of this one (%s); run the shards apart "
-                "(--shard-ids). Each message is still answered once and each conversation by one "
-                "process at a time (message claims and conversation locks).",
+                "Another bot process is running shards of this one (%s), or stopped without closing "
+                "less than %.0f s ago; run the shards apart (--shard-ids). Each message is still "
+                "answered once and each conversation by one process at a time (message claims and "
+                "conversation locks).",
                 "; ".join(_describe_overlap(shards, run) for run in overlapping),
+                RUN_DEAD_AFTER_S,
             )
         return overlapping
 

@@ -394,7 +394,9 @@ def _paths(node: ast.expr, plurals: list[str]) -> list[str]:
 
 def documented_endpoints() -> set[Route]:
     """The endpoints docs/providers.md gives a section: headings like ### `POST /reservations`."""
-    found = re.findall(r"^#+ `(GET|POST|PUT|PATCH|DELETE) (/\S*)`", DOC.read_text(encoding="utf-8"), re.MULTILINE)
+    found = re.findall(
+        r"^#+ `(GET|POST|PUT|PATCH|DELETE) (/\S*)`", DOC.read_text(encoding="utf-8"), re.MULTILINE
+    )
     return {(method, path) for method, path in found}
 
 

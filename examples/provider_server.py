@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hmac
 import itertools
 import logging
 import os
@@ -282,7 +283,8 @@ class ExampleProvider:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         """Every failure in the contract's error shape; the key checked before anything else."""
-        if self._api_key and request.headers.get("Authorization") != f"Bearer {self._api_key}":
+        sent = request.headers.get("Authorization", "").encode()
+        if self._api_key and not hmac.compare_digest(sent, f"Bearer {self._api_key}".encode()):
             return ApiError("unauthorized", "A valid bearer key is required.", status=401).response()
         try:
             return await handler(request)

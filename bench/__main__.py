@@ -6,7 +6,9 @@
 
 Benchmarks: ``streaming`` (issue 10: 10, 50, 100 threads and 100 people in two shared channels),
 ``load`` (issue 7: 100 streams for 10 s), ``overhead`` (issue 7: the bot's own time per turn),
-``concurrency`` (issue 7: 1,000 conversations at once), ``search`` (issue 7: knowledge top-5). Each
+``concurrency`` (issue 7: 1,000 conversations at once), ``search`` (issue 7: knowledge top-5),
+``processes`` (shard processes on PostgreSQL + Redis: 1,000 conversations on 1 and 2 processes, 200
+people streaming across 2, PostgreSQL against SQLite per turn). Each
 prints its own table as it goes; medians of the runs go in the summary. Loopback only: the stand-ins
 run in this process, the bot in a child process (see ``bench/rig.py``). Nothing here asserts.
 """
@@ -24,10 +26,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import bench_concurrency, bench_overhead, bench_streaming
+from bench import bench_concurrency, bench_overhead, bench_processes, bench_streaming
 from bench.rig import PROJECT_ROOT, load_average
 
-BENCHES = ("streaming", "load", "overhead", "concurrency", "search")
+BENCHES = ("streaming", "load", "overhead", "concurrency", "search", "processes")
 SHARED_RUNS = 1
 """The shared-channel scenario takes about a minute (thread creation is bounded per channel): once."""
 
@@ -102,6 +104,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         summary += ["", bench_concurrency.HEADER, bench_concurrency.row("median", concurrency)]
     if "search" in args.only:
         summary += ["", *search(args.quick)]
+    if "processes" in args.only:
+        print("\n== processes: shard processes on PostgreSQL + Redis (bench/bench_processes.py)", flush=True)
+        lines = asyncio.run(
+            bench_processes.run(
+                bench_processes.PARTS,
+                runs,
+                conversations=300 if args.quick else 1000,
+                people=100 if args.quick else 200,
+                messages=200 if args.quick else 1000,
+            )
+        )
+        summary += ["", *lines]
 
     print(f"\n== summary (medians of {runs} run(s); shared-2x50: {SHARED_RUNS})")
     print("\n".join(summary))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from bench.rig import (
     BotStats,
+    Deployment,
     answer_text,
     now,
     peak_rate,
@@ -66,8 +68,13 @@ class ConcurrencyFigures:
     """CPU time of this process (the stand-ins and the driver) until every reply was written."""
 
 
-async def run_once(count: int, profile: Path | None = None) -> tuple[ConcurrencyFigures, BotStats]:
-    async with stage(lambda s: threads_world(s, count), seed=True, profile=profile) as st:
+async def run_once(
+    count: int, profile: Path | None = None, deployment: Deployment | None = None
+) -> tuple[ConcurrencyFigures, BotStats]:
+    """``deployment``: several processes (the threads split between their guilds), PostgreSQL, Redis."""
+    shards = deployment.processes if deployment else 1
+    world = functools.partial(threads_world, count=count, shards=shards)
+    async with stage(world, seed=True, profile=profile, deployment=deployment) as st:
         st.script.words, st.script.deltas, st.script.delta_delay_s = WORDS, 4, 0.0
         st.script.delay_s = MODEL_LATENCY_S
         conversations = st.world.conversations

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from bench.rig import (
     BotStats,
+    Deployment,
     answer_text,
     bot_text,
     now,
@@ -63,9 +64,9 @@ class OverheadFigures:
 
 
 async def run_once(
-    messages: int, threads: int, profile: Path | None = None
+    messages: int, threads: int, profile: Path | None = None, deployment: Deployment | None = None
 ) -> tuple[OverheadFigures, BotStats]:
-    async with stage(lambda s: threads_world(s, threads), profile=profile) as st:
+    async with stage(lambda s: threads_world(s, threads), profile=profile, deployment=deployment) as st:
         server, conversations = st.server, st.world.conversations
         st.script.words, st.script.deltas, st.script.delta_delay_s = WORDS, DELTAS, 0.0
         await send_all(st.world, conversations, "Hello")

@@ -31,6 +31,7 @@ from pathlib import Path
 from bench.rig import (
     BotStats,
     Conversation,
+    Deployment,
     Stage,
     World,
     answer_text,
@@ -106,8 +107,10 @@ class StreamingFigures:
     errors_logged: int
 
 
-async def run_once(scenario: Scenario, profile: Path | None = None) -> tuple[StreamingFigures, BotStats]:
-    async with stage(scenario.build, profile=profile) as st:
+async def run_once(
+    scenario: Scenario, profile: Path | None = None, deployment: Deployment | None = None
+) -> tuple[StreamingFigures, BotStats]:
+    async with stage(scenario.build, profile=profile, deployment=deployment) as st:
         conversations = st.world.conversations
         expected: dict[int, str] = {}
         if scenario.warm_up:

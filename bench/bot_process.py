@@ -2,7 +2,10 @@
 
 The benchmarks run the stand-ins (Discord and OpenAI) and the driver in their own process and start
 the bot here, so the bot's figures (CPU, RSS, latency) are not inflated by the stand-ins' work. It is
-the production path: `AssistantBot` with `cogs.chat`, connected through DISCORD_API_BASE_URL.
+the production path: `AssistantBot` with `cogs.chat`, connected through DISCORD_API_BASE_URL, its
+configuration read as `python -m bot` reads it: the spec's config.toml, then the environment the
+benchmark gave the process (the token and URLs, and for several processes BOT_SHARD_COUNT,
+BOT_SHARD_IDS, BOT_PROCESS_COUNT, BOT_REDIS_URL).
 
 Protocol on stdout, one line each: `READY` once the bot is connected, then (after a line `STOP` on
 stdin, or stdin closing) `STATS {json}` with the bot's own figures, and the process exits.
@@ -23,9 +26,7 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
-
-from bot.config import AppConfig, Secrets
+from bot.config import load_config, load_secrets
 from bot.discord.app import AssistantBot
 from bot.discord.endpoint import use_rest_base
 from bot.engine.events import TERMINAL_EVENTS, TurnEvent
@@ -59,12 +60,8 @@ def _record_terminal_times(bot: AssistantBot, ended: list[tuple[str, float]]) ->
 
 
 async def run(spec: dict[str, Any]) -> dict[str, Any]:
-    config = AppConfig.model_validate(spec["config"])
-    secrets = Secrets(
-        discord_token=SecretStr(spec["token"]),
-        openai_api_key=SecretStr("bench"),
-        discord_api_base_url=spec["discord_base_url"],
-    )
+    config = load_config(Path(spec["config_path"]), required=True)
+    secrets = load_secrets(config)
     use_rest_base(spec["discord_base_url"])
     bot = AssistantBot(
         config,

@@ -38,6 +38,8 @@ BOT_COMMAND = ("-m", "bench.bot_process")
 BOT_READY_TIMEOUT_S = 60.0
 RSS_SAMPLE_EVERY_S = 0.02
 MARKER = re.compile(r"\[c(\d+)\]")
+BOT_VARIABLE_PREFIXES = ("BOT_", "DISCORD_", "OPENAI_")
+"""The bot's environment variables: never inherited by a bot process the benchmark starts."""
 WRITE_KINDS = frozenset({"message_create", "message_edit", "message_delete"})
 WORDS = (
     "the", "answer", "streams", "in", "small", "pieces", "while", "the", "model", "thinks", "about",
@@ -143,19 +145,22 @@ def conversation_of(body: dict[str, Any]) -> int:
 class World:
     server: FakeDiscord
     guild: FakeGuild
+    """The first guild (the only one, unless the world is split between shards)."""
     conversations: list[Conversation]
 
 
-def threads_world(server: FakeDiscord, count: int) -> World:
-    """``count`` people, each in a thread the bot owns (opened by an earlier mention)."""
-    guild = server.add_guild("Bench")
-    parent = server.add_text_channel(guild.id, "general")
+def threads_world(server: FakeDiscord, count: int, shards: int = 1) -> World:
+    """``count`` people, each in a thread the bot owns (opened by an earlier mention); with ``shards``
+    above 1, one guild per shard, the people dealt round-robin between them."""
+    guilds = [server.add_guild(f"Bench {n}", on_shard=(n, shards)) for n in range(shards)]
+    parents = [server.add_text_channel(guild.id, "general") for guild in guilds]
     conversations = []
     for index in range(count):
+        guild, parent = guilds[index % shards], parents[index % shards]
         user = server.add_user(f"user{index}", guilds=[guild.id])
         thread = server.add_thread(parent.id, f"Chat {index}", owner=server.bot_user)
         conversations.append(Conversation(index, user, thread, thread.id))
-    return World(server, guild, conversations)
+    return World(server, guilds[0], conversations)
 
 
 def shared_channels_world(server: FakeDiscord, channels: int, per_channel: int) -> World:
@@ -269,12 +274,22 @@ async def repeated(
 
 
 class BotProcess:
-    """The bot in its own process (see `bench.bot_process`), with its RSS sampled while it runs."""
+    """The bot in its own process (see `bench.bot_process`), with its RSS sampled while it runs.
 
-    def __init__(self, spec: dict[str, Any], directory: Path) -> None:
+    ``spec["config"]`` is written to ``directory``/config.toml; ``env``: the process's own
+    environment variables (the token and URLs, the shards), on top of this process's environment
+    without any of the bot's variables (so a developer's BOT_DATABASE never leaks in).
+    """
+
+    def __init__(self, spec: dict[str, Any], directory: Path, env: dict[str, str]) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        config_path = directory / "config.toml"
+        config_path.write_text(toml_text(spec["config"]))
         self._spec_path = directory / "spec.json"
-        self._spec_path.write_text(json.dumps(spec))
+        self._spec_path.write_text(json.dumps({**spec, "config_path": str(config_path)}))
         self._log_path = directory / "bot.log"
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(BOT_VARIABLE_PREFIXES)}
+        self._env = {**inherited, **env}
         self._process: asyncio.subprocess.Process | None = None
         self._sampler: asyncio.Task[None] | None = None
         self.peak_rss_bytes = 0
@@ -289,6 +304,7 @@ class BotProcess:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log,
                 cwd=PROJECT_ROOT,
+                env=self._env,
             )
         assert self._process.stdout is not None
         try:
@@ -347,6 +363,63 @@ class BotProcess:
         return "\n".join(text.splitlines()[-lines:])
 
 
+class BotGroup:
+    """The bot processes of a stage, stopped and measured together (one process: that process)."""
+
+    def __init__(self, processes: Sequence[BotProcess]) -> None:
+        self.processes = list(processes)
+
+    async def start(self) -> None:
+        """One after the other, each ready (connected) before the next starts."""
+        for process in self.processes:
+            await process.start()
+
+    async def stop(self) -> BotStats:
+        """Every process's figures, summed (CPU, RSS) or merged (turn ends, in time order)."""
+        stats = [await process.stop() for process in self.processes]
+        writes: dict[str, int] = defaultdict(int)
+        for one in stats:
+            for kind, count in one.writes_started.items():
+                writes[kind] += count
+        return BotStats(
+            peak_rss_bytes=sum(one.peak_rss_bytes for one in stats),
+            max_rss_bytes=sum(one.max_rss_bytes for one in stats),
+            cpu_s=sum(one.cpu_s for one in stats),
+            turn_ends=sorted((end for one in stats for end in one.turn_ends), key=lambda end: end[1]),
+            writes_started=dict(writes),
+            errors_logged=sum(one.errors_logged for one in stats),
+            log_tail="\n".join(one.log_tail for one in stats if one.log_tail),
+        )
+
+    async def kill(self) -> None:
+        for process in self.processes:
+            await process.kill()
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """How the bot is deployed for a stage: its processes (one shard each when several, the world's
+    guilds split between them), its database (None: an SQLite file in the scratch directory) and the
+    Redis that shares the Discord budget between the processes (None: each keeps 1/K of it)."""
+
+    processes: int = 1
+    database: str | None = None
+    redis_url: str | None = None
+
+    def env(self, number: int) -> dict[str, str]:
+        """What process ``number`` of them is told in its environment, beyond the stand-ins."""
+        env: dict[str, str] = {}
+        if self.processes > 1:
+            env |= {
+                "BOT_SHARD_COUNT": str(self.processes),
+                "BOT_SHARD_IDS": str(number),
+                "BOT_PROCESS_COUNT": str(self.processes),
+            }
+        if self.redis_url is not None:
+            env["BOT_REDIS_URL"] = self.redis_url
+        return env
+
+
 @dataclass
 class Stage:
     """A running scenario: the stand-ins, the world, the bot, and a scratch directory."""
@@ -355,10 +428,10 @@ class Stage:
     openai: FakeOpenAI
     world: World
     script: ModelScript
-    bot: BotProcess
+    bot: BotGroup
 
 
-async def seed_conversations(database: Path, world: World, openai: FakeOpenAI) -> None:
+async def seed_conversations(database: Path | str, world: World, openai: FakeOpenAI) -> None:
     """Give every thread of the world a conversation, as its earlier turns would have left it: a row in
     the bot's database (through its own storage) and the model-side conversation it names."""
     storage = await Storage.open(database)
@@ -371,7 +444,10 @@ async def seed_conversations(database: Path, world: World, openai: FakeOpenAI) -
             )
             openai.conversations[model_side.id] = model_side
             record = await storage.conversations.get_or_create(
-                key, backend="responses", guild_id=world.guild.id, channel_id=conversation.reply_channel_id
+                key,
+                backend="responses",
+                guild_id=conversation.channel.guild_id,
+                channel_id=conversation.reply_channel_id,
             )
             await storage.conversations.set_conversation_id(key, record.generation, model_side.id)
     finally:
@@ -386,39 +462,80 @@ async def stage(
     config: dict[str, Any] | None = None,
     profile: Path | None = None,
     seed: bool = False,
+    deployment: Deployment | None = None,
 ) -> AsyncIterator[Stage]:
     """Start the stand-ins, build the world, start the bot against them; stop everything after.
 
     ``seed``: the threads' conversations exist before the bot starts (see ``seed_conversations``).
+    ``deployment``: several processes, PostgreSQL, Redis (default: one process on an SQLite file).
     """
+    deployment = deployment or Deployment()
     script = ModelScript()
     with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
         directory = Path(scratch)
         async with FakeDiscord(global_limit=global_limit) as server, FakeOpenAI() as openai:
+            server.max_concurrency = 16  # every shard identifies at once, as a large bot's do
             openai.responses.default = script.responder
             world = build(server)
+            database = deployment.database or str(directory / "bot.db")
             sections: dict[str, Any] = {
-                "storage": {"database": str(directory / "bot.db")},
+                "storage": {"database": database},
                 "discord": {"sync_commands": False},
                 "openai": {"max_retries": 0},
             }
             for name, values in (config or {}).items():
                 sections[name] = {**sections.get(name, {}), **values}
             if seed:
-                await seed_conversations(directory / "bot.db", world, openai)
+                await seed_conversations(database, world, openai)
             spec = {
                 "config": sections,
-                "token": server.token,
                 "discord_base_url": server.base_url,
                 "openai_base_url": openai.base_url,
+                "token": server.token,
                 "profile": str(profile) if profile else None,
             }
-            bot = BotProcess(spec, directory)
-            await bot.start()
+            stand_ins = {
+                "DISCORD_TOKEN": server.token,
+                "DISCORD_API_BASE_URL": server.base_url,
+                "OPENAI_API_KEY": "bench",
+            }
+            bot = BotGroup(
+                [
+                    BotProcess(
+                        {**spec, "profile": f"{profile}.{number}" if profile and number else spec["profile"]},
+                        directory / f"bot{number}",
+                        {**stand_ins, **deployment.env(number)},
+                    )
+                    for number in range(deployment.processes)
+                ]
+            )
             try:
+                await bot.start()
                 yield Stage(server, openai, world, script, bot)
             finally:
                 await bot.kill()
+
+
+def toml_text(sections: dict[str, dict[str, Any]]) -> str:
+    """A config.toml of flat sections (strings, numbers, booleans, lists of them; None left out)."""
+
+    def value(item: Any) -> str:
+        if isinstance(item, bool):
+            return "true" if item else "false"
+        if isinstance(item, int | float):
+            return repr(item)
+        if isinstance(item, str):
+            return json.dumps(item)  # a JSON string is a TOML basic string
+        if isinstance(item, list | tuple):
+            return "[" + ", ".join(value(part) for part in item) + "]"
+        raise TypeError(f"no TOML for {item!r}")
+
+    lines = []
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {value(item)}" for key, item in values.items() if item is not None]
+        lines.append("")
+    return "\n".join(lines)
 
 
 # -- reading what happened ----------------------------------------------------------------------

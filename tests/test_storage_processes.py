@@ -294,6 +294,22 @@ async def test_heartbeats_keep_a_run_alive_until_it_stops(first: Storage) -> Non
     assert await first.runs.live() == []
 
 
+async def test_a_run_whose_process_died_is_dead_at_once(shared_url: str, second: Storage) -> None:
+    killed = await Storage.open(shared_url)
+    await killed.runs.register("killed", ShardSet.of(None, 1))
+    turn_id = await killed.turns.start(
+        conversation_key=KEY, guild_id=None, channel_id=42, user_id=1, message_id=None, run_id="killed"
+    )
+    assert [run.run_id for run in await second.runs.live()] == ["killed"]
+    await terminate(shared_url, await backend_pid(killed))  # the process is gone: so is its session
+    try:
+        assert await second.runs.live() == []  # its heartbeat is recent, but its lock went with it
+        taken = await second.turns.take_interrupted(current_run="restarted", shards=ShardSet.of([0], 2))
+        assert [t.turn_id for t in taken] == [turn_id]
+    finally:
+        await killed.close()
+
+
 SHARDS_OF_TWO = {0: 4 << 22, 1: 5 << 22}
 """A guild id on each shard of two: `(guild_id >> 22) % 2`."""
 
@@ -361,9 +377,10 @@ async def test_sqlite_take_interrupted_takes_every_other_runs_turns(tmp_path: Pa
 
 
 async def test_a_lost_connection_fails_the_statement_once_and_the_next_one_reconnects(
-    first: Storage, shared_url: str, caplog: pytest.LogCaptureFixture
+    first: Storage, second: Storage, shared_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     await first.conversations.get_or_create(KEY, backend="chat", guild_id=1, channel_id=42)
+    await first.runs.register("run-a", ShardSet.of(None, 1))
     before = await backend_pid(first)
     with caplog.at_level(logging.INFO, logger="bot.storage.database"):
         await terminate(shared_url, before)
@@ -373,6 +390,7 @@ async def test_a_lost_connection_fails_the_statement_once_and_the_next_one_recon
         assert await first.conversations.get(KEY) is not None  # the next use: a new session
         assert await first.conversations.get(KEY) is not None
     assert await backend_pid(first) != before
+    assert [run.run_id for run in await second.runs.live()] == ["run-a"]  # alive again on the new session
     messages = [r.getMessage() for r in caplog.records]
     assert len([m for m in messages if m.startswith("Lost the connection")]) == 1
     assert len([m for m in messages if m.startswith("Reconnected")]) == 1

@@ -245,6 +245,8 @@ class _PostgresConnection(Connection):
         """When the outage began (monotonic): logged once when it begins and once when it ends."""
         self.session = 0
         """Bumped at each reconnection: session-level advisory locks of an earlier session are gone."""
+        self.process_locks: set[int] = set()
+        """Session-level advisory locks held while the process runs: taken again on each new session."""
 
     def _postgres(self, sql: str) -> str:
         translated = self._translated.get(sql)
@@ -284,7 +286,7 @@ class _PostgresConnection(Connection):
                 if delay_s:
                     await asyncio.sleep(delay_s)  # a backoff timer between attempts, not a wait for a state
                 try:
-                    connection = await _connect_driver(self.url)
+                    connection = await self._new_session()
                 except psycopg.Error as exc:
                     problem = exc
                     log.debug("Reconnecting to the database: attempt %d failed (%s)", attempt, exc)
@@ -296,6 +298,17 @@ class _PostgresConnection(Connection):
                 log.info("Reconnected to the database after %.1f s", lost_for_s)
                 return connection
             raise DatabaseUnavailableError() from problem
+
+    async def _new_session(self) -> PostgresDriverConnection:
+        """A connection holding this process's locks again (the old session's went with it)."""
+        connection = await _connect_driver(self.url)
+        try:
+            for lock_id in sorted(self.process_locks):
+                await connection.execute("SELECT pg_advisory_lock(%s)", (lock_id,))
+        except BaseException:
+            await connection.close()
+            raise
+        return connection
 
     async def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
         async with self._using() as connection:
@@ -499,6 +512,31 @@ class Database:
     def shared(self) -> bool:
         """Whether other processes may use this database too (PostgreSQL; an SQLite file has one)."""
         return isinstance(self._connection, _PostgresConnection)
+
+    async def hold_while_open(self, name: str) -> None:
+        """PostgreSQL: hold the advisory lock `name` on the shared session until this database closes
+        (taken again after a reconnection), so that other processes can tell this one is alive: the
+        server lets go the moment the process dies. Nothing on SQLite."""
+        connection = self._connection
+        if not isinstance(connection, _PostgresConnection):
+            return
+        lock_id = advisory_lock_id(name)
+        async with self.autocommit() as shared:
+            await shared.execute("SELECT pg_advisory_lock(?)", (lock_id,))
+        connection.process_locks.add(lock_id)
+
+    async def held_anywhere(self, names: Iterable[str]) -> set[str]:
+        """Which of the advisory locks `names` some session holds now (PostgreSQL); all of them on SQLite."""
+        wanted = {advisory_lock_id(name): name for name in names}
+        if not self.shared or not wanted:
+            return set(wanted.values())
+        async with self.read() as connection:
+            rows = await connection.execute_fetchall(
+                "SELECT (classid::bigint << 32) | objid::bigint FROM pg_locks"
+                " WHERE locktype = 'advisory' AND objsubid = 1 AND granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
+        return {wanted[row[0]] for row in rows if row[0] in wanted}
 
     @classmethod
     async def open(cls, path: str | Path) -> Database:

@@ -3,9 +3,11 @@
 Several processes share a PostgreSQL database, each connecting some of the Discord shards. A run is
 registered at start (one warning if a live run claims a shard of ours: a deployment mistake, though the
 message claims and conversation locks still keep a message from being answered twice), beats while it
-runs and is marked stopped on a clean close. A run is alive while it is not stopped and its heartbeat is
-recent: only a dead run's turns are taken as interrupted (`TurnJournal.take_interrupted`). On SQLite
-there is one process, so every other run is dead.
+runs and is marked stopped on a clean close. A run is alive while it is not stopped, its heartbeat is
+recent and (PostgreSQL) its session holds the run's advisory lock, which the server lets go the moment
+the process dies: a process killed and started again at once finds its earlier run dead. Only a dead
+run's turns are taken as interrupted (`TurnJournal.take_interrupted`). On SQLite there is one process,
+so every other run is dead.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ class RunRegistry:
         """Record this run as alive; returns the other live runs claiming any of its shards (logged
         once, as a warning). None on SQLite: one process uses the file."""
         now = time.time()
+        await self._db.hold_while_open(run_lock_name(run_id))
         async with self._db.autocommit() as connection:
             await connection.execute(
                 "INSERT INTO runs (run_id, shard_ids, shard_count, started_at, heartbeat_at)"
@@ -85,28 +88,28 @@ class RunRegistry:
         overlapping = [run for run in await self.live(exclude=run_id) if _overlap(shards, run.shards)]
         if overlapping:
             log.warning(
-                "Another bot process is running shards of this one (%s), or stopped without closing "
-                "less than %.0f s ago; run the shards apart (--shard-ids). Each message is still "
-                "answered once and each conversation by one process at a time (message claims and "
-                "conversation locks).",
+                "Another bot process is running shards of this one (%s); run the shards apart "
+                "(--shard-ids). Each message is still answered once and each conversation by one "
+                "process at a time (message claims and conversation locks).",
                 "; ".join(_describe_overlap(shards, run) for run in overlapping),
-                RUN_DEAD_AFTER_S,
             )
         return overlapping
 
     async def live(
         self, *, exclude: str | None = None, dead_after_s: float = RUN_DEAD_AFTER_S
     ) -> list[LiveRun]:
-        """The runs not stopped whose heartbeat is recent."""
+        """The runs not stopped whose heartbeat is recent and (PostgreSQL) whose process holds its lock."""
         async with self._db.read() as connection:
             rows = await connection.execute_fetchall(
                 "SELECT run_id, shard_ids, shard_count, heartbeat_at FROM runs"
                 " WHERE stopped_at IS NULL AND heartbeat_at >= ? AND run_id IS NOT ? ORDER BY started_at",
                 (time.time() - dead_after_s, exclude),
             )
+        held = await self._db.held_anywhere(run_lock_name(row["run_id"]) for row in rows)
         return [
             LiveRun(row["run_id"], ShardSet.parse(row["shard_ids"], row["shard_count"]), row["heartbeat_at"])
             for row in rows
+            if run_lock_name(row["run_id"]) in held
         ]
 
     async def heartbeat(self, run_id: str) -> None:
@@ -134,6 +137,11 @@ class RunRegistry:
                 await self.heartbeat(run_id)
             except DatabaseUnavailableError:
                 log.debug("Heartbeat of run %s skipped: the database is unreachable", run_id)
+
+
+def run_lock_name(run_id: str) -> str:
+    """The advisory lock a run's process holds while it runs."""
+    return f"run:{run_id}"
 
 
 def _overlap(mine: ShardSet, theirs: ShardSet) -> bool:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bot.storage.database import Database
-from bot.storage.runs import DISCORD_SHARD_SHIFT, RUN_DEAD_AFTER_S, ShardSet
+from bot.storage.runs import DISCORD_SHARD_SHIFT, RUN_DEAD_AFTER_S, RunRegistry, ShardSet
 from bot.storage.usage import DM_GUILD_ID, utc_day
 
 TurnStatus = Literal["running", "completed", "failed", "cancelled", "interrupted"]
@@ -59,6 +59,7 @@ class _Finish:
 class TurnJournal:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._runs = RunRegistry(db)
         self._finishing: list[_Finish] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -141,7 +142,8 @@ class TurnJournal:
         ``current_run``: this process's run id, whose turns are alive and left alone (turns journalled
         before run ids existed count as earlier runs'). None takes every running turn: for a database
         no process is using. On a database several processes share (PostgreSQL), a run still alive
-        (`RunRegistry`: not stopped, heartbeat within ``dead_after_s``) keeps its turns too, and
+        (`RunRegistry.live`: not stopped, heartbeat within ``dead_after_s``, its lock held) keeps its
+        turns too, and
         ``shards`` (this process's) limits the turns to the guilds it receives, so that the note
         reaches a channel it can see. One UPDATE ... RETURNING: two processes never take the same turn.
         """
@@ -151,11 +153,10 @@ class TurnJournal:
             conditions.append("run_id IS NOT ?")  # IS NOT: NULL counts as other
             params.append(current_run)
         if self._db.shared:
-            conditions.append(
-                "(run_id IS NULL OR run_id NOT IN (SELECT run_id FROM runs"
-                " WHERE stopped_at IS NULL AND heartbeat_at >= ?))"
-            )
-            params.append(time.time() - dead_after_s)
+            alive = [run.run_id for run in await self._runs.live(dead_after_s=dead_after_s)]
+            if alive:
+                conditions.append(f"(run_id IS NULL OR run_id NOT IN ({', '.join('?' * len(alive))}))")
+                params.extend(alive)
         if shards is not None and not shards.is_all:
             marks = ", ".join("?" * len(shards.ids))
             dms = " OR guild_id IS NULL" if 0 in shards.ids else ""

@@ -316,8 +316,8 @@ class ChatCog(commands.Cog):
             return
         self._reported_interruptions = True
         await self._report_interrupted()
-        # With several processes, a run killed just before this one started still looks alive for
-        # RUN_DEAD_AFTER_S (its heartbeat is recent): one more look once it can no longer be.
+        # With several processes, a run whose process hangs (its session still open) is dead only once
+        # its heartbeat is RUN_DEAD_AFTER_S old: one more look then (a killed one is dead at once).
         if self.services.storage.db.shared and not await self.bot.stop_requested_within(RUN_DEAD_AFTER_S):
             await self._report_interrupted()
 

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from bot.engine import TurnContext, UserTurn, conversation_key
-from bot.engine.events import Completed, Queued, TurnEvent
+from bot.engine.events import Completed, Failed, Queued, TurnEvent
 from bot.errors import DatabaseUnavailableError
 from bot.storage import ShardSet, Storage
 from bot.storage.runs import RUN_DEAD_AFTER_S
@@ -183,6 +183,24 @@ async def test_a_turn_waits_queued_while_another_process_answers_its_conversatio
         assert isinstance(seen[-1], Completed) and seen[-1].text == "Answered after the other process."
     finally:
         await neighbour.close()
+
+
+async def test_a_turn_that_meets_a_lost_connection_fails_with_a_sentence_and_the_next_turn_works(
+    make_services: ServicesFactory, fake_openai: FakeOpenAI, shared_url: str
+) -> None:
+    services = await make_services(storage={"database": shared_url})
+    ask = TurnContext(guild_id=5, channel_id=1001, settings=settings())
+    await terminate(shared_url, await backend_pid(services.storage))
+    cut = [
+        e async for e in services.engine.reply(KEY, UserTurn(text="hi", author_id=7, author_name="Ada"), ask)
+    ]
+    assert cut[-1] == Failed("connection", str(DatabaseUnavailableError()))
+    fake_openai.responses.push(Reply("Back again."))
+    events = [
+        e
+        async for e in services.engine.reply(KEY, UserTurn(text="again", author_id=8, author_name="Bo"), ask)
+    ]
+    assert isinstance(events[-1], Completed) and events[-1].text == "Back again."
 
 
 async def _drain(events: AsyncIterator[TurnEvent], into: list[TurnEvent]) -> None:

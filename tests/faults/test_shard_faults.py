@@ -20,7 +20,7 @@ import pytest
 from standins.discord import CALLBACK_UPDATE_MESSAGE, FakeChannel, FakeUser, RateLimitRule, StoredMessage
 from standins.openai import FunctionCall, Reply
 from tests.command_support import answer_id_of
-from tests.faults.process_support import kill
+from tests.faults.process_support import kill, terminate
 from tests.faults.shard_processes import ShardGuild, ShardRig, shard_stand_ins
 from tests.faults.support import MAX_WARNING_CHARS, WAIT_S, wait_for_content
 from tests.postgres_server import PostgresServer
@@ -45,14 +45,15 @@ class Gate:
         return Reply(self.text)
 
 
-async def held_turn(rig: ShardRig, channel_id: int, text: str, answer: str) -> Gate:
-    """Someone writes in a thread; the model request arrives and its answer waits for the gate."""
+async def held_turn(rig: ShardRig, channel_id: int, text: str, answer: str) -> tuple[Gate, int]:
+    """Someone writes in a thread; the model request arrives and its answer waits for the gate.
+    Returns the gate and the message's id."""
     gate = Gate(answer)
     rig.openai.responses.push(gate)
     requests = len(rig.openai.requests_to("/v1/responses", "POST"))
-    await rig.say(channel_id, text)
+    message_id = await rig.say(channel_id, text)
     await rig.openai.wait_for_requests("/v1/responses", requests + 1, timeout=WAIT_S)
-    return gate
+    return gate, message_id
 
 
 async def ask_for_a_booking(rig: ShardRig, where: ShardGuild) -> tuple[FakeChannel, StoredMessage]:
@@ -109,14 +110,23 @@ async def test_a_killed_shard_process_leaves_its_neighbour_answering_and_reports
             neighbour_thread = await rig.open_thread(one, "are you there, shard one?")
             answered_alone = await rig.answered(neighbour_thread.id, "still there?")
             assert rig.answering_runs(answered_alone) == [rig.run_id(p1)]
+            await terminate(p1.process)
+
+        # Shard 1's process restarted while shard 0's is dead: the dead run's turns are not its to take
+        # (it could not even post in shard 0's channels).
+        async with rig.process("shard 1, restarted", [1], process_count=2) as p1_again:
+            await p1_again.bot.wait_for("Logged in as")  # its start-up look for cut turns is under way
+            await rig.answered(neighbour_thread.id, "back too?")  # ... and done: one database connection
+            assert turn_status(rig, asked) == ["running"]
 
             # A turn of shard 1 in flight while shard 0 starts again: alive, so not shard 0's to take.
-            gate = await held_turn(rig, neighbour_thread.id, "a slow question", "a slow answer")
+            gate, slow = await held_turn(rig, neighbour_thread.id, "a slow question", "a slow answer")
             async with rig.process("shard 0, restarted", [0], process_count=2) as p0_again:
                 note = await rig.wait_for_note(story_thread.id)
                 assert str(asked) in note.content
                 await rig.wait_for_note(booking_thread.id)
                 assert turn_status(rig, asked) == ["interrupted"]
+                assert turn_status(rig, slow) == ["running"]
                 gate.opened.set()
                 await wait_for_content(rig.discord, neighbour_thread.id, "a slow answer")
                 await rig.answered(story_thread.id, "are you back?")
@@ -133,6 +143,7 @@ async def test_a_killed_shard_process_leaves_its_neighbour_answering_and_reports
             (story_thread.id, "are you back?"),
             (neighbour_thread.id, "are you there, shard one?"),
             (neighbour_thread.id, "still there?"),
+            (neighbour_thread.id, "back too?"),
         ):
             assert len(rig.echoes(channel_id, text)) == 1, text
 
@@ -165,7 +176,7 @@ async def test_postgresql_restarted_under_two_shard_processes_loses_no_turn_and_
             rig.process("shard 1", [1], process_count=2, allow_errors=True),
         ):
             threads = [await rig.open_thread(where, f"hello shard {where.shard_id}") for where in rig.guilds]
-            gates = [await held_turn(rig, t.id, "in flight", "answered in flight") for t in threads]
+            gates = [(await held_turn(rig, t.id, "in flight", "answered in flight"))[0] for t in threads]
             during: list[tuple[ShardGuild, int]] = []
             with stopped(postgres_server):
                 for gate in gates:

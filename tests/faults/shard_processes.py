@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,6 @@ class ShardRig:
     database_url: str
     redis_url: str | None
     shard_count: int
-    processes: list[ShardProcess] = field(default_factory=list)
 
     @property
     def bot_mention(self) -> str:
@@ -147,7 +146,6 @@ class ShardRig:
         env = self.env(shard_ids, count)
         async with BotProcess.running("--config", config, env=env, cwd=self.tmp_path) as bot:
             started = ShardProcess(name, tuple(shard_ids), bot, runs_before)
-            self.processes.append(started)
 
             def connected() -> bool:
                 live = self.discord.connected_shards

@@ -71,6 +71,15 @@ class BotMetrics:
         self.write_queue_depth = Gauge(
             "bot_write_queue_depth", "Discord writes waiting in the write scheduler.", registry=registry
         )
+        self.discord_budget_shared = Gauge(
+            "bot_discord_budget_shared",
+            "1 while this process draws Discord writes from the budget shared in Redis, 0 while it keeps"
+            " to its own share (no Redis configured, or Redis lost).",
+            registry=registry,
+        )
+        self.redis_failures = Counter(
+            "bot_redis_failures", "Redis commands of the shared write budget that failed.", registry=registry
+        )
         self.tokens = Counter(
             "bot_tokens", "Model tokens used by turns, by direction.", ["direction"], registry=registry
         )
@@ -121,3 +130,9 @@ class BotMetrics:
     def measure_write_queue(self, depth: Callable[[], int]) -> None:
         """The queue's depth is read at each scrape (nothing to keep up to date on the hot path)."""
         self.write_queue_depth.set_function(depth)
+
+    def discord_budget_mode(self, shared: bool) -> None:
+        self.discord_budget_shared.set(1 if shared else 0)
+
+    def redis_failed(self) -> None:
+        self.redis_failures.inc()

@@ -14,6 +14,7 @@ from bot.services import Services
 from bot.storage import Storage
 from standins.openai import FakeOpenAI
 from tests.postgres_server import PostgresServer, running_postgres
+from tests.redis_server import RedisServer, running_redis
 
 ServicesFactory = Callable[..., Awaitable[Services]]
 
@@ -37,6 +38,13 @@ async def fake_openai() -> AsyncIterator[FakeOpenAI]:
 def postgres_server() -> Iterator[PostgresServer]:
     """One real PostgreSQL server for the whole session (each test gets a database of its own)."""
     with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real Redis server for the whole session; a test that stops it must start it again."""
+    with running_redis() as server:
         yield server
 
 

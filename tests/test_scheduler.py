@@ -558,3 +558,81 @@ def test_threads_open_at_the_full_channel_rate_no_slot_kept_for_finals() -> None
         core.submit(Write(FIRST, 1, route=THREAD_ROUTE, target=("thread", i)), 0.0).write for i in range(6)
     ]
     assert core.release(0.0) == opens[:5]  # a final never opens a thread: all five slots are used
+
+
+def test_release_starts_no_more_than_the_writes_granted() -> None:
+    core = _core(global_per_s=10, urgent_reserve=0, pace_refreshes=False)
+    for i in range(4):
+        core.submit(Write(FINAL, i, target=("f", i)), 0.0)
+    for i in range(4):
+        core.submit(Write(REFRESH, 10 + i, target=("r", i), reply=i), 0.0)
+    assert core.releasable(0.0) >= 8
+    first = core.release(0.0, max_writes=3)
+    assert [w.kind for w in first] == [FINAL, FINAL, FINAL]  # the grant goes to the most urgent first
+    second = core.release(0.0, max_writes=3)
+    assert [w.kind for w in second] == [FINAL, REFRESH, REFRESH]
+    assert core.release(0.0, max_writes=0) == []
+    assert len(core.release(0.0)) == 2
+
+
+def test_releasable_bounds_what_release_starts() -> None:
+    core = _core(global_per_s=5, urgent_reserve=1)
+    for i in range(8):
+        core.submit(Write(FIRST, i, target=("p", i)), 0.0)
+    for i in range(8):
+        core.submit(Write(REFRESH, 10 + i, target=("r", i), reply=i), 0.0)
+    bound = core.releasable(0.0)
+    assert bound == 5  # the window's room, not the queue's length
+    assert len(core.release(0.0)) <= bound
+    assert core.releasable(0.0) == 0  # the window is full
+
+
+def test_a_lower_global_cap_holds_from_the_next_release_and_scales_the_urgent_reserve() -> None:
+    core = _core(global_per_s=45, urgent_reserve=5, adaptive_reserve=0.0, pace_refreshes=False)
+    core.set_global_cap(22)  # one of two processes without a shared budget
+    assert core.global_cap == 22
+    for i in range(30):
+        core.submit(Write(REFRESH, i, target=("r", i), reply=i), 0.0)
+    refreshes = core.release(0.0)
+    assert len(refreshes) == 22 - 5 * 22 // 45  # the reserve shrinks with the cap: 2 of 22
+    for i in range(5):
+        core.submit(Write(FINAL, 100 + i, target=("f", i)), 0.0)
+    assert len(core.release(0.0)) == 2  # finals take the reserve, and no more
+    for write in refreshes:
+        core.done(write, 0.1)
+    assert core.in_window(0.5) == 22
+    assert core.window_expiries(0.5) == [1.1] * 20
+    # the refreshes' slots freed: the last 3 finals, then the 10 refreshes still queued (room for 15)
+    assert [w.kind for w in core.release(1.1)] == [FINAL] * 3 + [REFRESH] * 10
+
+
+def test_a_global_cap_of_zero_starts_nothing_until_raised() -> None:
+    core = _core(global_per_s=10, urgent_reserve=0)
+    core.submit(Write(FINAL, 1, target="a"), 0.0)
+    core.set_global_cap(0)
+    assert core.releasable(0.0) == 0
+    assert core.release(0.0) == []
+    assert core.next_wake(0.0) is None  # only the cap's owner can change this: it wakes the driver
+    core.set_global_cap(1)
+    assert len(core.release(0.0)) == 1
+
+
+def test_budget_holds_in_every_window_while_the_cap_changes() -> None:
+    config = SchedulerConfig(global_per_s=20, urgent_reserve=2)
+    core = SchedulerCore(config)
+    sim = Sim(core, latency_s=0.05)
+    for i in range(300):
+        kind = (FINAL, FIRST, REFRESH)[i % 3]
+        sim.submit(Write(kind, i % 40, target=("m", i), reply=i % 40, route=POST_ROUTE))
+    caps = [20, 7, 13, 20, 4]
+    for step, cap in enumerate(caps):
+        sim.at(step * 0.7, functools.partial(core.set_global_cap, cap))
+    sim.run(until=1000)
+    assert not core.queued()
+    for step, cap in enumerate(caps):
+        # starts after a cap change stay under it from the first window fully after the change
+        begin = step * 0.7 + 1.2
+        end = (step + 1) * 0.7 if step + 1 < len(caps) else 1000.0
+        times = sorted(s.at for s in sim.starts if begin <= s.at < end)
+        _assert_sliding(times, cap, config.global_window_s, f"cap {cap}")
+    _assert_sliding(sorted(s.at for s in sim.starts), 20, config.global_window_s, "all")

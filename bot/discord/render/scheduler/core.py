@@ -258,6 +258,9 @@ class SchedulerCore:
         self._urgent_in_window = 0
         """Urgent writes among those in flight or in the window."""
         self._global_blocked_until = 0.0
+        self._global_per_s = self.config.global_per_s
+        """The global cap in force: the config's, or a share of it set by ``set_global_cap``."""
+        self._urgent_reserve = self.config.urgent_reserve
         self._paced_at = 0.0
         """When the next REFRESH or TYPING may start (pacing)."""
         self._buckets: dict[tuple[Hashable, str], _Bucket] = {}
@@ -324,6 +327,10 @@ class SchedulerCore:
     def queued(self) -> list[Write]:
         return list(self._queued.values())
 
+    @property
+    def queued_count(self) -> int:
+        return len(self._queued)
+
     def end_reply(self, reply: Hashable) -> None:
         """The reply is finished: forget its refresh count (its queued writes, if any, still run)."""
         state = self._replies.get(reply)
@@ -334,25 +341,81 @@ class SchedulerCore:
             state.refreshes = 0
             state.ended = True
 
+    # -- the global cap ----------------------------------------------------------------------------
+
+    def set_global_cap(self, per_s: int) -> None:
+        """Start at most ``per_s`` writes per window from now on (0 stops starts until raised).
+
+        For a process that has only its share of the bot's budget (``shared_budget``); the urgent
+        reserve shrinks in proportion, so refreshes still leave finals their part of the share.
+        """
+        if per_s < 0:
+            raise ValueError("the global cap cannot be negative")
+        base = self.config.global_per_s
+        self._global_per_s = per_s
+        self._urgent_reserve = min(self.config.urgent_reserve * per_s // base, max(per_s - 1, 0))
+
+    @property
+    def global_cap(self) -> int:
+        return self._global_per_s
+
+    def in_window(self, now: float) -> int:
+        """Writes in flight or still counted in the global window."""
+        self._expire(now)
+        return self._global_used()
+
+    def window_expiries(self, now: float) -> list[float]:
+        """When each finished write still in the global window leaves it, in order."""
+        self._expire(now)
+        return [expiry for expiry, _ in self._global_expiries]
+
+    def releasable(self, now: float) -> int:
+        """At least as many writes as ``release(now)`` would start (a bound, not the exact count).
+
+        What a process asks the shared budget for before releasing: asking more only costs a give-back.
+        """
+        self._expire(now)
+        if not self._queued or now < self._global_blocked_until:
+            return 0
+        count = 0
+        used = self._global_used()
+        for kind in WriteKind:
+            cap = self._global_cap(kind)
+            if kind >= WriteKind.REFRESH:
+                # paced: one REFRESH or TYPING start moves ``_paced_at`` past now
+                if now < self._paced_at:
+                    break
+                cap = min(cap, used + count + 1) if self.config.pace_refreshes else cap
+            for write in self._lanes[kind].values():
+                if used + count >= cap:
+                    break
+                if self._eligible(write, now):
+                    count += 1
+        return count
+
     # -- releasing ---------------------------------------------------------------------------------
 
-    def release(self, now: float) -> list[Write]:
-        """The writes that may start at ``now``, marked started; each must later get ``done``."""
+    def release(self, now: float, max_writes: int | None = None) -> list[Write]:
+        """The writes that may start at ``now``, marked started; each must later get ``done``.
+
+        ``max_writes`` bounds how many start (the slots a shared budget granted).
+        """
         self._expire(now)
         if not self._queued or now < self._global_blocked_until:
             return []
+        limit = len(self._queued) if max_writes is None else max_writes
         released: list[Write] = []
         for kind in WriteKind:  # in priority order; later kinds have smaller caps
-            if self._global_used() >= self._global_cap(kind):
+            if self._global_used() >= self._global_cap(kind) or len(released) >= limit:
                 break
             if kind >= WriteKind.REFRESH and now < self._paced_at:
                 break  # only REFRESH and TYPING are left, and they are paced
             lane = self._lanes[kind]
             if kind == WriteKind.REFRESH:
-                self._release_refreshes(now, released)
+                self._release_refreshes(now, released, limit)
                 continue
             for write in tuple(lane.values()):  # FINAL, FIRST and TYPING: first come, first served
-                if self._global_used() >= self._global_cap(kind):
+                if self._global_used() >= self._global_cap(kind) or len(released) >= limit:
                     break
                 if kind == WriteKind.TYPING and now < self._paced_at:
                     break
@@ -361,7 +424,7 @@ class SchedulerCore:
                     released.append(write)
         return released
 
-    def _release_refreshes(self, now: float, released: list[Write]) -> None:
+    def _release_refreshes(self, now: float, released: list[Write], limit: int) -> None:
         """Start refreshes fairly: fewest refreshes of the reply so far first, then the longest waiting."""
         heap = [
             self._rank(write)
@@ -375,7 +438,11 @@ class SchedulerCore:
             if entry != (ranked := self._rank(write)):
                 heapq.heappush(heap, ranked)  # its reply got a refresh meanwhile: back in line
                 continue
-            if self._global_used() >= self._global_cap(write.kind) or now < self._paced_at:
+            if (
+                self._global_used() >= self._global_cap(write.kind)
+                or now < self._paced_at
+                or len(released) >= limit
+            ):
                 break
             if not self._bucket(write).has_room(write.kind, self._final_reserve(write), now):
                 continue
@@ -527,8 +594,8 @@ class SchedulerCore:
         """How many starts the window may hold for ``kind`` to start (given ``urgent`` ones in it)."""
         config = self.config
         if kind <= WriteKind.FIRST:
-            return config.global_per_s
-        cap = config.global_per_s - config.urgent_reserve
+            return self._global_per_s
+        cap = self._global_per_s - self._urgent_reserve
         if config.adaptive_reserve:
             cap -= math.ceil(config.adaptive_reserve * (self._urgent_in_window if urgent is None else urgent))
         if kind == WriteKind.TYPING:
@@ -602,7 +669,7 @@ class SchedulerCore:
         if write.kind == WriteKind.REFRESH and write.reply in self._replies:
             self._replies[write.reply].refreshes += 1
         if write.kind >= WriteKind.REFRESH and self.config.pace_refreshes:
-            base_cap = self.config.global_per_s - self.config.urgent_reserve
+            base_cap = self._global_per_s - self._urgent_reserve
             self._paced_at = now + self.config.global_window_s / max(1, base_cap)
         self.stats.started[write.kind] += 1
 

@@ -1,0 +1,205 @@
+"""The Discord write budget shared by every process through a real Redis, and its fallback.
+
+Two `WriteScheduler`s stand for two processes of the bot (each with its own Redis client and process
+id); their jobs record start times on the loop clock. The assertions are the budget's invariants (starts
+in any rolling second, summed over the processes), not timings; each test runs for a few seconds of
+real time because the budget is real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import pytest
+
+from bot.discord.render.scheduler import GLOBAL_PER_S, GLOBAL_WINDOW_S, POST_ROUTE, WriteKind, WriteScheduler
+from bot.discord.render.scheduler.shared_budget import (
+    BudgetMode,
+    SharedBudget,
+    budget_key,
+    process_share,
+    redis_client,
+)
+from bot.metrics import BotMetrics
+from tests.redis_server import RedisServer
+
+PROBE_INTERVAL_S = 0.3
+"""Short, so a test sees Redis come back within a second or two."""
+WRITES_PER_PROCESS = 200
+WAIT_S = 60.0
+"""Safety net only: 400 writes at 45 a second take about 9 s."""
+
+
+@dataclass
+class Process:
+    """One bot process: its scheduler, its budget and the start times of its writes."""
+
+    name: str
+    scheduler: WriteScheduler
+    budget: SharedBudget
+    metrics: BotMetrics
+    starts: list[float] = field(default_factory=list)
+    on_start: Callable[[], None] | None = None
+
+    def submit_writes(self, count: int, tag: str = "w") -> list[asyncio.Future[object]]:
+        loop = asyncio.get_running_loop()
+
+        async def job() -> str:
+            self.starts.append(loop.time())
+            if self.on_start is not None:
+                self.on_start()
+            return "sent"
+
+        # one channel per write: only the global budget limits them, never a channel's bucket
+        return [
+            self.scheduler.submit(
+                WriteKind.FINAL, (self.name, tag, i), job, route=POST_ROUTE, target=(self.name, tag, i)
+            )
+            for i in range(count)
+        ]
+
+
+def max_in_rolling_window(times: list[float], window_s: float = GLOBAL_WINDOW_S) -> int:
+    """The most starts in any window [t, t + window_s) that begins at a start."""
+    ordered = sorted(times)
+    most, end = 0, 0
+    for i, start in enumerate(ordered):
+        while end < len(ordered) and ordered[end] < start + window_s:
+            end += 1
+        most = max(most, end - i)
+    return most
+
+
+@pytest.fixture
+async def redis_url(redis_server: RedisServer) -> AsyncIterator[str]:
+    """The session's Redis, emptied for this test (and running again if a test stopped it)."""
+    redis_server.start()
+    client = redis_client(redis_server.url)
+    await client.flushall()
+    await client.aclose()
+    yield redis_server.url
+    redis_server.start()
+
+
+@asynccontextmanager
+async def processes(url: str, count: int, *, process_count: int = 2) -> AsyncIterator[list[Process]]:
+    made: list[Process] = []
+    try:
+        for index in range(count):
+            metrics = BotMetrics()
+            budget = SharedBudget(
+                redis_client(url),
+                key=budget_key("the-bot-token"),
+                per_s=GLOBAL_PER_S,
+                window_s=GLOBAL_WINDOW_S,
+                process_count=process_count,
+                probe_interval_s=PROBE_INTERVAL_S,
+                metrics=metrics,
+            )
+            scheduler = WriteScheduler(metrics=metrics, shared_budget=budget)
+            made.append(Process(f"p{index}", scheduler, budget, metrics))
+        yield made
+    finally:
+        for process in made:
+            await process.scheduler.close()
+            await process.budget.close()
+
+
+async def all_done(futures: list[asyncio.Future[object]]) -> None:
+    async with asyncio.timeout(WAIT_S):
+        results = await asyncio.gather(*futures)
+    assert results == ["sent"] * len(futures)
+
+
+def budget_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno == logging.WARNING and r.name.endswith("shared_budget")]
+
+
+async def test_two_saturated_processes_stay_within_one_budget_and_share_it_fairly(redis_url: str) -> None:
+    async with processes(redis_url, 2) as (a, b):
+        futures = {p.name: p.submit_writes(WRITES_PER_PROCESS) for p in (a, b)}
+        finished_at: list[float] = []
+        for process in (a, b):
+            gathered = asyncio.gather(*futures[process.name])
+            gathered.add_done_callback(lambda _: finished_at.append(asyncio.get_running_loop().time()))
+        await all_done(futures["p0"] + futures["p1"])
+
+        assert max_in_rolling_window(a.starts + b.starts) <= GLOBAL_PER_S
+        assert len(a.starts) == len(b.starts) == WRITES_PER_PROCESS
+        # Fair: the first to ask may take the first window whole (it was alone then); from the next
+        # window until one of them is through, both were saturated and each had about half.
+        begin = min(a.starts[0], b.starts[0]) + GLOBAL_WINDOW_S
+        end = min(finished_at)
+        shares = [len([t for t in p.starts if begin <= t < end]) for p in (a, b)]
+        assert min(shares) >= 0.4 * sum(shares), shares
+        assert a.budget.mode is b.budget.mode is BudgetMode.SHARED
+        assert a.metrics.discord_budget_shared._value.get() == 1
+
+
+async def test_a_process_alone_uses_the_whole_budget(redis_url: str) -> None:
+    async with processes(redis_url, 1) as (alone,):
+        await all_done(alone.submit_writes(3 * GLOBAL_PER_S))
+        # never more than the budget, and the whole of it: no share kept for an absent process
+        assert max_in_rolling_window(alone.starts) == GLOBAL_PER_S
+
+
+async def test_redis_lost_mid_run_falls_back_safely_and_comes_back_after_probation(
+    redis_url: str, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.discord.render.scheduler.shared_budget")
+    async with processes(redis_url, 2) as (a, b):
+        halfway = asyncio.Event()
+
+        def stop_at_halfway() -> None:
+            if len(a.starts) + len(b.starts) >= WRITES_PER_PROCESS:
+                halfway.set()
+
+        a.on_start = b.on_start = stop_at_halfway
+        futures = a.submit_writes(WRITES_PER_PROCESS) + b.submit_writes(WRITES_PER_PROCESS)
+        async with asyncio.timeout(WAIT_S):
+            await halfway.wait()
+        redis_server.stop()
+        await all_done(futures)  # no write lost: they wait for the local share
+
+        assert max_in_rolling_window(a.starts + b.starts) <= GLOBAL_PER_S
+        assert a.budget.mode is not BudgetMode.SHARED and b.budget.mode is not BudgetMode.SHARED
+        warnings = budget_warnings(caplog)
+        assert sorted(w.getMessage().split("process ")[1][:12] for w in warnings) == sorted(
+            [a.budget.process_id, b.budget.process_id]
+        ), "exactly one warning per process"
+        for process in (a, b):
+            assert process.metrics.discord_budget_shared._value.get() == 0
+            assert process.metrics.redis_failures._value.get() >= 1
+        fallback_cap = process_share(GLOBAL_PER_S, 2)
+        late = [t for t in a.starts if t > a.starts[-1] - 2 * GLOBAL_WINDOW_S]
+        assert max_in_rolling_window(late) <= fallback_cap  # the 1/K share, once the switch is over
+
+        # Redis back: each records its window there and keeps to its share through the probation,
+        # then draws from the shared budget again; writes keep flowing and the sum stays in budget.
+        redis_server.start()
+        both_shared = asyncio.Event()
+
+        def keep_writing(process: Process) -> Callable[[], None]:
+            def on_start() -> None:
+                if a.budget.shared and b.budget.shared:
+                    both_shared.set()
+                elif len(process.scheduler.core.queued()) < 5:
+                    process.submit_writes(10, tag=f"more{len(process.starts)}")
+
+            return on_start
+
+        a.on_start, b.on_start = keep_writing(a), keep_writing(b)
+        since = len(a.starts), len(b.starts)
+        a.submit_writes(10, tag="again")
+        b.submit_writes(10, tag="again")
+        async with asyncio.timeout(WAIT_S):
+            await both_shared.wait()
+        assert max_in_rolling_window(a.starts[since[0] :] + b.starts[since[1] :]) <= GLOBAL_PER_S
+        assert len(budget_warnings(caplog)) == 2
+        back = [r for r in caplog.records if r.levelno == logging.INFO and "Redis is back" in r.getMessage()]
+        assert len(back) == 2
+        assert a.metrics.discord_budget_shared._value.get() == 1

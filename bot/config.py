@@ -193,6 +193,21 @@ class DiscordConfig(_Strict):
         default=None,
         description="The shards this process connects (needs shard_count); unset: all of them.",
     )
+    process_count: Annotated[int, Field(ge=1, le=10_000)] | None = Field(
+        default=None,
+        description="How many processes run the bot's token; without [redis] url each keeps to"
+        " 1/process_count of Discord's global write budget. Unset: shard_count / the number of"
+        " shard_ids (rounded up), else 1.",
+    )
+
+    @property
+    def processes(self) -> int:
+        """The processes sharing the token, as `process_count` says or the shards given suggest."""
+        if self.process_count is not None:
+            return self.process_count
+        if self.shard_ids and self.shard_count:
+            return -(-self.shard_count // len(self.shard_ids))
+        return 1
 
     @model_validator(mode="after")
     def _shards_consistent(self) -> DiscordConfig:
@@ -316,6 +331,37 @@ class MetricsConfig(_Strict):
     )
 
 
+REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+class RedisConfig(_Strict):
+    """Redis, where every process of the bot shares one Discord write budget; off unless a URL is given."""
+
+    url: str | None = Field(
+        default=None,
+        description="e.g. redis://localhost:6379/0; BOT_REDIS_URL overrides it. Unset: each process keeps"
+        " to its share of the budget ([discord] process_count).",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        """Refused at start, not at the first write: the scheme and the shape (the password never shown)."""
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        # SettingProblem: the error line then leaves out the value, which may hold a password
+        if not value.startswith(REDIS_URL_SCHEMES):
+            raise SettingProblem("redis.url", f"must start with {', '.join(REDIS_URL_SCHEMES)}")
+        from redis.connection import parse_url  # only where a URL is given
+
+        try:
+            parse_url(value)  # type: ignore[no-untyped-call]
+        except ValueError as exc:
+            raise SettingProblem("redis.url", f"is not a Redis URL: {str(exc).split(':')[0]}") from None
+        return value
+
+
 class AppConfig(_Strict):
     """Everything in config.toml."""
 
@@ -327,6 +373,7 @@ class AppConfig(_Strict):
     storage: StorageConfig = StorageConfig()
     logging: LoggingConfig = LoggingConfig()
     metrics: MetricsConfig = MetricsConfig()
+    redis: RedisConfig = RedisConfig()
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     defaults: GuildSettings = GuildSettings()
 
@@ -367,6 +414,12 @@ ENVIRONMENT_VARIABLES: tuple[EnvironmentVariable, ...] = (
     ),
     EnvironmentVariable("BOT_SHARD_COUNT", "how many shards in all; overrides [discord] shard_count"),
     EnvironmentVariable("BOT_SHARD_IDS", "this process's shards, e.g. 0,1; overrides [discord] shard_ids"),
+    EnvironmentVariable(
+        "BOT_PROCESS_COUNT", "how many processes run the token; overrides [discord] process_count"
+    ),
+    EnvironmentVariable(
+        "BOT_REDIS_URL", "Redis for one Discord write budget across processes; overrides [redis] url"
+    ),
     EnvironmentVariable(
         str(ChatBackendConfig.model_fields["api_key_env"].default),
         "the chat backend's key, if its server needs one ([chat_backend] api_key_env names another)",
@@ -416,6 +469,7 @@ def load_config(path: Path, *, required: bool, env: Mapping[str, str] | None = N
         storage = StorageConfig.model_validate({**config.storage.model_dump(), "database": database})
         config = config.model_copy(update={"storage": storage})
     config = with_metrics_port(config, env.get("BOT_METRICS_PORT"))
+    config = with_write_budget(config, env.get("BOT_REDIS_URL"), env.get("BOT_PROCESS_COUNT"))
     return with_shards(
         config,
         shard_count=env.get("BOT_SHARD_COUNT"),
@@ -475,6 +529,29 @@ def with_metrics_port(config: AppConfig, port: str | None) -> AppConfig:
             "environment", "BOT_METRICS_PORT", f"must be a port number from 0 to 65535 (got {port!r})"
         ) from None
     return config.model_copy(update={"metrics": metrics})
+
+
+def with_write_budget(config: AppConfig, redis_url: str | None, process_count: str | None) -> AppConfig:
+    """`config` with `[redis] url` and `[discord] process_count` replaced by `BOT_REDIS_URL` and
+    `BOT_PROCESS_COUNT` (None or blank keeps the file's)."""
+    if redis_url is not None and redis_url.strip():
+        try:
+            redis = RedisConfig.model_validate({"url": redis_url})
+        except ValidationError as exc:
+            raise ConfigError("environment", "BOT_REDIS_URL", _first_problem(exc)[1]) from None
+        config = config.model_copy(update={"redis": redis})
+    if process_count is not None and process_count.strip():
+        try:
+            count = int(process_count.strip())
+            discord_config = DiscordConfig.model_validate(
+                {**config.discord.model_dump(), "process_count": count}
+            )
+        except (ValueError, ValidationError):
+            raise ConfigError(
+                "environment", "BOT_PROCESS_COUNT", f"must be a whole number from 1 (got {process_count!r})"
+            ) from None
+        config = config.model_copy(update={"discord": discord_config})
+    return config
 
 
 def load_secrets(config: AppConfig, *, env: Mapping[str, str] | None = None) -> Secrets:

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import aiohttp
 import pytest
+from pydantic import ValidationError
 
+from bot.config import AppConfig, DiscordConfig, load_config
 from bot.discord.render.scheduler import GLOBAL_PER_S, GLOBAL_WINDOW_S, POST_ROUTE, WriteKind, WriteScheduler
 from bot.discord.render.scheduler.shared_budget import (
     BudgetMode,
@@ -23,8 +27,13 @@ from bot.discord.render.scheduler.shared_budget import (
     budget_key,
     process_share,
     redis_client,
+    shared_write_budget,
 )
+from bot.errors import ConfigError
 from bot.metrics import BotMetrics
+from standins.discord import FakeDiscord
+from standins.discord.constants import API_PREFIX
+from tests.conftest import fake_secrets
 from tests.redis_server import RedisServer
 
 PROBE_INTERVAL_S = 0.3
@@ -203,3 +212,74 @@ async def test_redis_lost_mid_run_falls_back_safely_and_comes_back_after_probati
         back = [r for r in caplog.records if r.levelno == logging.INFO and "Redis is back" in r.getMessage()]
         assert len(back) == 2
         assert a.metrics.discord_budget_shared._value.get() == 1
+
+
+async def test_two_processes_sharing_redis_get_no_global_429_from_stand_in_discord(
+    redis_url: str,
+) -> None:
+    """Real HTTP writes to the stand-in Discord, which answers a global 429 past 50 in any second."""
+    async with (
+        FakeDiscord(global_limit=50, rate_limits={"message_create": None}) as server,
+        aiohttp.ClientSession() as http,
+        processes(redis_url, 2) as (a, b),
+    ):
+        guild = server.add_guild()
+        channel = server.add_text_channel(guild.id, "general")
+        url = f"{server.base_url}{API_PREFIX}/channels/{channel.id}/messages"
+        headers = {"Authorization": f"Bot {server.token}"}
+
+        def post(text: str) -> Callable[[], Awaitable[object]]:
+            async def job() -> object:
+                async with http.post(url, json={"content": text}, headers=headers) as response:
+                    return response.status
+
+            return job
+
+        futures = [
+            process.scheduler.submit(
+                WriteKind.FINAL, (process.name, i), post(f"{process.name} {i}"), route=POST_ROUTE
+            )
+            for process in (a, b)
+            for i in range(100)
+        ]
+        async with asyncio.timeout(WAIT_S):
+            statuses = await asyncio.gather(*futures)
+        assert statuses == [200] * len(futures)
+        assert server.rate_limit_hits_of("global") == []
+        assert len(server.messages_in(channel.id)) == len(futures)
+
+
+def test_process_count_follows_the_shards_this_process_runs_unless_given() -> None:
+    assert DiscordConfig().processes == 1
+    assert DiscordConfig(shard_count=5, shard_ids=(0, 1)).processes == 3  # 5 shards, 2 a process
+    assert DiscordConfig(shard_count=4).processes == 1  # every shard in this one process
+    assert DiscordConfig(shard_count=4, shard_ids=(0,), process_count=2).processes == 2
+    env = {"BOT_PROCESS_COUNT": "3", "BOT_REDIS_URL": "redis://localhost:6379/0"}
+    config = load_config(Path("absent.toml"), required=False, env=env)
+    assert (config.discord.processes, config.redis.url) == (3, "redis://localhost:6379/0")
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://user:hunter2@localhost", "must start with redis://"),
+        ("redis://:hunter2@localhost:port/0", "is not a Redis URL"),
+    ],
+)
+def test_a_bad_redis_url_is_one_clear_error_that_never_shows_the_password(url: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as from_env:
+        load_config(Path("absent.toml"), required=False, env={"BOT_REDIS_URL": url})
+    assert "BOT_REDIS_URL" in str(from_env.value) and problem in str(from_env.value)
+    assert "hunter2" not in str(from_env.value)
+    with pytest.raises(ValidationError) as from_file:
+        AppConfig.model_validate({"redis": {"url": url}})
+    assert problem in str(from_file.value)
+
+
+async def test_without_redis_the_bot_keeps_to_its_share_of_the_budget() -> None:
+    config = AppConfig.model_validate({"discord": {"shard_count": 4, "shard_ids": [2, 3]}})
+    metrics = BotMetrics()
+    assert shared_write_budget(config, fake_secrets(), metrics) is None
+    assert metrics.discord_budget_shared._value.get() == 0
+    assert process_share(GLOBAL_PER_S, config.discord.processes) == 22
+    assert process_share(GLOBAL_PER_S, 100) == 1  # never nothing at all

@@ -24,6 +24,7 @@ from bot.discord.confirmation import AnswerButton
 from bot.discord.endpoint import gateway_advice, use_gateway_of, use_rest_base
 from bot.discord.health import HealthServer
 from bot.discord.render import SchedulerConfig, StreamConfig, WriteScheduler, rate_limit_trace_config
+from bot.discord.render.scheduler.shared_budget import process_share, shared_write_budget
 from bot.discord.shards import IdentifyPacing
 from bot.discord.writes import ChannelWrites
 from bot.engine.engine import RESTARTING
@@ -91,13 +92,20 @@ class AssistantBot(commands.AutoShardedBot):
         self.health_server: HealthServer | None = None
         # Every message write goes through one scheduler that keeps the bot under Discord's limits;
         # it learns the real buckets from the rate-limit headers of discord.py's responses.
+        # With several processes on one token, they share Discord's global budget through Redis (or
+        # each keeps to its 1/K share without it).
+        self.write_budget = shared_write_budget(config, secrets, self.metrics)
         self.writes = WriteScheduler(
             SchedulerConfig(
                 global_per_s=config.streaming.global_writes_per_s,
                 edit_interval_s=config.streaming.edit_interval_s,
             ),
             metrics=self.metrics,
+            shared_budget=self.write_budget,
         )
+        if self.write_budget is None:
+            share = process_share(config.streaming.global_writes_per_s, config.discord.processes)
+            self.writes.core.set_global_cap(share)
         self.channel_writes = ChannelWrites(self.writes)
         """The bot's own writes outside streamed replies: threads, notes, confirmation questions."""
         self.stream_config = StreamConfig()
@@ -289,6 +297,8 @@ class AssistantBot(commands.AutoShardedBot):
             wrap_up_s = min(WRAP_UP_S, grace_s / 2)
             await services.engine.shut_down(grace_s=grace_s - wrap_up_s, wrap_up_s=wrap_up_s)
         await self.writes.close()
+        if self.write_budget is not None:
+            await self.write_budget.close()
         await super().close()
         await self._close_services()
         await self._close_health_server()

@@ -9,6 +9,10 @@ discord.py only reacts to a global 429 after the fact, so the bot plans its own 
 - ``driver.WriteScheduler`` is the thin asyncio driver: it runs each released write's job as its own
   task (jobs run concurrently; the scheduler only gates start times) and sleeps until the next may go.
 - ``discord_headers`` reads Discord's ``X-RateLimit-*`` headers into observations for the core.
+- ``shared_budget`` makes the global budget one for every process of the bot token: a Lua script in
+  Redis (``[redis] url``) grants the driver its slots before each release; without Redis, or while it
+  is lost, each of the K processes keeps to 1/K (``SchedulerCore.set_global_cap``), switching so that
+  the processes together never pass the budget (the reasoning is in that module's docstring).
 
 Decisions, in order:
 - priority: FINAL (a finished reply's writes, error notes) > FIRST (a reply's first post, thread

@@ -47,6 +47,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from bot.config import AppConfig, Secrets
+from bot.discord.render.scheduler.core import GLOBAL_WINDOW_S
 from bot.metrics import BotMetrics
 
 log = logging.getLogger(__name__)
@@ -165,6 +167,25 @@ def redis_client(url: str) -> aioredis.Redis:
         socket_timeout=REDIS_TIMEOUT_S,
         socket_connect_timeout=REDIS_TIMEOUT_S,
         retry=Retry(NoBackoff(), 0),
+    )
+
+
+def shared_write_budget(config: AppConfig, secrets: Secrets, metrics: BotMetrics) -> SharedBudget | None:
+    """The budget shared through ``[redis] url`` (None without one: the process keeps to its share).
+
+    The client connects lazily: a Redis down at start is the fallback, not a failed start.
+    """
+    url = config.redis.url
+    if url is None:
+        metrics.discord_budget_mode(shared=False)
+        return None
+    return SharedBudget(
+        redis_client(url),
+        key=budget_key(secrets.discord_token.get_secret_value()),
+        per_s=config.streaming.global_writes_per_s,
+        window_s=GLOBAL_WINDOW_S,
+        process_count=config.discord.processes,
+        metrics=metrics,
     )
 
 

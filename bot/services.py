@@ -116,6 +116,7 @@ class Services:
                 max_tool_rounds=config.engine.max_tool_rounds,
                 history_token_budget=config.chat_backend.history_token_budget,
                 images=images,
+                context_tokens=config.chat_backend.context_tokens,
             ),
         }
         engine = ConversationEngine(

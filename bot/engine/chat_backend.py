@@ -11,7 +11,6 @@ that earlier messages were left out. The stored history itself is never cut.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any, cast
 import openai
 from openai import AsyncOpenAI, omit
 
+from bot.engine.context_fit import CHARS_PER_TOKEN, ContextSizes, fit_request, schema_tokens
 from bot.engine.events import Completed, TextDelta, TurnEvent, Usage
 from bot.engine.inline_images import ImageInliner, InlinedImage
 from bot.engine.openai_errors import context_window_of
@@ -32,7 +32,6 @@ from bot.tooling import ToolRegistry, ToolResult
 
 log = logging.getLogger(__name__)
 
-CHARS_PER_TOKEN = 4
 MESSAGE_OVERHEAD_TOKENS = 4
 IMAGE_TOKENS = 800  # a rough cost per image, for trimming only
 RETRY_HISTORY_SHARE = 4
@@ -119,9 +118,11 @@ class ChatBackend:
         max_tool_rounds: int,
         history_token_budget: int,
         images: ImageInliner,
+        context_tokens: int | None = None,
     ) -> None:
         self._client = client
         self._images = images
+        self._contexts = ContextSizes(client, context_tokens)
         self._storage = storage
         self._tools = tools
         self._loop = ToolLoop(tools, gate, max_tool_rounds)
@@ -131,12 +132,24 @@ class ChatBackend:
         settings = request.context.settings
         record = request.conversation
         system = {"role": "system", "content": settings.instructions}
-        tools = self._tools.schemas(settings.enabled_tools, "chat")
-        # The instructions and the tool schemas go with every request: the history gets what is left.
-        budget = max(0, self._history_token_budget - estimate_tokens(system) - _tools_tokens(tools))
-        history = await self._storage.history.recent(record.key, record.generation, token_budget=budget)
         user = await user_message(request.turn, self._images)
-        rounds = _ChatRounds(self._client, self._storage, request, system, history, tools, user)
+        # The instructions, the tool schemas and the new turn go with every request, and the answer
+        # needs room: the history gets what is left (see `context_fit`).
+        window = await self._contexts.window(settings.model)
+        fit = fit_request(
+            window=window,
+            history_budget=self._history_token_budget,
+            fixed_tokens=estimate_tokens(system) + estimate_tokens(user),
+            tools=self._tools.schemas(settings.enabled_tools, "chat"),
+        )
+        if window is not None:
+            self._contexts.note_left_out(settings.model, window, fit.left_out)
+        history = await self._storage.history.recent(
+            record.key, record.generation, token_budget=fit.history_budget
+        )
+        rounds = _ChatRounds(
+            self._client, self._storage, request, system, history, fit.tools, user, self._contexts
+        )
         async for event in self._loop.answer(rounds, request):
             yield event
 
@@ -153,7 +166,9 @@ class _ChatRounds:
         history: list[HistoryMessage],
         tools: list[dict[str, Any]],
         user: dict[str, Any],
+        contexts: ContextSizes,
     ) -> None:
+        self._contexts = contexts
         self._client = client
         self._storage = storage
         self._request = request
@@ -163,7 +178,8 @@ class _ChatRounds:
         self._tool_names = frozenset(t["function"]["name"] for t in tools if "function" in t)
         self._new_messages = [user]
         self._calls: dict[int, _PartialCall] = {}  # the current completion's, by index
-        self._shortened = False  # the history was cut after a context-length error (once per turn)
+        self._retried = False  # after a context-length error (once per turn)
+        self._shortened = False  # the history was cut then
 
     async def stream_round(self, round_number: int) -> AsyncIterator[TurnEvent | RoundResult]:
         """One streamed completion: text deltas out; tool calls, finish reason and usage collected."""
@@ -216,27 +232,41 @@ class _ChatRounds:
         )
 
     async def recover_from_context_error(self, error: openai.APIError, round_number: int) -> Usage | None:
-        """Once per turn, and only before any tool call came: the same round with a shorter history."""
-        if self._shortened or self._calls:
+        """Once per turn, and only before any tool call came: the same round with a shorter history
+        (and, when the server named its window, only the tools that fit it; the window is kept for
+        the next turns)."""
+        model = self._request.context.settings.model
+        window = context_window_of(error)
+        if window is not None:
+            self._contexts.learn(model, window)
+        if self._retried or self._calls:
             return None
         record = self._request.conversation
-        fixed = estimate_tokens(self._system) + _tools_tokens(self._tools)
-        fixed += sum(estimate_tokens(m) for m in self._new_messages)
+        fixed = estimate_tokens(self._system) + sum(estimate_tokens(m) for m in self._new_messages)
+        tools = self._tools
+        if window is not None:
+            fit = fit_request(window=window, history_budget=0, fixed_tokens=fixed, tools=tools)
+            tools = fit.tools
+            self._contexts.note_left_out(model, window, fit.left_out)
         shorter = await self._storage.history.recent(
             record.key,
             record.generation,
-            token_budget=_retry_budget(self._history, context_window_of(error), fixed),
+            token_budget=_retry_budget(self._history, window, fixed + schema_tokens(tools)),
         )
-        if len(shorter) >= len(self._history):
+        if len(shorter) >= len(self._history) and len(tools) == len(self._tools):
             return None  # nothing left to leave out: the new turn alone is too long
         log.info(
-            "Context window exceeded in %s; retrying with %d of %d history messages",
+            "Context window exceeded in %s; retrying with %d of %d history messages and %d of %d tools",
             record.key,
             len(shorter),
             len(self._history),
+            len(tools),
+            len(self._tools),
         )
+        self._shortened = len(shorter) < len(self._history)
         self._history = shorter
-        self._shortened = True
+        self._tools = tools
+        self._retried = True
         return Usage()
 
     def add_outputs(self, round_: RoundResult, results: Mapping[str, ToolResult]) -> None:
@@ -307,10 +337,6 @@ def _sendable(payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-def _tools_tokens(tools: list[dict[str, Any]]) -> int:
-    return len(json.dumps(tools, separators=(",", ":"))) // CHARS_PER_TOKEN if tools else 0
-
-
 def _retry_budget(history: list[HistoryMessage], window: int | None, fixed_tokens: int) -> int:
     """The history budget for the retry: a share of the history that did not fit, and, when the server
     named its window, at most half of what that window leaves after the instructions, tools and new
@@ -325,6 +351,6 @@ def _estimate_usage(messages: list[dict[str, Any]], tools: list[dict[str, Any]],
     """For servers that do not report usage: an estimate of the whole prompt (every message sent and
     the tool schemas) keeps budgets meaningful."""
     return Usage(
-        sum(estimate_tokens(m) for m in messages) + _tools_tokens(tools),
+        sum(estimate_tokens(m) for m in messages) + schema_tokens(tools),
         MESSAGE_OVERHEAD_TOKENS + len(answer) // CHARS_PER_TOKEN,
     )

@@ -251,7 +251,11 @@ class FakeOpenAI(ConversationsApi, ResponsesApi, ChatApi, MediaApi, EmbeddingsAp
 
     def _model_json(self, model: str) -> Json:
         owner = "openai" if not model.startswith("text-embedding") else "openai-internal"
-        return {"id": model, "object": "model", "created": 1_700_000_000, "owned_by": owner}
+        entry: Json = {"id": model, "object": "model", "created": 1_700_000_000, "owned_by": owner}
+        window = self.context_windows.get(model)
+        if self.chat_dialect == "vllm" and window is not None:
+            entry["max_model_len"] = window  # vLLM says its window in its model list
+        return entry
 
     async def _list_models(self, call: Call) -> web.StreamResponse:
         return json_response({"object": "list", "data": [self._model_json(m) for m in self.models]})

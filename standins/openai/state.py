@@ -47,7 +47,8 @@ class OpenAIState:
         self.chat_dialect = "openai"
         """How /v1/chat/completions behaves where servers differ: "openai", or "llama.cpp" as
         llama-cpp-python's server does (the whole tool name and id in every streamed tool-call chunk,
-        HTTP 500 for an assistant message with `"content": null`, no usage in streams)."""
+        HTTP 500 for an assistant message with `"content": null`, no usage in streams), or "vllm"
+        (each model's `context_windows` entry as `max_model_len` in the model list)."""
         self.honours_truncation = True
         """False: a server without `truncation: "auto"`; every request over the window is refused."""
         self.truncations: list[Truncation] = []

@@ -172,9 +172,11 @@ async def test_postgresql_restarted_under_two_shard_processes_loses_no_turn_and_
 ) -> None:
     async with shard_stand_ins(tmp_path, postgres_server.new_database(), redis_url=redis_server.url) as rig:
         async with (
-            rig.process("shard 0", [0], process_count=2, allow_errors=True),
-            rig.process("shard 1", [1], process_count=2, allow_errors=True),
+            rig.process("shard 0", [0], process_count=2) as p0,
+            rig.process("shard 1", [1], process_count=2) as p1,
         ):
+            for process in (p0, p1):
+                await process.bot.wait_for("Logged in as")  # started: the outage meets only the turns
             threads = [await rig.open_thread(where, f"hello shard {where.shard_id}") for where in rig.guilds]
             gates = [(await held_turn(rig, t.id, "in flight", "answered in flight"))[0] for t in threads]
             during: list[tuple[ShardGuild, int]] = []
@@ -182,12 +184,12 @@ async def test_postgresql_restarted_under_two_shard_processes_loses_no_turn_and_
                 for gate in gates:
                     gate.opened.set()
                 for where in rig.guilds:
-                    during.append(
-                        (where, await rig.mention(where, f"while the database is down {where.shard_id}"))
-                    )
-                await rig.discord.wait_for(
-                    lambda: all(responded(rig, w, m) for w, m in during), timeout=WAIT_S
-                )
+                    text = f"while the database is down {where.shard_id}"
+                    during.append((where, await rig.mention(where, text)))
+                for process in (p0, p1):
+                    await process.bot.wait_for("Lost the connection to the database")
+            # Each mention made during the outage is answered, or told of it, once the database is back.
+            await rig.discord.wait_for(lambda: all(responded(rig, w, m) for w, m in during), timeout=WAIT_S)
             # After the restart: the bots are back on the database, in old threads and new ones.
             for thread in threads:
                 await rig.answered(thread.id, "after the restart")

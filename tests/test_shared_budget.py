@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,13 +95,16 @@ async def redis_url(redis_server: RedisServer) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def processes(url: str, count: int, *, process_count: int = 2) -> AsyncIterator[list[Process]]:
+async def processes(
+    url: str, count: int, *, process_count: int = 2, urls: Sequence[str] = ()
+) -> AsyncIterator[list[Process]]:
+    """`count` processes of a deployment of `process_count`; `urls` gives some their own way to Redis."""
     made: list[Process] = []
     try:
         for index in range(count):
             metrics = BotMetrics()
             budget = SharedBudget(
-                redis_client(url),
+                redis_client(urls[index] if index < len(urls) else url),
                 key=budget_key("the-bot-token"),
                 per_s=GLOBAL_PER_S,
                 window_s=GLOBAL_WINDOW_S,
@@ -116,6 +119,61 @@ async def processes(url: str, count: int, *, process_count: int = 2) -> AsyncIte
         for process in made:
             await process.scheduler.close()
             await process.budget.close()
+
+
+class CuttableLink:
+    """One process's own network path to Redis: a TCP relay on 127.0.0.1 that `cut()` breaks (open
+    connections reset, new ones refused) while the other processes still reach Redis, and `mend()`
+    brings back on the same port."""
+
+    def __init__(self, redis: RedisServer) -> None:
+        self._redis = redis
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def mend(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    def cut(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        self._server = None
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _relay(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        redis_reader, redis_writer = await asyncio.open_connection(self._redis.host, self._redis.port)
+        self._writers |= {client_writer, redis_writer}
+
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            except OSError:
+                pass
+            finally:
+                writer.transport.abort()
+
+        await asyncio.gather(pipe(client_reader, redis_writer), pipe(redis_reader, client_writer))
+
+
+@asynccontextmanager
+async def cuttable_link(redis: RedisServer) -> AsyncIterator[CuttableLink]:
+    link = CuttableLink(redis)
+    await link.mend()
+    try:
+        yield link
+    finally:
+        link.cut()
 
 
 async def all_done(futures: list[asyncio.Future[object]]) -> None:
@@ -149,11 +207,18 @@ async def test_two_saturated_processes_stay_within_one_budget_and_share_it_fairl
         assert a.metrics.discord_budget_shared._value.get() == 1
 
 
-async def test_a_process_alone_uses_the_whole_budget(redis_url: str) -> None:
-    async with processes(redis_url, 1) as (alone,):
+async def test_the_only_process_of_a_deployment_uses_the_whole_budget(redis_url: str) -> None:
+    async with processes(redis_url, 1, process_count=1) as (alone,):
         await all_done(alone.submit_writes(3 * GLOBAL_PER_S))
-        # never more than the budget, and the whole of it: no share kept for an absent process
+        # never more than the budget, and the whole of it
         assert max_in_rolling_window(alone.starts) == GLOBAL_PER_S
+
+
+async def test_a_process_leaves_the_share_of_a_configured_process_never_heard_from(redis_url: str) -> None:
+    """K=2, the other process never reached Redis (still starting, or cut off): it may send its 1/K."""
+    async with processes(redis_url, 1, process_count=2) as (alone,):
+        await all_done(alone.submit_writes(3 * GLOBAL_PER_S))
+        assert max_in_rolling_window(alone.starts) == GLOBAL_PER_S - process_share(GLOBAL_PER_S, 2)
 
 
 async def test_redis_lost_mid_run_falls_back_safely_and_comes_back_after_probation(
@@ -212,6 +277,119 @@ async def test_redis_lost_mid_run_falls_back_safely_and_comes_back_after_probati
         back = [r for r in caplog.records if r.levelno == logging.INFO and "Redis is back" in r.getMessage()]
         assert len(back) == 2
         assert a.metrics.discord_budget_shared._value.get() == 1
+
+
+def keep_busy(process: Process) -> Callable[[], None]:
+    """An `on_start` that keeps the process's queue full: it always wants more than its budget."""
+
+    def on_start() -> None:
+        if len(process.scheduler.core.queued()) < GLOBAL_PER_S:
+            process.submit_writes(GLOBAL_PER_S, tag=f"more{len(process.starts)}")
+
+    return on_start
+
+
+async def saturate_then_cut_one_off(a: Process, b: Process, link: CuttableLink) -> float:
+    """Both processes saturated; once both drew from Redis a while, `b`'s link is cut; returns when.
+
+    Both stay saturated until the test sets their `on_start` to something else.
+    """
+    loop = asyncio.get_running_loop()
+    ready = asyncio.Event()
+
+    def cut_when_ready() -> None:
+        if min(len(a.starts), len(b.starts)) >= GLOBAL_PER_S:
+            ready.set()
+
+    def saturated_and_watched(process: Process) -> Callable[[], None]:
+        keep_full = keep_busy(process)
+
+        def on_start() -> None:
+            keep_full()
+            cut_when_ready()
+
+        return on_start
+
+    a.on_start, b.on_start = saturated_and_watched(a), saturated_and_watched(b)
+    a.submit_writes(GLOBAL_PER_S)
+    b.submit_writes(GLOBAL_PER_S)
+    async with asyncio.timeout(WAIT_S):
+        await ready.wait()
+    assert a.budget.shared and b.budget.shared
+    link.cut()
+    return loop.time()
+
+
+async def wait_for(condition: Callable[[], bool], process: Process) -> None:
+    """Wait until `condition()` holds, checked at each start of `process` (it must be kept busy)."""
+    reached = asyncio.Event()
+    previous = process.on_start
+
+    def on_start() -> None:
+        if previous is not None:
+            previous()
+        if condition():
+            reached.set()
+
+    process.on_start = on_start
+    async with asyncio.timeout(WAIT_S):
+        await reached.wait()
+    process.on_start = previous
+
+
+async def test_a_process_cut_off_alone_falls_back_while_the_others_leave_its_share(
+    redis_url: str, redis_server: RedisServer
+) -> None:
+    async with (
+        cuttable_link(redis_server) as link,
+        processes(redis_url, 2, urls=[redis_url, link.url]) as (a, b),
+    ):
+        cut_at = await saturate_then_cut_one_off(a, b, link)
+        settled_at = cut_at + b.budget.silence_s + GLOBAL_WINDOW_S
+        # B has fallen back; A still reaches Redis, keeps drawing from it and stays SHARED
+        await wait_for(lambda: a.starts[-1] > settled_at + 2 * GLOBAL_WINDOW_S, a)
+        await wait_for(lambda: b.starts[-1] > settled_at + 2 * GLOBAL_WINDOW_S, b)
+        a.on_start = b.on_start = None
+
+        assert b.budget.mode is BudgetMode.FALLBACK and a.budget.mode is BudgetMode.SHARED
+        # Throughout, the cut included: the two together never pass the budget.
+        assert max_in_rolling_window(a.starts + b.starts) <= GLOBAL_PER_S
+        # Once B's beat has expired, A leaves B its 1/K and B keeps to it.
+        share = process_share(GLOBAL_PER_S, 2)
+        a_after = [t for t in a.starts if t >= settled_at]
+        b_after = [t for t in b.starts if t >= settled_at]
+        assert max_in_rolling_window(a_after) <= GLOBAL_PER_S - share
+        assert max_in_rolling_window(b_after) <= share
+        assert b_after, "B kept writing on its own share"
+
+
+async def test_a_process_back_after_a_cut_is_counted_again_after_its_probation(
+    redis_url: str, redis_server: RedisServer
+) -> None:
+    async with (
+        cuttable_link(redis_server) as link,
+        processes(redis_url, 2, urls=[redis_url, link.url]) as (a, b),
+    ):
+        await saturate_then_cut_one_off(a, b, link)
+        await wait_for(lambda: b.budget.mode is BudgetMode.FALLBACK, b)
+        await link.mend()
+        since = len(a.starts), len(b.starts)
+        await wait_for(lambda: b.budget.shared, b)
+        # through B's return and probation, the sum stayed within the budget
+        assert max_in_rolling_window(a.starts[since[0] :] + b.starts[since[1] :]) <= GLOBAL_PER_S
+
+        # B now idle: its beats alone keep it counted, and A may draw the whole budget left to it.
+        b.on_start = None
+        if b.scheduler.core.queued():
+            await wait_for(lambda: not b.scheduler.core.queued(), b)
+        a.on_start = None
+        idle_at = asyncio.get_running_loop().time()
+        await all_done(a.submit_writes(5 * GLOBAL_PER_S, tag="alone"))
+        assert b.budget.shared
+        assert max_in_rolling_window(a.starts[since[0] :] + b.starts[since[1] :]) <= GLOBAL_PER_S
+        # long after B's last write (and last acquire) its beat would have expired, had it stopped
+        a_later = [t for t in a.starts if t >= idle_at + b.budget.beat_ttl_s + GLOBAL_WINDOW_S]
+        assert max_in_rolling_window(a_later) == GLOBAL_PER_S
 
 
 async def test_two_processes_sharing_redis_get_no_global_429_from_stand_in_discord(

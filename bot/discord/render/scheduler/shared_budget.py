@@ -9,36 +9,59 @@ it; a slot whose response never came (its process died) is freed ``IN_FLIGHT_BOU
 grant. A request may be granted part of a batch; when none, the answer says when a slot frees.
 
 Fairness: a process that was refused slots marks itself waiting for two windows. While another
-process waits, a process already holding its equal share of the window (limit / waiting processes,
-rounded up) is refused: max-min fairness. A process alone may use the whole window.
+process waits, a process already holding its equal share of the window (cap / waiting processes,
+rounded up) is refused: max-min fairness. A process alone may use the whole cap (below).
 
 Without Redis each of the K processes (``[discord] process_count``) keeps to ``process_share``: 1/K of
-the budget, locally. When Redis is lost mid-run (refused, timed out, reset), the process falls back to
-that share at once, logs one warning, and no write is lost: writes only wait. The switch itself needs
-care: another process may still be drawing on what Redis granted it. So for one window after the
-switch the process keeps its window to what it already held, and to its 1/K if that is less (A holding
-30 and B holding 15 of 45 stay at 45 together; had B risen to its 22 at once, 30 + 22 would pass 50).
-A rolling window then holds starts of one process either all from before the switch (Redis counted
-them) or at most its held count or 1/K; after that window the slots granted under Redis are gone, and
-the processes' 1/K add up to the budget.
+the budget, locally. Every process that draws from Redis beats there (a sorted set
+``<key>:processes``, process id -> Redis ``TIME``): each acquire beats, and a timer beats every
+``BEAT_INTERVAL_S`` while the process is idle. A process is alive while its last beat is younger than
+``BEATS_TO_LIVE`` intervals, and the script lowers the shared cap by the share of each configured
+process not alive: ``cap = limit - max(0, K - alive) * (limit // K)``. So while one of the K is silent
+(cut off from Redis alone, still starting, on probation, or dead) the others leave its 1/K unused,
+whatever it is doing; when all K beat, the cap is the whole limit. K is the caller's own
+``process_count``: the one setting that also fixes its own fallback share, so the share it reserves
+for a silent process is the share that process would send; a largest-K-seen kept in Redis would need
+an expiry of its own and is no safer while the processes disagree on K (a mistake in the deployment).
+A process that stops cleanly takes its beat out at ``close()``: it sends nothing more, and the others
+hold back its share as for any silent process until it is back (or K is lowered): with K configured
+they cannot tell a stop from a cut. A dead process's beat expires; its share stays reserved, as
+without Redis.
+
+When Redis is lost mid-run (refused, timed out, reset), the process falls back to its 1/K, logs one
+warning, and no write is lost: writes only wait. The switch itself needs care: the others may still
+count it alive and draw the whole limit, and the slots it held in Redis free there as they free in
+its own window, so reusing them unseen could overrun. So it starts nothing new (``SWITCHING``) until
+its last beat has expired in Redis (``BEATS_TO_LIVE * BEAT_INTERVAL_S`` after the last call that may
+have beaten returned, answered or failed) and one window more: by then every other process keeps to
+``limit - (limit // K)`` with everything granted before that out of every window its writes fall in,
+so the sum stays within the limit throughout, whether it lost Redis alone or with the others. With
+the defaults the pause is 2.5 s.
 
 Redis is probed again every ``PROBE_INTERVAL_S``. When it answers, the process records the slots its
 own window holds into Redis (replacing any it left there) and logs one info, but keeps to its 1/K for
 a probation of one probe interval and one window before it draws from Redis again: the other processes
 that fell back find Redis within one probe interval and record their slots too, and until then Redis
 does not see what they send, so drawing the whole remainder from Redis could overrun them. During the
-probation its own writes are recorded in Redis without asking, so processes already back see them.
+probation its own writes are recorded in Redis without asking, so processes already back see them,
+and it does not beat: the others keep its share reserved (it may use that share unasked) until it
+draws from Redis again, and its first acquire then beats and is counted in the same atomic step.
+The beat is the only way back to the whole limit: a process heard from again gets its share back
+only once everything it sends is asked of Redis.
 
-Limit: the switches assume the processes lose Redis together (Redis down or restarted). A process cut
-off alone while the others still reach Redis sends its 1/K unseen by them; the others should then hold
-back its share too, which needs a heartbeat of each process in Redis (not done yet).
+Limit: a beat is recorded when Redis runs the call, and the silence counts from when the call
+returned or timed out; a request held in the network past its timeout and delivered later would beat
+late, and the others would count that process alive for up to one beat TTL more (not handled: it
+needs the beat to carry a deadline on Redis' clock).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import logging
+import math
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -67,6 +90,10 @@ CLOCK_MARGIN_S = 0.002
 """Added to each slot's hold: Redis' clock is the host's wall clock, the loop's a monotonic one, and
 the wall clock may be slewed by a little; a slot freed early by that would let a window hold one more."""
 WAITING_WINDOWS = 2
+BEAT_INTERVAL_S = 0.5
+"""How often an idle process that draws from Redis says it is alive there (its acquires say so too)."""
+BEATS_TO_LIVE = 3
+"""A process counts as alive while its last beat is younger than this many beat intervals."""
 """A refused process counts as waiting (for fairness) for this many windows after its last refusal."""
 
 REDIS_FAILURES: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -74,17 +101,24 @@ REDIS_FAILURES: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTi
 
 _ACQUIRE = """
 -- Times are microseconds of Redis' clock.
--- KEYS: the slot log (zset member -> when it frees), the waiting processes (hash pid -> until when)
--- ARGV: pid, want, limit, window, in-flight bound, first slot number, force (1: grant all),
--- backlog (writes this process has queued in all: it waits while it gets fewer)
+-- KEYS: the slot log (zset member -> when it frees), the waiting processes (hash pid -> until when),
+-- the beats (zset pid -> its last beat)
+-- ARGV: pid, want, limit, window, in-flight bound, first slot number, force (1: grant all, no beat:
+-- the process is on probation), backlog (writes this process has queued in all: it waits while it
+-- gets fewer), the beats' time to live, the process count K of the deployment
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local log, waiting = KEYS[1], KEYS[2]
 local pid, want, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local window, bound, first, force = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
-local backlog = tonumber(ARGV[8])
+local backlog, ttl, count = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 redis.call('ZREMRANGEBYSCORE', log, '-inf', now)
+local beats = KEYS[3]
+if force ~= '1' then redis.call('ZADD', beats, now, pid) end
+redis.call('ZREMRANGEBYSCORE', beats, '-inf', now - ttl - 1)
+local silent = math.max(0, count - redis.call('ZCARD', beats))
+local cap = math.max(0, limit - silent * math.max(1, math.floor(limit / count)))
 local prefix = pid .. '|'
 local held = redis.call('ZRANGE', log, 0, -1)
 local mine = 0
@@ -97,8 +131,8 @@ for i = 1, #marks, 2 do
   if tonumber(marks[i + 1]) <= now then redis.call('HDEL', waiting, marks[i])
   elseif marks[i] ~= pid then others = others + 1 end
 end
-local room = limit - #held
-if others > 0 then room = math.min(room, math.ceil(limit / (others + 1)) - mine) end
+local room = cap - #held
+if others > 0 then room = math.min(room, math.ceil(cap / (others + 1)) - mine) end
 local granted = math.max(0, math.min(want, room))
 if force == '1' then granted = want end
 for i = 0, granted - 1 do redis.call('ZADD', log, now + bound, prefix .. (first + i)) end
@@ -116,8 +150,21 @@ if granted < want then
 end
 redis.call('PEXPIRE', log, math.ceil((bound + window) / 1000))
 redis.call('PEXPIRE', waiting, math.ceil({waiting_windows} * window / 1000))
+redis.call('PEXPIRE', beats, math.ceil(ttl / 1000))
 return {granted, retry}
 """.replace("{waiting_windows}", str(WAITING_WINDOWS))
+
+_BEAT = """
+-- KEYS: the beats; ARGV: pid, the beats' time to live (microseconds)
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl - 1)
+redis.call('PEXPIRE', KEYS[1], math.ceil(ttl / 1000))
+return 0
+"""
 
 _DONE = """
 -- KEYS: the slot log; ARGV: window (microseconds), then the slots whose writes got their response now
@@ -196,7 +243,7 @@ def shared_write_budget(config: AppConfig, secrets: Secrets, metrics: BotMetrics
 class BudgetMode(Enum):
     SHARED = "shared"
     SWITCHING = "switching"
-    """Just lost Redis: no more starts than the local window holds, for one window."""
+    """Just lost Redis: nothing new starts until its beat there has expired and one window more."""
     FALLBACK = "fallback"
     PROBATION = "probation"
     """Redis is back: still 1/K locally (writes recorded in Redis) until the others are back too."""
@@ -239,25 +286,33 @@ class SharedBudget:
         window_s: float,
         process_count: int,
         probe_interval_s: float = PROBE_INTERVAL_S,
+        beat_interval_s: float = BEAT_INTERVAL_S,
         metrics: BotMetrics | None = None,
     ) -> None:
         self._client = client
-        self._keys = [key, f"{key}:waiting"]
+        self._keys = [key, f"{key}:waiting", f"{key}:processes"]
         self.per_s = per_s
         self.window_s = window_s
         self.process_count = process_count
         self.fallback_cap = process_share(per_s, process_count)
         self.probe_interval_s = probe_interval_s
+        self.beat_interval_s = beat_interval_s
+        self.beat_ttl_s = BEATS_TO_LIVE * beat_interval_s
         self._metrics = metrics
         self.process_id = uuid.uuid4().hex[:12]
         self._numbers = itertools.count()
         self._acquire: Any = client.register_script(_ACQUIRE)
         self._done: Any = client.register_script(_DONE)
         self._record: Any = client.register_script(_RECORD)
+        self._beat: Any = client.register_script(_BEAT)
         self.mode = BudgetMode.SHARED
         self._mode_until = 0.0
         """End of SWITCHING or PROBATION; the next probe in FALLBACK."""
-        self._switch_cap = 0
+        self._beaten_at = -math.inf
+        """When an answer last said this process's beat was in Redis."""
+        self._beat_bound = -math.inf
+        """The latest time a beat of this process may have reached Redis (answered or failed since)."""
+        self._beater: asyncio.Task[None] | None = None
         self._epoch = 0
         """Counts the switches: a failure of a call begun before the last one says nothing new."""
         self._holdings: Callable[[], Holdings] = lambda: Holdings((), ())
@@ -280,7 +335,7 @@ class SharedBudget:
         if self.mode is BudgetMode.SHARED:
             return self.per_s
         if self.mode is BudgetMode.SWITCHING:
-            return min(self._switch_cap, self.fallback_cap)
+            return 0
         return self.fallback_cap
 
     def next_change(self, now: float) -> float | None:
@@ -294,6 +349,7 @@ class SharedBudget:
         ``backlog``: the writes queued in all; while it gets fewer the process counts as waiting.
         """
         self._advance(now)
+        self._keep_beating()
         if self.mode is BudgetMode.FALLBACK and now >= self._mode_until:
             await self._probe(now)
         if want <= 0 or self.mode in (BudgetMode.SWITCHING, BudgetMode.FALLBACK):
@@ -315,11 +371,17 @@ class SharedBudget:
                     first,
                     "1" if force else "0",
                     max(backlog, want),
+                    _micros(self.beat_ttl_s),
+                    self.process_count,
                 ],
             )
         except REDIS_FAILURES as exc:
-            self._lost(now, exc, epoch)
+            if not force:
+                self._beat_ended(answered=False)
+            self._lost(self._clock(), exc, epoch)
             return Grant((), limited=False)
+        if not force:
+            self._beat_ended(answered=True)
         slots = tuple(f"{self.process_id}|{first + i}" for i in range(int(granted)))
         retry = int(retry_us) / 1_000_000 if int(retry_us) >= 0 else None
         return Grant(slots, limited=True, retry_after_s=retry)
@@ -345,7 +407,65 @@ class SharedBudget:
             self._lost(now, exc, epoch)
 
     async def close(self) -> None:
+        """Stop beating and take this process's beat out of Redis (see the module docstring)."""
+        if self._beater is not None:
+            self._beater.cancel()
+            await asyncio.gather(self._beater, return_exceptions=True)
+            self._beater = None
+        if self.mode is BudgetMode.SHARED:
+            try:
+                await self._client.zrem(self._keys[2], self.process_id)
+            except REDIS_FAILURES as exc:
+                log.debug("Could not take this process's beat out of Redis: %s", exc)
         await self._client.aclose()
+
+    # -- the heartbeat -----------------------------------------------------------------------------
+
+    @property
+    def silence_s(self) -> float:
+        """How long a process that lost Redis starts nothing new: until its last beat has expired in
+        Redis (so the others hold back its share) and one window more (so their grants from before
+        that have left every window its fallback writes fall in)."""
+        return self.beat_ttl_s + self.window_s + CLOCK_MARGIN_S
+
+    def _keep_beating(self) -> None:
+        """Start the beat timer on the running loop, once."""
+        if self._beater is None or self._beater.done():
+            self._beater = asyncio.get_running_loop().create_task(
+                self._beat_while_idle(), name="discord-budget-heartbeat"
+            )
+
+    async def _beat_while_idle(self) -> None:
+        """Every beat interval, beat unless an acquire did within the last half of it."""
+        while True:
+            await asyncio.sleep(self.beat_interval_s)  # a timer: the next beat is due then
+            now = self._clock()
+            self._advance(now)
+            if self.mode is not BudgetMode.SHARED or now - self._beaten_at < self.beat_interval_s / 2:
+                continue
+            epoch = self._epoch
+            try:
+                await self._beat(keys=self._keys[2:], args=[self.process_id, _micros(self.beat_ttl_s)])
+            except REDIS_FAILURES as exc:
+                self._beat_ended(answered=False)
+                self._lost(self._clock(), exc, epoch)
+                continue
+            self._beat_ended(answered=True)
+
+    def _beat_ended(self, *, answered: bool) -> None:
+        """A call that beats returned: its beat (if any) reached Redis before now, so a silence
+        counts from now at the latest."""
+        now = self._clock()
+        if answered:
+            self._beaten_at = now
+        self._beat_bound = max(self._beat_bound, now)
+        if self.mode is BudgetMode.SWITCHING:
+            self._mode_until = max(self._mode_until, now + self.silence_s)
+
+    @staticmethod
+    def _clock() -> float:
+        """The driver's clock (its loop's), read when an answer comes: Redis answers take time."""
+        return asyncio.get_running_loop().time()
 
     # -- switching ---------------------------------------------------------------------------------
 
@@ -364,10 +484,8 @@ class SharedBudget:
         if epoch != self._epoch or self.mode in (BudgetMode.SWITCHING, BudgetMode.FALLBACK):
             return
         self._epoch += 1
-        holdings = self._holdings()
-        self._switch_cap = len(holdings.running) + len(holdings.finished_remaining_s)
         self.mode = BudgetMode.SWITCHING
-        self._mode_until = now + self.window_s
+        self._mode_until = max(now, self._beat_bound) + self.silence_s
         self._report_mode()
         log.warning(
             "Redis is unreachable (%s): process %s keeps to 1/%d of the Discord budget (%d writes a"

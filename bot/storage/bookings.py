@@ -5,18 +5,39 @@ counted and the reservation inserted in one step (under the slot's `lock_key`, s
 processes sharing PostgreSQL), one user holds at most one reservation per restaurant and slot, and
 only the owner can cancel. Everything else (hours, time parsing) is the
 booking tool's business. Times are unix seconds (UTC).
+
+Catalogs are per guild: a guild sees its own restaurants once it has any (also removed ones), the
+shared demo catalog (`guild_id` NULL) until then, and DMs always see the demo one. A change to a
+guild's catalog is decided and written under the guild's `lock_key`, with its audit, in one
+transaction (`change_catalog`); what is allowed is the catalog service's business
+(`tools.restaurants.catalog`).
 """
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 from bot.storage.database import Connection, Database, Row
 from bot.storage.owned import CancelResult, cancel_owned
 
 ReservationStatus = Literal["confirmed", "cancelled"]
+CatalogAction = Literal["add", "edit", "remove"]
+
+
+@dataclass(frozen=True, slots=True)
+class RestaurantFields:
+    """What an admin sets for a restaurant (validated before it gets here: `RestaurantEntry`)."""
+
+    name: str
+    cuisine: str
+    area: str
+    opening_hours: str  # see tools/hours.py for the form
+    tables_per_slot: int
+    timezone: str | None  # None: the guild's time zone
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +50,44 @@ class RestaurantRecord:
     tables_per_slot: int
     timezone: str | None  # None: the guild's time zone (the demo catalog)
     active: bool
+    guild_id: int | None = None  # None: the shared demo catalog
+
+    @property
+    def fields(self) -> RestaurantFields:
+        return RestaurantFields(
+            self.name, self.cuisine, self.area, self.opening_hours, self.tables_per_slot, self.timezone
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogSnapshot:
+    """A guild's own catalog as a change finds it, under the guild's lock."""
+
+    restaurants: list[RestaurantRecord]  # active ones, by name
+    upcoming: Mapping[int, int]  # restaurant id -> confirmed reservations from now on
+    has_own: bool  # False: the guild still sees the demo catalog
+
+
+@dataclass(frozen=True, slots=True)
+class RestaurantWrite:
+    """One row to write: no id adds `fields`; no fields removes the row (kept for its reservations)."""
+
+    restaurant_id: int | None
+    fields: RestaurantFields | None
+
+
+@dataclass(frozen=True, slots=True)
+class RestaurantChange:
+    """One audited change: who, what, and the entry before and after."""
+
+    guild_id: int
+    user_id: int
+    restaurant_id: int
+    action: CatalogAction
+    name: str
+    old: RestaurantFields | None  # None: added
+    new: RestaurantFields | None  # None: removed
+    at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +133,23 @@ def _restaurant(row: Row) -> RestaurantRecord:
         tables_per_slot=row["tables_per_slot"],
         timezone=row["timezone"],
         active=bool(row["active"]),
+        guild_id=row["guild_id"],
     )
+
+
+def _fields_json(fields: RestaurantFields | None) -> str | None:
+    return None if fields is None else json.dumps(asdict(fields))
+
+
+def _fields_of(text: str | None) -> RestaurantFields | None:
+    return None if text is None else RestaurantFields(**json.loads(text))
+
+
+# The guild's own rows if it has any, else the demo catalog's (NULL = NULL is never true: DMs get the demo).
+_CATALOG_OF_GUILD = (
+    "(guild_id = ? OR (guild_id IS NULL"
+    " AND NOT EXISTS (SELECT 1 FROM restaurants own WHERE own.guild_id = ?)))"
+)
 
 
 def _reservation(row: Row) -> ReservationRecord:
@@ -101,15 +176,27 @@ class BookingStore:
 
     # ---------------------------------------------------------------------------------- catalog
 
-    async def restaurants(self, *, include_inactive: bool = False) -> list[RestaurantRecord]:
-        """The catalog (small: filtering and name matching happen in the tool)."""
-        where = "" if include_inactive else " WHERE active = 1"
+    async def restaurants(
+        self, guild_id: int | None = None, *, include_inactive: bool = False
+    ) -> list[RestaurantRecord]:
+        """The catalog this guild sees (small: filtering and name matching happen in the tool)."""
+        active = "" if include_inactive else " AND active = 1"
         async with self._db.read() as connection:
             cursor = await connection.execute(
-                f"SELECT * FROM restaurants{where} ORDER BY name COLLATE NOCASE"
+                f"SELECT * FROM restaurants WHERE {_CATALOG_OF_GUILD}{active}"
+                " ORDER BY name COLLATE NOCASE, id",
+                (guild_id, guild_id),
             )
             rows = await cursor.fetchall()
         return [_restaurant(row) for row in rows]
+
+    async def has_own_catalog(self, guild_id: int) -> bool:
+        """Whether the guild has restaurants of its own (also only removed ones): no demo for it."""
+        async with self._db.read() as connection:
+            cursor = await connection.execute(
+                "SELECT 1 FROM restaurants WHERE guild_id = ? LIMIT 1", (guild_id,)
+            )
+            return await cursor.fetchone() is not None
 
     async def restaurant(self, restaurant_id: int) -> RestaurantRecord | None:
         async with self._db.read() as connection:
@@ -126,17 +213,108 @@ class BookingStore:
         opening_hours: str,
         tables_per_slot: int,
         timezone: str | None = None,
+        guild_id: int | None = None,
     ) -> RestaurantRecord:
-        """Add to the catalog (validate `opening_hours` with `tools.hours.OpeningHours` first)."""
+        """Add to a catalog without an audit (admins go through `change_catalog`; validate
+        `opening_hours` with `tools.hours.OpeningHours` first)."""
+        fields = RestaurantFields(name, cuisine, area, opening_hours, tables_per_slot, timezone)
         async with self._db.transaction() as connection:
-            restaurant_id = await connection.execute_insert(
-                "INSERT INTO restaurants (name, cuisine, area, opening_hours, tables_per_slot, timezone,"
-                " active, created_at) VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
-                (name, cuisine, area, opening_hours, tables_per_slot, timezone, time.time()),
-            )
+            restaurant_id = await _insert_restaurant(connection, guild_id, fields, time.time())
         return RestaurantRecord(
-            restaurant_id, name, cuisine, area, opening_hours, tables_per_slot, timezone, True
+            restaurant_id, name, cuisine, area, opening_hours, tables_per_slot, timezone, True, guild_id
         )
+
+    async def change_catalog(
+        self,
+        guild_id: int,
+        user_id: int,
+        decide: Callable[[CatalogSnapshot], Sequence[RestaurantWrite]],
+        *,
+        upcoming_since: int,
+    ) -> list[RestaurantChange]:
+        """Write what `decide` makes of the guild's catalog, audited, all or nothing.
+
+        `decide` runs inside the transaction, under the guild's key (so two admins, in any process,
+        never decide from the same old catalog); whatever it raises rolls everything back. Bookings
+        from `upcoming_since` (unix seconds) on count as upcoming.
+        """
+        at = time.time()
+        async with self._db.transaction() as connection:
+            await connection.lock_key(f"restaurants:guild:{guild_id}")
+            snapshot = await _snapshot(connection, guild_id, upcoming_since)
+            current = {record.id: record for record in snapshot.restaurants}
+            changes: list[RestaurantChange] = []
+            for write in decide(snapshot):
+                if write.restaurant_id is None:
+                    assert write.fields is not None, "a write without an id adds a restaurant"
+                    restaurant_id = await _insert_restaurant(connection, guild_id, write.fields, at)
+                    change = RestaurantChange(
+                        guild_id, user_id, restaurant_id, "add", write.fields.name, None, write.fields, at
+                    )
+                else:
+                    old = current[write.restaurant_id]  # only the guild's own active rows change
+                    if write.fields is None:
+                        await connection.execute(
+                            "UPDATE restaurants SET active = 0 WHERE id = ?", (write.restaurant_id,)
+                        )
+                    else:
+                        new = write.fields
+                        await connection.execute(
+                            "UPDATE restaurants SET name = ?, cuisine = ?, area = ?, opening_hours = ?,"
+                            " tables_per_slot = ?, timezone = ? WHERE id = ?",
+                            (
+                                new.name,
+                                new.cuisine,
+                                new.area,
+                                new.opening_hours,
+                                new.tables_per_slot,
+                                new.timezone,
+                                write.restaurant_id,
+                            ),
+                        )
+                    action: CatalogAction = "remove" if write.fields is None else "edit"
+                    name = old.name if write.fields is None else write.fields.name
+                    change = RestaurantChange(
+                        guild_id, user_id, old.id, action, name, old.fields, write.fields, at
+                    )
+                await connection.execute(
+                    "INSERT INTO restaurant_audit (guild_id, user_id, restaurant_id, action, name,"
+                    " old_value, new_value, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        guild_id,
+                        user_id,
+                        change.restaurant_id,
+                        change.action,
+                        change.name,
+                        _fields_json(change.old),
+                        _fields_json(change.new),
+                        at,
+                    ),
+                )
+                changes.append(change)
+        return changes
+
+    async def catalog_audit(self, guild_id: int, *, limit: int = 20) -> list[RestaurantChange]:
+        """The guild's latest catalog changes, newest first."""
+        async with self._db.read() as connection:
+            cursor = await connection.execute(
+                "SELECT * FROM restaurant_audit WHERE guild_id = ? ORDER BY id DESC LIMIT ?",
+                (guild_id, limit),
+            )
+            rows = await cursor.fetchall()
+        return [
+            RestaurantChange(
+                guild_id=row["guild_id"],
+                user_id=row["user_id"],
+                restaurant_id=row["restaurant_id"],
+                action=row["action"],
+                name=row["name"],
+                old=_fields_of(row["old_value"]),
+                new=_fields_of(row["new_value"]),
+                at=row["at"],
+            )
+            for row in rows
+        ]
 
     async def update_restaurant(
         self,
@@ -263,6 +441,42 @@ class BookingStore:
                 user_id=user_id,
                 read=_reservation_by_id,
             )
+
+
+async def _insert_restaurant(
+    connection: Connection, guild_id: int | None, fields: RestaurantFields, at: float
+) -> int:
+    return await connection.execute_insert(
+        "INSERT INTO restaurants (guild_id, name, cuisine, area, opening_hours, tables_per_slot, timezone,"
+        " active, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)",
+        (
+            guild_id,
+            fields.name,
+            fields.cuisine,
+            fields.area,
+            fields.opening_hours,
+            fields.tables_per_slot,
+            fields.timezone,
+            at,
+        ),
+    )
+
+
+async def _snapshot(connection: Connection, guild_id: int, now: int) -> CatalogSnapshot:
+    cursor = await connection.execute(
+        "SELECT * FROM restaurants WHERE guild_id = ? ORDER BY name COLLATE NOCASE, id", (guild_id,)
+    )
+    rows = [_restaurant(row) for row in await cursor.fetchall()]
+    cursor = await connection.execute(
+        "SELECT r.restaurant_id, COUNT(*) AS upcoming FROM reservations r"
+        " JOIN restaurants x ON x.id = r.restaurant_id"
+        " WHERE x.guild_id = ? AND r.status = 'confirmed' AND r.starts_at >= ? GROUP BY r.restaurant_id",
+        (guild_id, now),
+    )
+    upcoming = {row["restaurant_id"]: int(row["upcoming"]) for row in await cursor.fetchall()}
+    return CatalogSnapshot(
+        restaurants=[record for record in rows if record.active], upcoming=upcoming, has_own=bool(rows)
+    )
 
 
 async def _tables_taken(connection: Connection, restaurant_id: int, starts_at: int) -> int:

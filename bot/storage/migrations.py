@@ -231,6 +231,32 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX message_claims_by_time ON message_claims (claimed_at);
         """,
     ),
+    Migration(
+        6,
+        "restaurants per guild: each guild's own catalog (the demo one until it has one) and its audit",
+        """
+        -- NULL: the shared demo catalog (and every row from before), which a guild sees until it has
+        -- restaurants of its own; DMs always see it. Reservations keep their restaurant_id.
+        ALTER TABLE restaurants ADD COLUMN guild_id INTEGER;
+        DROP INDEX restaurants_active_name;
+        CREATE UNIQUE INDEX restaurants_active_name
+            ON restaurants (COALESCE(guild_id, 0), name COLLATE NOCASE) WHERE active = 1;
+        CREATE INDEX restaurants_by_guild ON restaurants (guild_id);
+
+        CREATE TABLE restaurant_audit (
+            id               INTEGER PRIMARY KEY AUTOINCREMENT,
+            guild_id         INTEGER NOT NULL,
+            user_id          INTEGER NOT NULL,
+            restaurant_id    INTEGER NOT NULL,
+            action           TEXT NOT NULL,             -- add | edit | remove
+            name             TEXT NOT NULL,             -- the restaurant's name after the change
+            old_value        TEXT,                      -- JSON of the entry's fields; NULL for add
+            new_value        TEXT,                      -- JSON of the entry's fields; NULL for remove
+            at               REAL NOT NULL
+        );
+        CREATE INDEX restaurant_audit_by_guild ON restaurant_audit (guild_id, id);
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -2,7 +2,8 @@
 
 `arguments` (what the model sends), `model` (what tools and providers speak), `definitions` (the
 tools), and the two providers a guild chooses between: `builtin` (the SQLite catalog and its
-seating rules) and `http` (an external booking API; its docstring is the contract).
+seating rules) and `http` (an external booking API; its docstring is the contract). `catalog` is
+how a server's admins run the built-in provider's catalog (`/restaurants`).
 """
 
 from tools.restaurants.arguments import (
@@ -12,9 +13,10 @@ from tools.restaurants.arguments import (
     ListReservationsArgs,
 )
 from tools.restaurants.builtin import BuiltinBookingProvider, tables_for
+from tools.restaurants.catalog import CatalogError, ImportSummary, RestaurantCatalog
 from tools.restaurants.definitions import FAMILY, RestaurantTools
 from tools.restaurants.http import HttpBookingProvider
-from tools.restaurants.model import BookingProvider
+from tools.restaurants.model import BookingProvider, RestaurantEntry
 
 __all__ = [
     "FAMILY",
@@ -22,9 +24,13 @@ __all__ = [
     "BookingProvider",
     "BuiltinBookingProvider",
     "CancelReservationArgs",
+    "CatalogError",
     "FindRestaurantsArgs",
     "HttpBookingProvider",
+    "ImportSummary",
     "ListReservationsArgs",
+    "RestaurantCatalog",
+    "RestaurantEntry",
     "RestaurantTools",
     "tables_for",
 ]

@@ -3,7 +3,9 @@
 Tables are booked on the half hour, within opening hours, the last seating an hour before closing;
 a table seats 4, so a party of 10 takes 3 of the slot's tables; a user holds one reservation per
 restaurant and slot; only the person who booked can cancel. Hours are in the restaurant's time
-zone, or the guild's when the catalog does not say (the demo catalog).
+zone, or the guild's when the catalog does not say (the demo catalog). Each call sees the calling
+guild's catalog only (`tools.restaurants.catalog`): its own restaurants, or the demo ones until it
+has some; a restaurant of another guild is not found, by name or by id.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ class BuiltinBookingProvider:
         )
 
     async def find(self, query: RestaurantQuery, caller: ToolContext) -> Found:
-        catalog = await self._store.restaurants()
+        catalog = await self._store.restaurants(caller.guild_id)
         cuisine = _normalise(query.cuisine) if query.cuisine else None
         if cuisine:
             cuisine = CUISINE_SYNONYMS.get(cuisine, cuisine)
@@ -100,7 +102,7 @@ class BuiltinBookingProvider:
         return Found(options[:MAX_FOUND], hint)
 
     async def check(self, request: BookingRequest, caller: ToolContext) -> Slot:
-        record = await self._resolve(request.restaurant)
+        record = await self._resolve(request.restaurant, caller.guild_id)
         self._check_seating(record, request.starts_at, caller.tz)
         stamp = int(request.starts_at.timestamp())
         if await self._store.has_reservation(record.id, caller.user_id, stamp):
@@ -112,7 +114,7 @@ class BuiltinBookingProvider:
         return Slot(str(record.id), record.name, record.area, request.starts_at, left)
 
     async def book(self, request: BookingRequest, caller: ToolContext) -> Reservation:
-        record = await self._resolve(request.restaurant)
+        record = await self._resolve(request.restaurant, caller.guild_id)
         self._check_seating(record, request.starts_at, caller.tz)
         result = await self._store.reserve(
             call_id=caller.call_id,
@@ -155,9 +157,9 @@ class BuiltinBookingProvider:
             return replace(option, available=False, tables_left=max(left, 0), reason="full")
         return replace(option, available=True, tables_left=left)
 
-    async def _resolve(self, text: str) -> RestaurantRecord:
-        """A restaurant by id, exact name, or a part of its name that fits only one."""
-        catalog = await self._store.restaurants()
+    async def _resolve(self, text: str, guild_id: int | None) -> RestaurantRecord:
+        """A restaurant of the guild's catalog by id, exact name, or a part of its name that fits only one."""
+        catalog = await self._store.restaurants(guild_id)
         wanted = text.strip().lstrip("#")
         number = parse_id(wanted)
         if number is not None:

@@ -1,18 +1,114 @@
-"""What the booking tools and their providers speak: queries, options, slots, reservations."""
+"""What the booking tools and their providers speak: queries, options, slots, reservations, and
+`RestaurantEntry`, the one schema of a catalog entry (admins' commands, CSV imports, the store)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bot.storage.bookings import RestaurantFields
 from bot.tooling import ToolContext
-from tools.common import local_iso
+from tools.common import local_iso, required_text
+from tools.hours import OpeningHours
 from tools.owned import Fields, KeepsRecords, RecordKind
 from tools.when import format_local
 
 MAX_FOUND = 10
+MAX_RESTAURANT_NAME_CHARS = 100
+MAX_CUISINE_CHARS = 50
+MAX_AREA_CHARS = 100
+MAX_OPENING_HOURS_CHARS = 300
+MAX_TABLES_PER_SLOT = 500
+SERVER_ZONE_WORDS = frozenset({"", "-", "none", "server", "default"})
+"""Time zone values meaning "the server's time zone" (stored as no zone of its own)."""
+
+
+class RestaurantEntry(BaseModel):
+    """One restaurant as an admin gives it; normalised so equal entries compare equal."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="What members call it, unique in the server's catalog.")
+    cuisine: str = Field(description="Kind of food, one or two words, e.g. italian.")
+    area: str = Field(description="Neighbourhood, e.g. Old Town.")
+    opening_hours: str = Field(
+        description="e.g. 'mon-fri 12:00-14:30,18:00-23:00; sat-sun 12:00-23:00' or 'daily 11:00-22:00'."
+    )
+    tables_per_slot: int = Field(
+        ge=0, le=MAX_TABLES_PER_SLOT, description="Tables of 4 per half-hour slot (0: no new bookings)."
+    )
+    timezone: str | None = Field(
+        default=None, description="IANA time zone of its hours, e.g. Europe/Paris; empty: the server's."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return required_text(value, limit=MAX_RESTAURANT_NAME_CHARS)
+
+    @field_validator("cuisine")
+    @classmethod
+    def _cuisine(cls, value: str) -> str:
+        return required_text(value, limit=MAX_CUISINE_CHARS).lower()
+
+    @field_validator("area")
+    @classmethod
+    def _area(cls, value: str) -> str:
+        return required_text(value, limit=MAX_AREA_CHARS)
+
+    @field_validator("opening_hours")
+    @classmethod
+    def _hours(cls, value: str) -> str:
+        text = required_text(value, limit=MAX_OPENING_HOURS_CHARS)
+        return OpeningHours.parse(text).format()  # ValueError names the wrong part
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is None or value.strip().lower() in SERVER_ZONE_WORDS:
+            return None
+        name = value.strip()
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name!r} (use an IANA name like Europe/Paris)") from None
+        return name
+
+    def fields(self) -> RestaurantFields:
+        return RestaurantFields(
+            self.name, self.cuisine, self.area, self.opening_hours, self.tables_per_slot, self.timezone
+        )
+
+    @classmethod
+    def of(cls, fields: RestaurantFields) -> RestaurantEntry:
+        return cls(
+            name=fields.name,
+            cuisine=fields.cuisine,
+            area=fields.area,
+            opening_hours=fields.opening_hours,
+            tables_per_slot=fields.tables_per_slot,
+            timezone=fields.timezone,
+        )
+
+
+def entry_problem(exc: ValidationError) -> str:
+    """The first problem of an entry as `field: what is wrong` (our validators' own words)."""
+    error = exc.errors()[0]
+    field = ".".join(str(part) for part in error["loc"]) or "entry"
+    if error["type"] == "value_error":
+        return f"{field}: {str(error['msg']).removeprefix('Value error, ')}"
+    if error["type"] == "missing":
+        return f"{field}: is missing"
+    if error["type"] == "extra_forbidden":
+        return f"{field}: is not a column a restaurant has"
+    if field == "tables_per_slot":
+        return f"{field}: must be a whole number from 0 to {MAX_TABLES_PER_SLOT}"
+    return f"{field}: {str(error['msg']).lower()}"
+
 
 RESERVATION = RecordKind(
     noun="reservation", plural="reservations", over="is in the past", listed="{count} upcoming reservations"

@@ -9,12 +9,14 @@ the one list of the variables the bot reads, for `--help`, the docs and a test.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -286,6 +288,62 @@ class ProviderConfig(_Strict):
     timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
 
 
+PUBLIC_NOMINATIM_HOST = "nominatim.openstreetmap.org"
+PUBLIC_NOMINATIM_MIN_INTERVAL_S = 1.0  # its usage policy: at most one request a second
+LIBRARY_USER_AGENTS = re.compile(
+    r"^\s*(python|python-urllib|python-requests|aiohttp|httpx|curl|wget|mozilla)\b", re.IGNORECASE
+)
+"""The agents HTTP libraries send by default; Nominatim's usage policy refuses them."""
+
+
+class GeocoderConfig(_Strict):
+    """A Nominatim-compatible geocoder for ride addresses; off unless a URL is given (then the ride
+    tools know only the demo places, and a ride to any other address is booked with a metered fare)."""
+
+    url: Annotated[str, Field(pattern=r"^https?://")] | None = Field(
+        default=None,
+        description="e.g. http://localhost:8080 (a self-hosted Nominatim) or"
+        " https://nominatim.openstreetmap.org (the public one: mind its usage policy).",
+    )
+    user_agent: str = Field(
+        default="",
+        description="Identifies this bot to the geocoder, e.g. 'acme-guild-bot/1.0 (admin@example.org)';"
+        " required with a URL.",
+    )
+    min_interval_s: Annotated[float, Field(ge=0, le=60)] = Field(
+        default=PUBLIC_NOMINATIM_MIN_INTERVAL_S,
+        description="Least time between two requests from this process (at least 1 for the public one).",
+    )
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = Field(
+        default=10.0, description="How long one lookup may take before the user is told it failed."
+    )
+
+    @model_validator(mode="after")
+    def _identified_and_polite(self) -> GeocoderConfig:
+        """Refused at start, not at the first ride: a geocoder that would refuse us or be overrun."""
+        if self.url is None:
+            return self
+        if not self.user_agent.strip():
+            raise SettingProblem(
+                "geocoder.user_agent",
+                "must identify this bot to the geocoder, e.g. 'acme-guild-bot/1.0 (admin@example.org)'",
+            )
+        if LIBRARY_USER_AGENTS.match(self.user_agent):
+            raise SettingProblem(
+                "geocoder.user_agent",
+                "is an HTTP library's default; Nominatim's usage policy wants one naming this bot and a"
+                " contact, e.g. 'acme-guild-bot/1.0 (admin@example.org)'",
+            )
+        host = (urlsplit(self.url).hostname or "").lower()
+        if host == PUBLIC_NOMINATIM_HOST and self.min_interval_s < PUBLIC_NOMINATIM_MIN_INTERVAL_S:
+            raise SettingProblem(
+                "geocoder.min_interval_s",
+                f"must be at least {PUBLIC_NOMINATIM_MIN_INTERVAL_S:g} for the public Nominatim (its"
+                " usage policy: at most one request a second)",
+            )
+        return self
+
+
 class LoggingConfig(_Strict):
     """What the bot writes to its log (stderr)."""
 
@@ -379,6 +437,7 @@ class AppConfig(_Strict):
     logging: LoggingConfig = LoggingConfig()
     metrics: MetricsConfig = MetricsConfig()
     redis: RedisConfig = RedisConfig()
+    geocoder: GeocoderConfig = GeocoderConfig()
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     defaults: GuildSettings = GuildSettings()
 

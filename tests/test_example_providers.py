@@ -248,7 +248,7 @@ async def test_rides_estimate_order_list_and_cancel(example: RunningExample) -> 
         "comfort",
         "EUR",
     )
-    assert quote.pickup_at == TUESDAY_8PM and quote.distance_km > 0 and quote.fare_cents > 0
+    assert quote.pickup_at == TUESDAY_8PM and (quote.distance_km or 0) > 0 and (quote.fare_cents or 0) > 0
     ordered = await rides.order(ride(), caller(call_id="call_order"))
     assert ordered.quote == quote and ordered.status == "scheduled"
     now_ride = await rides.order(ride("Harbour", "university", NOW), caller(call_id="call_now"))

@@ -123,7 +123,7 @@ async def test_declined_ride_is_not_ordered(
 @pytest.mark.parametrize(
     ("backend", "bad", "code", "fragment"),
     [
-        ("responses", order(dropoff="Mars"), "unknown_place", "Airport, Beach"),
+        ("responses", order(time="whenever"), "invalid_time", "whenever"),
         ("chat", order(dropoff="station"), "same_place", "both Central Station"),
         ("responses", order(time="2026-05-04T08:00"), "past_time", "has already passed"),
         ("chat", order(ride_type="helicopter"), "invalid_arguments", "ride_type"),
@@ -215,7 +215,6 @@ async def test_the_same_ride_call_id_orders_once(
         (ride_args(time="2026-06-30T10:00"), "too_far_ahead"),
         (ride_args(time="whenever"), "invalid_time"),
         (ride_args(pickup="", dropoff="Airport"), "invalid_arguments"),
-        (ride_args(pickup="the park near the harbour"), "ambiguous"),
         (ride_args(pickup="Airport", dropoff="AIRPORT"), "same_place"),
     ],
 )

@@ -14,6 +14,7 @@ from bot.knowledge import KnowledgeBase
 from bot.storage import Storage
 from bot.tooling import ToolRegistry
 from tools.common import Clock, utc_now
+from tools.geocoding import geocoder_from_config
 from tools.knowledge import register_knowledge_tools
 from tools.places import Geocoder, KnownPlaces
 from tools.providers import ProviderDirectory, configured_providers
@@ -36,11 +37,13 @@ def register_builtin_tools(
     """Add every built-in tool family to `registry` (which families a guild sees is its setting).
 
     `secrets_env` holds the providers' API keys (default: the process environment); `clock` gives
-    aware UTC "now" (tests pin it); `geocoder` locates ride places (default: the known-places table);
+    aware UTC "now" (tests pin it); `geocoder` locates ride places (default: `[geocoder]` if set, else
+    the known-places table, with rides to places it cannot locate metered);
     `knowledge` serves `search_knowledge` (the guild's /remember entries; left out without it).
     """
     env = os.environ if secrets_env is None else secrets_env
     now = clock or utc_now
+    geocoder = geocoder or geocoder_from_config(config.geocoder, storage.geocode_cache)
 
     bookings: ProviderDirectory[BookingProvider] = configured_providers(
         "booking",
@@ -53,7 +56,9 @@ def register_builtin_tools(
     )
     rides: ProviderDirectory[RideProvider] = configured_providers(
         "ride",
-        builtin=BuiltinRideProvider(storage.rides, geocoder or KnownPlaces()),
+        builtin=BuiltinRideProvider(
+            storage.rides, geocoder or KnownPlaces(), metered_when_unknown=geocoder is None
+        ),
         remote=HttpRideProvider,
         serves="rides",
         config=config,

@@ -2,7 +2,8 @@
 
 The built-in ride provider prices trips from coordinates, so it needs to know where a place is.
 `KnownPlaces` answers from a small table (the demo city whose areas the demo restaurant catalog
-uses); a real geocoding service can stand in behind the same `Geocoder` protocol.
+uses); a real geocoding service stands in behind the same `Geocoder` protocol (`tools.geocoding`).
+When several places fit, a geocoder raises `PlaceQuestion`: the model then asks the user which one.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.tooling import ToolError
+from bot.tooling import ToolError, ToolResult
 
 EARTH_RADIUS_KM = 6371.0088
+UNKNOWN_PLACE = "unknown_place"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,9 +29,43 @@ class Place:
 
 
 class Geocoder(Protocol):
-    """Finds a place from what the user said; raises `ToolError` (unknown_place / ambiguous)."""
+    """Finds a place from what the user said; raises `ToolError` (`UNKNOWN_PLACE`, unavailable) or
+    `PlaceQuestion` when several places fit."""
 
     async def locate(self, text: str) -> Place: ...
+
+
+class PlaceQuestion(ToolError):
+    """Several places fit what the user said: a question for the model to put to them, not a refusal.
+
+    Raised like any `ToolError` (so a preview stops before the user is asked to confirm), its result
+    is the question and the candidates. `message` says the same for a remote provider's error body.
+    """
+
+    def __init__(self, said: str, candidates: Sequence[str]) -> None:
+        self.said = said
+        self.candidates = tuple(candidates)
+        self.question = f"Did you mean {_either(self.candidates)}?"
+        super().__init__("ambiguous", f"{said!r} could be {', '.join(self.candidates)}; say which one.")
+
+    def to_result(self) -> ToolResult:
+        return ToolResult.success(
+            {
+                "needs_answer": True,
+                "question": self.question,
+                "place_said": self.said,
+                "candidates": list(self.candidates),
+                "next": "Nothing was priced or ordered yet. Ask the user this question, then call "
+                "again with the place they choose.",
+            },
+            summary=f"Asked which place {self.said!r} is",
+        )
+
+
+def _either(names: Sequence[str]) -> str:
+    if len(names) <= 1:
+        return "".join(names)
+    return f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def straight_km(a: Place, b: Place) -> float:
@@ -77,7 +113,7 @@ class KnownPlaces:
     async def locate(self, text: str) -> Place:
         wanted = _normalise(text)
         if not wanted:
-            raise ToolError("unknown_place", f"Say where; known places: {', '.join(self.names)}.")
+            raise ToolError(UNKNOWN_PLACE, f"Say where; known places: {', '.join(self.names)}.")
         for place in self._places:
             if wanted in {_normalise(name) for name in (place.name, *place.aliases)}:
                 return place
@@ -90,9 +126,8 @@ class KnownPlaces:
         if len(mentioned) == 1:
             return mentioned[0]
         if len(mentioned) > 1:
-            names = ", ".join(place.name for place in mentioned)
-            raise ToolError("ambiguous", f"{text!r} could be {names}; say which one.")
+            raise PlaceQuestion(text, [place.name for place in mentioned])
         raise ToolError(
-            "unknown_place",
+            UNKNOWN_PLACE,
             f"{text!r} is not a place the ride service knows; known places: {', '.join(self.names)}.",
         )

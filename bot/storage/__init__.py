@@ -12,6 +12,7 @@ from bot.storage.bookings import BookingStore
 from bot.storage.claims import MessageClaims
 from bot.storage.conversations import ConversationRecord, ConversationStore
 from bot.storage.database import ConversationLocks, Database, HeldConversation
+from bot.storage.geocode_cache import CachedLookup, CachedPlace, GeocodeCache
 from bot.storage.history import HistoryMessage, HistoryStore
 from bot.storage.knowledge import KnowledgeEntry, KnowledgeStore, StoredChunk
 from bot.storage.rides import RideStore
@@ -22,10 +23,13 @@ from bot.storage.turns import InterruptedTurn, TurnJournal
 from bot.storage.usage import UsageStore, UsageTotals, utc_day
 
 __all__ = [
+    "CachedLookup",
+    "CachedPlace",
     "CallClaim",
     "ConversationLocks",
     "ConversationRecord",
     "Database",
+    "GeocodeCache",
     "GuildSettingsStore",
     "HeldConversation",
     "HistoryMessage",
@@ -56,6 +60,7 @@ class Storage:
         self.knowledge = KnowledgeStore(db)
         self.bookings = BookingStore(db)
         self.rides = RideStore(db)
+        self.geocode_cache = GeocodeCache(db)
         self.runs = RunRegistry(db)
         self.message_claims = MessageClaims(db)
         self.conversation_locks = db.conversation_locks

@@ -257,6 +257,21 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX restaurant_audit_by_guild ON restaurant_audit (guild_id, id);
         """,
     ),
+    Migration(
+        7,
+        "rides between real addresses: the geocoder's answers cached, and rides with a metered fare",
+        """
+        CREATE TABLE geocode_cache (
+            query            TEXT PRIMARY KEY,          -- the normalised text that was looked up
+            places           TEXT NOT NULL,             -- JSON [{name, lat, lon, importance}]; [] = not found
+            fetched_at       REAL NOT NULL              -- unix seconds; older than the expiry is asked again
+        );
+
+        -- 1: no estimate was possible (a place the service could not locate); the driver's meter sets
+        -- the fare, and distance_km, duration_min and fare_cents are 0 and mean nothing.
+        ALTER TABLE rides ADD COLUMN metered INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

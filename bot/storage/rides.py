@@ -1,7 +1,8 @@
 """Ride orders (the built-in ride provider's state): one row per ride, cancellable by its owner.
 
 Fares are stored as quoted when ordered (integer cents), so a later change to the fare model never
-rewrites what a user agreed to. Times are unix seconds (UTC).
+rewrites what a user agreed to; a metered ride (a place that could not be located, so no estimate)
+has no distance, duration or fare. Times are unix seconds (UTC).
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ class RideRecord:
     dropoff: str
     ride_type: str
     pickup_at: int
-    distance_km: float
-    duration_min: int
-    fare_cents: int
+    distance_km: float | None  # None (all three): metered, no estimate
+    duration_min: int | None
+    fare_cents: int | None
     currency: str
     status: RideStatus
     created_at: float
@@ -43,14 +44,19 @@ class NewRide:
     dropoff: str
     ride_type: str
     pickup_at: int
-    distance_km: float
-    duration_min: int
-    fare_cents: int
+    distance_km: float | None  # None (all three): metered, no estimate
+    duration_min: int | None
+    fare_cents: int | None
     currency: str
     status: RideStatus
 
+    @property
+    def metered(self) -> bool:
+        return self.fare_cents is None
+
 
 def _ride(row: Row) -> RideRecord:
+    metered = bool(row["metered"])
     return RideRecord(
         id=row["id"],
         call_id=row["call_id"],
@@ -61,9 +67,9 @@ def _ride(row: Row) -> RideRecord:
         dropoff=row["dropoff"],
         ride_type=row["ride_type"],
         pickup_at=row["pickup_at"],
-        distance_km=row["distance_km"],
-        duration_min=row["duration_min"],
-        fare_cents=row["fare_cents"],
+        distance_km=None if metered else row["distance_km"],
+        duration_min=None if metered else row["duration_min"],
+        fare_cents=None if metered else row["fare_cents"],
         currency=row["currency"],
         status=row["status"],
         created_at=row["created_at"],
@@ -88,8 +94,8 @@ class RideStore:
                 return earlier, False
             ride_id = await connection.execute_insert(
                 "INSERT INTO rides (call_id, user_id, user_name, guild_id, pickup, dropoff, ride_type,"
-                " pickup_at, distance_km, duration_min, fare_cents, currency, status, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " pickup_at, distance_km, duration_min, fare_cents, metered, currency, status, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     call_id,
                     user_id,
@@ -99,9 +105,10 @@ class RideStore:
                     ride.dropoff,
                     ride.ride_type,
                     ride.pickup_at,
-                    ride.distance_km,
-                    ride.duration_min,
-                    ride.fare_cents,
+                    ride.distance_km or 0.0,
+                    ride.duration_min or 0,
+                    ride.fare_cents or 0,
+                    1 if ride.metered else 0,
                     ride.currency,
                     ride.status,
                     time.time(),

@@ -17,7 +17,7 @@ from tools.fares import RideType
 from tools.owned import OwnedRecordTools
 from tools.providers import ProviderDirectory
 from tools.rides.arguments import CancelRideArgs, EstimateRideArgs, ListRidesArgs, OrderRideArgs
-from tools.rides.model import RIDE, RideProvider, RideRequest
+from tools.rides.model import METERED_FARE, RIDE, RideProvider, RideRequest
 from tools.when import format_local
 
 FAMILY = "rides"
@@ -49,8 +49,9 @@ class RideTools:
                 family=FAMILY,
                 description=(
                     "Price a ride without ordering it: distance, duration and fare for a pickup and "
-                    "drop-off, optionally at a time and ride type. Use it when the user asks what a "
-                    "ride would cost."
+                    "drop-off (place names or street addresses), optionally at a time and ride type. "
+                    "Use it when the user asks what a ride would cost. A result with a `question` "
+                    "means a place is unclear: ask the user that question."
                 ),
                 arguments=EstimateRideArgs,
                 handler=self.estimate,
@@ -63,8 +64,10 @@ class RideTools:
                     "Order a ride for the user you are talking to (who they are comes from Discord). "
                     "time null means now. The user sees pickup, drop-off, time and the fare and must "
                     "press Confirm first; the result says whether it was ordered, declined or timed "
-                    "out. On an error, explain it or fix the arguments and try again. Never claim a "
-                    "ride the result does not confirm."
+                    "out. A result with a `question` means a place is unclear and nothing was ordered: "
+                    "ask the user that question, then call again with their choice. On an error, "
+                    "explain it or fix the arguments and try again. Never claim a ride the result "
+                    "does not confirm."
                 ),
                 arguments=OrderRideArgs,
                 handler=self.order,
@@ -84,7 +87,8 @@ class RideTools:
         quote = await provider.estimate(self._request(args, context, pinned=None), context)
         return ToolResult.success(
             {"estimate": quote.to_json(context.tz)},
-            f"{quote.pickup} → {quote.dropoff}: about {quote.fare_text()}",
+            f"{quote.pickup} → {quote.dropoff}: "
+            + (f"fare {METERED_FARE}" if quote.metered else f"about {quote.fare_text()}"),
         )
 
     async def preview_order(self, args: OrderRideArgs, context: ToolContext) -> ConfirmationRequest:
@@ -102,10 +106,7 @@ class RideTools:
                 ("Drop-off", quote.dropoff),
                 ("When", when),
                 ("Ride", quote.ride_type.capitalize() if quote.ride_type != "xl" else "XL"),
-                (
-                    "Fare estimate",
-                    f"{quote.fare_text()} · {quote.distance_km:.1f} km · ~{quote.duration_min} min",
-                ),
+                ("Fare", METERED_FARE) if quote.metered else ("Fare estimate", quote.trip_text()),
             ),
         )
 

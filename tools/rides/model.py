@@ -16,6 +16,7 @@ from tools.when import format_local
 CANCEL_LOOKBACK = dt.timedelta(hours=1)  # a ride that started this recently can still be cancelled
 
 RIDE = RecordKind(noun="ride", plural="rides", over="is over", listed="{count} rides")
+METERED_FARE = "metered, no estimate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,26 +30,43 @@ class RideRequest:
 
 @dataclass(frozen=True, slots=True)
 class RideQuote:
+    """A priced ride; a metered one (a place that could not be located) has no distance, duration
+    or fare: the driver's meter sets the fare."""
+
     pickup: str
     dropoff: str
     ride_type: str
     pickup_at: dt.datetime
-    distance_km: float
-    duration_min: int
-    fare_cents: int
+    distance_km: float | None
+    duration_min: int | None
+    fare_cents: int | None
     currency: str
 
+    @property
+    def metered(self) -> bool:
+        return self.fare_cents is None
+
     def fare_text(self) -> str:
-        return format_money(self.fare_cents, self.currency)
+        return METERED_FARE if self.fare_cents is None else format_money(self.fare_cents, self.currency)
+
+    def trip_text(self) -> str:
+        """The fare with the trip, as the user is shown it: "12.40 EUR · 5.2 km · ~11 min"."""
+        if self.distance_km is None or self.duration_min is None:
+            return self.fare_text()
+        return f"{self.fare_text()} · {self.distance_km:.1f} km · ~{self.duration_min} min"
 
     def to_json(self, tz: ZoneInfo) -> dict[str, Any]:
+        trip: dict[str, Any] = (
+            {"fare_note": "The place could not be located, so no estimate: the driver's meter sets the fare."}
+            if self.metered
+            else {"distance_km": self.distance_km, "duration_min": self.duration_min}
+        )
         return {
             "pickup": self.pickup,
             "dropoff": self.dropoff,
             "ride_type": self.ride_type,
             "time": local_iso(self.pickup_at, tz),
-            "distance_km": self.distance_km,
-            "duration_min": self.duration_min,
+            **trip,
             "fare": self.fare_text(),
         }
 

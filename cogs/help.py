@@ -32,6 +32,7 @@ COMMAND_LINES = (
     ("extract", "`/extract` — pull an event, contact or tasks out of some text"),
     ("usage", "`/usage` — your token usage and budgets"),
     ("config", "`/config show` — this server's settings for the bot"),
+    ("restaurants", "`/restaurants list` — the restaurants to book here (admins add, edit, import)"),
 )
 
 

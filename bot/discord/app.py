@@ -50,6 +50,7 @@ EXTENSIONS: tuple[str, ...] = (
     "cogs.knowledge",
     "cogs.extract",
     "cogs.config",
+    "cogs.restaurants",
     "cogs.usage",
     "cogs.help",
 )

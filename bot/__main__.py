@@ -34,6 +34,7 @@ from bot.config import (
     with_shards,
 )
 from bot.errors import ConfigError, DatabaseUnusableError, DiscordRefusedError, SchemaTooNewError
+from bot.features import Features
 from bot.storage.database import DatabaseStatus, inspect_database
 
 EXIT_USAGE = 2
@@ -153,6 +154,8 @@ def check_report(
         "OPENAI_API_KEY": secrets.openai_api_key is not None,
         config.chat_backend.api_key_env: secrets.chat_api_key is not None,
     }
+    if config.images.api_key_env:
+        keys[config.images.api_key_env] = secrets.images_api_key is not None
     for provider in config.providers.values():
         if provider.api_key_env:
             keys[provider.api_key_env] = bool(os.environ.get(provider.api_key_env, "").strip())
@@ -163,13 +166,26 @@ def check_report(
         f"backend: {backend}",
         f"database: {database.describe()}",
         f"discord: {secrets.discord_api_base_url or 'discord.com'}",
-        f"openai: {os.environ.get('OPENAI_BASE_URL') or 'api.openai.com'}",
+        f"openai: {os.environ.get('OPENAI_BASE_URL') or 'api.openai.com'}"
+        + ("" if secrets.openai_api_key is not None else " (not used: no OPENAI_API_KEY)"),
         f"providers: {providers}",
+        *feature_lines(config, secrets),
         f"secrets: {secrets_set}",
         f"log level: {log_level}",
         "ok: ready to start (nothing was connected to, created or migrated)",
     ]
     return "\n".join(lines) + "\n"
+
+
+def feature_lines(config: AppConfig, secrets: Secrets) -> list[str]:
+    """Which optional features are on, and which server serves each, or why each is off."""
+    features = Features.of(config, secrets)
+    lines = [feature.check_line() for feature in features.bot_wide()]
+    lines.append(features.extraction(config.defaults).check_line())
+    ignored = features.ignored_settings(config.defaults)
+    if ignored:
+        lines.append(f"not applied: {' '.join(ignored)}")
+    return lines
 
 
 def _fail(message: str) -> int:

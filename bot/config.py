@@ -257,6 +257,29 @@ class ChatBackendConfig(_Strict):
         description="The server's context window in tokens (llama.cpp's -c / --n_ctx); unset: what the"
         " server's model list says, else learned from its first context-length error.",
     )
+    embedding_model: Annotated[str, Field(min_length=1, max_length=100)] | None = Field(
+        default=None,
+        description="A model this server embeds with (its /v1/embeddings, e.g. nomic-embed-text): /remember,"
+        " /search and the knowledge tool then use it for every guild instead of OpenAI; unset: OpenAI"
+        " (with an OpenAI key) or knowledge off.",
+    )
+
+
+class ImagesConfig(_Strict):
+    """Where /imagine goes: an image server speaking the OpenAI Images API, else OpenAI with a key."""
+
+    base_url: Annotated[str, Field(pattern=r"^https?://")] | None = Field(
+        default=None,
+        description="e.g. http://localhost:8080/v1; unset: OpenAI when OPENAI_API_KEY is set, else /imagine"
+        " is off.",
+    )
+    api_key_env: str | None = Field(
+        default=None, description="Environment variable holding the image server's key, if it needs one."
+    )
+    model: Annotated[str, Field(min_length=1, max_length=100)] | None = Field(
+        default=None,
+        description="The image server's model, for every guild; unset: each guild's image_model.",
+    )
 
 
 class EngineConfig(_Strict):
@@ -431,6 +454,7 @@ class AppConfig(_Strict):
     discord: DiscordConfig = DiscordConfig()
     openai: OpenAIConfig = OpenAIConfig()
     chat_backend: ChatBackendConfig = ChatBackendConfig()
+    images: ImagesConfig = ImagesConfig()
     engine: EngineConfig = EngineConfig()
     streaming: StreamingConfig = StreamingConfig()
     storage: StorageConfig = StorageConfig()
@@ -490,7 +514,10 @@ ENVIRONMENT_VARIABLES: tuple[EnvironmentVariable, ...] = (
     ),
 )
 """Every variable the bot reads, whatever the configuration; `python -m bot --help` lists them."""
-CONFIG_NAMED_VARIABLES = "[providers.NAME] api_key_env: the variable holding that provider's key"
+CONFIG_NAMED_VARIABLES = (
+    "[providers.NAME] api_key_env: the variable holding that provider's key;\n"
+    "  [images] api_key_env: the one holding the image server's key"
+)
 """Variables whose names only the configuration knows."""
 
 
@@ -502,6 +529,7 @@ class Secrets(BaseModel):
     discord_token: SecretStr
     openai_api_key: SecretStr | None = None
     chat_api_key: SecretStr | None = None
+    images_api_key: SecretStr | None = None
     discord_api_base_url: str | None = None
 
 
@@ -633,10 +661,13 @@ def load_secrets(config: AppConfig, *, env: Mapping[str, str] | None = None) -> 
             'is not set (put it in .env, or use backend = "chat" with [chat_backend] base_url)',
         )
     chat_key = env.get(config.chat_backend.api_key_env, "").strip() or None
+    images_env = config.images.api_key_env
+    images_key = (env.get(images_env, "").strip() or None) if images_env else None
     return Secrets(
         discord_token=SecretStr(token),
         openai_api_key=SecretStr(openai_key) if openai_key else None,
         chat_api_key=SecretStr(chat_key) if chat_key else None,
+        images_api_key=SecretStr(images_key) if images_key else None,
         discord_api_base_url=env.get("DISCORD_API_BASE_URL", "").strip().rstrip("/") or None,
     )
 

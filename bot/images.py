@@ -76,7 +76,13 @@ async def generate_images(
         )
     except openai.OpenAIError as exc:
         raise UserFacingError(describe_image_error(exc, model)) from exc
-    images = tuple(_decode(item.b64_json) for item in response.data or [])
+    data = response.data or []
+    if any(item.b64_json is None and item.url for item in data):
+        raise UserFacingError(
+            "The image server answered with links instead of the images; it must answer with b64_json,"
+            " as OpenAI's gpt-image models do."
+        )
+    images = tuple(_decode(item.b64_json) for item in data)
     if not images:
         raise UserFacingError("The image model answered without an image; please try again.")
     usage = response.usage

@@ -22,6 +22,7 @@ from openai import AsyncOpenAI
 
 from bot.engine.openai_errors import describe_error
 from bot.errors import UserFacingError
+from bot.features import FeatureOffError
 from bot.storage import KnowledgeEntry, Storage
 from bot.storage.knowledge import EmbeddingSpace, KnowledgeStore, VectorRows
 from bot.vector_index import DimensionMismatchError, VectorIndex
@@ -202,21 +203,48 @@ class _Embedded:
         return int(self.vectors.shape[1])
 
 
+def space_name(model: str, server: str | None) -> str:
+    """What vectors are stored under: the model, and the server that embedded them unless OpenAI.
+
+    Two servers may give one name to different models (or an OpenAI name to a local one), so vectors
+    from a chat server are never searched together with OpenAI's or another server's.
+    """
+    return model if server is None else f"{model} @ {server.rstrip('/')}"
+
+
 class KnowledgeBase:
-    """Remember, search and forget per guild; holds no state of its own (the indexes are process state)."""
+    """Remember, search and forget per guild; holds no state of its own (the indexes are process state).
+
+    `client` is where texts are embedded (OpenAI, or the chat server); None means knowledge is off on
+    this bot, and remembering or searching raises `off_reason`. `served_model` is the one model a chat
+    server embeds with (used instead of each guild's `embedding_model`); `server` is its address.
+    """
 
     def __init__(
         self,
-        client: AsyncOpenAI,
+        client: AsyncOpenAI | None,
         storage: Storage,
         indexes: KnowledgeIndexes,
         *,
         batch_size: int = EMBEDDING_BATCH_SIZE,
+        served_model: str | None = None,
+        server: str | None = None,
+        off_reason: str = "Knowledge is off on this bot.",
     ) -> None:
         self._client = client
         self._storage = storage
         self._indexes = indexes
         self._batch_size = batch_size
+        self._served_model = served_model
+        self._server = server
+        self._off_reason = off_reason
+
+    def _embedding_model(self, guild_model: str) -> tuple[AsyncOpenAI, str, str]:
+        """(client, the model to ask it for, the space the vectors belong to) or the feature's refusal."""
+        if self._client is None:
+            raise FeatureOffError(self._off_reason)
+        model = self._served_model or guild_model
+        return self._client, model, space_name(model, self._server)
 
     async def remember(
         self,
@@ -237,9 +265,10 @@ class KnowledgeBase:
                 f"That is too long to remember at once ({len(text):,} characters; "
                 f"the limit is {MAX_REMEMBER_CHARS:,}). Split it into smaller parts."
             )
+        client, model, space = self._embedding_model(model)
         chunks = chunk_text(text)
-        embedded = await self._embed([chunk.text for chunk in chunks], model)
-        key: SpaceKey = (guild_id, model, embedded.dims)
+        embedded = await self._embed(client, [chunk.text for chunk in chunks], model)
+        key: SpaceKey = (guild_id, space, embedded.dims)
         async with self._indexes.lock(key):
             entry, chunk_ids = await self._storage.knowledge.add(
                 guild_id=guild_id,
@@ -247,7 +276,7 @@ class KnowledgeBase:
                 title=title_of(text) if source == "text" else source,
                 source=source,
                 jump_url=jump_url,
-                model=model,
+                model=space,
                 dims=embedded.dims,
                 chunks=[
                     (chunk.text, row.astype("<f4").tobytes())
@@ -264,27 +293,29 @@ class KnowledgeBase:
     async def search(
         self, *, guild_id: int, query: str, count: int, model: str, user_id: int | None = None
     ) -> SearchResults:
-        """The `count` chunks closest to `query` among the entries embedded with `model`."""
+        """The `count` chunks closest to `query` among the entries embedded with `model` (on the same
+        server)."""
         query = query.strip()
         if not query:
             raise UserFacingError("Give something to search for.")
+        client, model, space = self._embedding_model(model)
         count = max(1, min(count, MAX_SEARCH_RESULTS))
-        embedded = await self._embed([query[:MAX_QUERY_CHARS]], model)
+        embedded = await self._embed(client, [query[:MAX_QUERY_CHARS]], model)
         if user_id is not None:
             await self._record_usage(guild_id, user_id, embedded.tokens)
-        key: SpaceKey = (guild_id, model, embedded.dims)
+        key: SpaceKey = (guild_id, space, embedded.dims)
         index = await self._index(key)
         others = [
-            space
-            for space in await self._storage.knowledge.spaces(guild_id)
-            if (space.model, space.dims) != (model, embedded.dims)
+            stored
+            for stored in await self._storage.knowledge.spaces(guild_id)
+            if (stored.model, stored.dims) != (space, embedded.dims)
         ]
         if len(index) == 0 and others:
             stored = ", ".join(f"`{s.model}` ({s.dims} dimensions)" for s in others)
             raise KnowledgeSpaceMismatchError(
-                f"This server's knowledge was embedded with {stored}, but searches now use `{model}` "
+                f"This server's knowledge was embedded with {stored}, but searches now use `{space}` "
                 f"({embedded.dims} dimensions), and vectors of different models cannot be compared: "
-                "set `embedding_model` back or /remember the entries again."
+                "set the embedding model back or /remember the entries again."
             )
         snapshot = index.snapshot()
         matches = await asyncio.to_thread(snapshot.search, embedded.vectors[0], count)
@@ -294,7 +325,7 @@ class KnowledgeBase:
             for match in matches
             if (chunk := chunks.get(match.chunk_id)) is not None
         ]
-        return SearchResults(hits, model, embedded.dims, embedded.tokens, others)
+        return SearchResults(hits, space, embedded.dims, embedded.tokens, others)
 
     async def forget(self, *, guild_id: int, entry_id: int, user_id: int, is_admin: bool) -> KnowledgeEntry:
         """Remove an entry and its chunks; only its author or a server admin may."""
@@ -337,14 +368,14 @@ class KnowledgeBase:
                 self._indexes.put(key, index)
         return index
 
-    async def _embed(self, texts: Sequence[str], model: str) -> _Embedded:
+    async def _embed(self, client: AsyncOpenAI, texts: Sequence[str], model: str) -> _Embedded:
         """Embed in batches; every vector must come back, all of one dimension."""
         rows: list[list[float]] = []
         tokens = 0
         for first in range(0, len(texts), self._batch_size):
             batch = list(texts[first : first + self._batch_size])
             try:
-                response = await self._client.embeddings.create(model=model, input=batch)
+                response = await client.embeddings.create(model=model, input=batch)
             except openai.OpenAIError as exc:
                 raise UserFacingError(_embedding_error(exc, model)) from exc
             if len(response.data) != len(batch):

@@ -5,6 +5,7 @@ The Discord bot builds one of these in `setup_hook`; tests and benchmarks build 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ from bot.engine import Backend, ConversationEngine
 from bot.engine.chat_backend import ChatBackend
 from bot.engine.inline_images import ImageInliner
 from bot.engine.responses_backend import ResponsesBackend
+from bot.features import FeatureOffError, Features
 from bot.guild_settings import OpenAIModelCatalog, SettingsService
 from bot.knowledge import KnowledgeBase
 from bot.limits import MeteredCalls
@@ -28,6 +30,8 @@ from bot.tooling import ToolRegistry
 
 if TYPE_CHECKING:
     import httpx2  # the SDK's HTTP library
+
+log = logging.getLogger(__name__)
 
 PLACEHOLDER_KEY = "not-needed"  # local servers (Ollama, llama.cpp) ignore the key but the SDK wants one
 
@@ -57,10 +61,14 @@ class Services:
     """Direct model calls from commands: limits checked, a gate slot, usage recorded."""
     metrics: BotMetrics
     """What the engine counts; the bot serves it on `/metrics` when `[metrics] port` is set."""
+    features: Features
+    """What this bot offers and which server serves each; commands and /help read it, never the keys."""
     settings_listener: SettingsChangeListener | None = None
     """On PostgreSQL: other processes' settings changes, dropped from this process's cache."""
     images: ImageInliner | None = None
     """Downloads images for the chat backend's requests (closed with the rest)."""
+    image_client: AsyncOpenAI | None = None
+    """Where /imagine goes (the image server or OpenAI); None when image generation is off."""
 
     @classmethod
     async def start(
@@ -102,12 +110,36 @@ class Services:
                 max_retries=config.openai.max_retries,
                 http_client=model_http_client(),
             )
+        features = Features.of(config, secrets)
+        if features.off():
+            log.info("Off on this bot: %s", " ".join(feature.off_reason for feature in features.off()))
+        if config.defaults.moderation != "off" and not features.moderation.on:
+            log.warning(
+                "[defaults] moderation = %r is not applied: %s",
+                config.defaults.moderation,
+                features.moderation.off_reason,
+            )
+        image_client = openai_client if features.images_from == "openai" else None
+        if features.images_from == "image_server" and config.images.base_url is not None:
+            image_key = (
+                secrets.images_api_key.get_secret_value() if secrets.images_api_key else PLACEHOLDER_KEY
+            )
+            image_client = AsyncOpenAI(
+                api_key=image_key,
+                base_url=config.images.base_url,
+                timeout=config.openai.request_timeout_s,
+                max_retries=config.openai.max_retries,
+                http_client=model_http_client(),
+            )
+        embedding_client = {"chat": chat_client, "openai": openai_client}.get(features.embeddings_from or "")
         images = ImageInliner()
         tools = ToolRegistry(storage.tool_calls, confirmation_timeout_s=config.engine.confirmation_timeout_s)
-        backends: dict[str, Backend] = {
-            "responses": ResponsesBackend(
+        backends: dict[str, Backend] = {}
+        if features.responses_backend.on:  # without a key, the engine says the backend is not configured
+            backends["responses"] = ResponsesBackend(
                 openai_client, storage, tools, state.model_gate, max_tool_rounds=config.engine.max_tool_rounds
-            ),
+            )
+        backends |= {
             "chat": ChatBackend(
                 chat_client,
                 storage,
@@ -124,7 +156,12 @@ class Services:
             state=state,
             backends=backends,
             config=config.engine,
-            moderator=Moderator(openai_client, model=config.openai.moderation_model),
+            # Without a key there is no moderation to ask: `Features` says so wherever it is set.
+            moderator=(
+                Moderator(openai_client, model=config.openai.moderation_model)
+                if features.moderation.on
+                else None
+            ),
             metrics=metrics,
         )
         settings = SettingsService(
@@ -132,7 +169,7 @@ class Services:
             state.settings,
             config.defaults,
             providers=config.providers,
-            models=OpenAIModelCatalog(openai_client),
+            models=OpenAIModelCatalog(openai_client) if features.openai_key else None,
         )
         settings_listener = None
         if is_postgres_url(config.storage.database):
@@ -149,12 +186,27 @@ class Services:
             tools=tools,
             settings=settings,
             engine=engine,
-            knowledge=KnowledgeBase(openai_client, storage, state.knowledge),
+            knowledge=KnowledgeBase(
+                embedding_client,
+                storage,
+                state.knowledge,
+                served_model=features.embedding_model,
+                server=features.embedding_server,
+                off_reason=features.knowledge.off_reason,
+            ),
             metered=MeteredCalls(storage.usage, state.cooldowns, state.model_gate),
             metrics=metrics,
             settings_listener=settings_listener,
             images=images,
+            features=features,
+            image_client=image_client,
         )
+
+    def image_generation(self) -> AsyncOpenAI:
+        """The client /imagine sends to; raises the feature's one sentence when this bot has none."""
+        if self.image_client is None:
+            raise FeatureOffError(self.features.images.off_reason)
+        return self.image_client
 
     async def close(self) -> None:
         if self.settings_listener is not None:
@@ -164,4 +216,6 @@ class Services:
         await self.openai.close()
         if self.chat_client is not self.openai:
             await self.chat_client.close()
+        if self.image_client is not None and self.image_client is not self.openai:
+            await self.image_client.close()
         await self.storage.close()

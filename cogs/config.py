@@ -98,9 +98,12 @@ def show_value(name: str, value: Any) -> str:
     return f"`{text}`" if "`" not in text else discord.utils.escape_markdown(text)
 
 
-def settings_embeds(views: Sequence[SettingView], *, guild_name: str, allow_dms: bool) -> list[discord.Embed]:
+def settings_embeds(
+    views: Sequence[SettingView], *, guild_name: str, allow_dms: bool, on_this_bot: Sequence[str] = ()
+) -> list[discord.Embed]:
     """`/config show`: one field per setting, marked ✏️ when the server changed it; as many embeds as
-    Discord's size limits need (one per message)."""
+    Discord's size limits need (one per message). `on_this_bot`: what the bot's owner made available,
+    and the settings it does not apply, one line each."""
     embeds: list[discord.Embed] = []
     size = 0
     for view in views:
@@ -122,6 +125,9 @@ def settings_embeds(views: Sequence[SettingView], *, guild_name: str, allow_dms:
         "`/config reset` puts a setting back. Direct messages with the bot are "
         f"{'allowed' if allow_dms else 'off'} (set by the bot's owner)."
     )
+    if on_this_bot:
+        lines = "\n".join(f"• {line}" for line in on_this_bot)
+        first.description = cut(f"{first.description}\n\n**On this bot:**\n{lines}", MAX_DESCRIPTION_CHARS)
     return embeds
 
 
@@ -209,7 +215,15 @@ class ConfigCog(commands.Cog):
         guild = _guild(interaction)
         await interaction.response.defer(ephemeral=True, thinking=True)
         views = await self.settings.describe(guild.id)
-        embeds = settings_embeds(views, guild_name=guild.name, allow_dms=self.bot.config.discord.allow_dms)
+        features = self.bot.services.features
+        current = await self.settings.effective(guild.id)
+        on_this_bot = [
+            *(feature.describe() for feature in (*features.bot_wide(), features.extraction(current))),
+            *features.ignored_settings(current),
+        ]
+        embeds = settings_embeds(
+            views, guild_name=guild.name, allow_dms=self.bot.config.discord.allow_dms, on_this_bot=on_this_bot
+        )
         for embed in embeds:
             await interaction.followup.send(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
@@ -243,6 +257,9 @@ class ConfigCog(commands.Cog):
     ) -> None:
         """Validate, store and confirm one change (the interaction is already acknowledged)."""
         typed: Any = value
+        refusal = self.bot.services.features.setting_refusal(name, value.strip().lower())
+        if refusal is not None:
+            raise InvalidSettingError(refusal)
         if name in CHANNEL_SETTINGS:
             current = await self.settings.effective(guild.id)
             typed = parse_setting_value(name, resolve_channel_names(value, guild), current)

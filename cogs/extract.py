@@ -103,6 +103,7 @@ class ExtractCog(commands.Cog):
         services = self.bot.services
         async with public_thinking(interaction):
             settings = await services.settings.effective(interaction.guild_id)
+            services.features.extraction(settings).require()
             client = services.openai if settings.backend == "responses" else services.chat_client
             outcome = await services.metered.call(
                 settings,

@@ -9,6 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.config import FUNCTION_TOOL_FAMILIES, HOSTED_TOOLS, GuildSettings
+from bot.features import Feature
 
 if TYPE_CHECKING:
     from bot.discord.app import AssistantBot
@@ -64,6 +65,11 @@ class HelpCog(commands.Cog):
         )
         embed.add_field(name="What I can do for you", value=self._tools(settings), inline=False)
         embed.add_field(name="Commands", value=self._commands(settings), inline=False)
+        off = self._off_here(settings)
+        if off:
+            embed.add_field(
+                name="Off on this bot", value=_cut("\n".join(off), MAX_FIELD_VALUE_CHARS), inline=False
+            )
         limits = self._limits(settings)
         if limits:
             embed.add_field(name="Limits here", value=limits, inline=False)
@@ -90,11 +96,13 @@ class HelpCog(commands.Cog):
 
     def _tools(self, settings: GuildSettings) -> str:
         """The tools switched on here that this bot really offers (hosted ones need `responses`)."""
+        features = self.bot.services.features
         installed = {tool.family for tool in self.bot.services.tools.enabled(FUNCTION_TOOL_FAMILIES)}
+        if not features.knowledge.on:
+            installed.discard("knowledge")
+        hosted = settings.backend == "responses" and features.hosted_tools.on
         usable = [
-            tool
-            for tool in settings.enabled_tools
-            if tool in installed or (tool in HOSTED_TOOLS and settings.backend == "responses")
+            tool for tool in settings.enabled_tools if tool in installed or (tool in HOSTED_TOOLS and hosted)
         ]
         if not usable:
             return "Answer questions and chat; no tools are switched on here."
@@ -108,10 +116,38 @@ class HelpCog(commands.Cog):
         for name, line in COMMAND_LINES:
             if self.bot.tree.get_command(name) is None:
                 continue
-            if name == "imagine" and not settings.images_enabled:
+            feature = self._feature_of(name, settings)
+            if feature is not None and not feature.on:
+                line = f"`/{name}` — off on this bot (see below)"
+            elif name == "imagine" and not settings.images_enabled:
                 line = "`/imagine` — image generation is switched off here"
             lines.append(line)
         return _cut("\n".join(lines) or "`/help` — this message", MAX_FIELD_VALUE_CHARS)
+
+    def _feature_of(self, command: str, settings: GuildSettings) -> Feature | None:
+        """The feature a command belongs to, if it is one that may be off on this bot."""
+        features = self.bot.services.features
+        if command in ("remember", "search"):
+            return features.knowledge
+        if command == "imagine":
+            return features.images
+        if command == "extract":
+            return features.extraction(settings)
+        return None
+
+    def _off_here(self, settings: GuildSettings) -> list[str]:
+        """What this bot cannot do here, each in the sentence its command answers with."""
+        reasons: list[str] = []
+        for name, _ in COMMAND_LINES:
+            feature = self._feature_of(name, settings)
+            if self.bot.tree.get_command(name) is None or feature is None or feature.on:
+                continue
+            if feature.off_reason not in reasons:
+                reasons.append(feature.off_reason)
+        moderation = self.bot.services.features.moderation
+        if settings.moderation != "off" and not moderation.on:
+            reasons.append(moderation.off_reason)
+        return reasons
 
     def _limits(self, settings: GuildSettings) -> str:
         lines = []

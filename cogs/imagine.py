@@ -46,6 +46,7 @@ class ImagineCog(commands.Cog):
         count: app_commands.Range[int, 1, MAX_IMAGES] = 1,
     ) -> None:
         services = self.bot.services
+        client = services.image_generation()  # off: one private sentence at once, nothing public
         async with public_thinking(interaction):
             settings = await services.settings.effective(interaction.guild_id)
             if not settings.images_enabled:
@@ -53,11 +54,10 @@ class ImagineCog(commands.Cog):
             choice = next((c for c in SIZE_CHOICES if c == size), None)
             if choice is None:
                 raise UserFacingError(f"Unknown size {size!r}; choose {', '.join(SIZE_CHOICES)}.")
+            model = services.features.image_model_for(settings)
             result = await services.metered.call(
                 settings,
-                lambda: generate_images(
-                    services.openai, model=settings.image_model, prompt=prompt, size=choice, count=count
-                ),
+                lambda: generate_images(client, model=model, prompt=prompt, size=choice, count=count),
                 guild_id=interaction.guild_id,
                 user_id=interaction.user.id,
             )

@@ -84,6 +84,7 @@ class KnowledgeCog(commands.Cog):
         file: discord.Attachment | None = None,
     ) -> None:
         guild_id = _guild_id(interaction)
+        self.bot.services.features.knowledge.require()
         if text is None and file is None:
             raise UserFacingError("Give some text or attach a .txt or .md file to remember.")
         if file is not None:
@@ -132,6 +133,7 @@ class KnowledgeCog(commands.Cog):
     ) -> None:
         guild_id = _guild_id(interaction)
         services = self.bot.services
+        services.features.knowledge.require()
         async with public_thinking(interaction):
             settings = await services.settings.effective(guild_id)
             async with self._allowance(interaction, settings):

@@ -103,6 +103,7 @@ async def running_bot(
     allow_errors: bool = False,
     guild_ready_timeout_s: float = 0.05,
     discord_settings: dict[str, Any] | None = None,
+    secrets: dict[str, Any] | None = None,
     **config_sections: dict[str, Any],
 ) -> AsyncIterator[Harness]:
     """Start the bot against the stand-ins; on exit close it and fail if anything logged an error.
@@ -111,6 +112,7 @@ async def running_bot(
     Pass the same `discord`, `world` and `tmp_path` again to restart the bot on the same database.
     `guild_ready_timeout_s`: how long discord.py waits for guilds before `on_ready` (2 s on Discord).
     `discord_settings`: the `[discord]` section's overrides (`discord=` names the stand-in server).
+    `secrets`: `Secrets` fields to override, e.g. `{"openai_api_key": None}` for a bot without OpenAI.
     """
     owns_server = discord is None
     server = discord or FakeDiscord(rate_limits={"message_create": FAST_BUCKET, "message_edit": FAST_BUCKET})
@@ -119,14 +121,16 @@ async def running_bot(
     world = world or build_world(server)
     discord_section = {"sync_commands": True, **(discord_settings or {})}
     config = make_config(tmp_path, **{"discord": discord_section, **config_sections})
-    secrets = fake_secrets(discord_token=SecretStr(server.token), discord_api_base_url=server.base_url)
+    bot_secrets = fake_secrets(
+        discord_token=SecretStr(server.token), discord_api_base_url=server.base_url, **(secrets or {})
+    )
     errors = _ErrorRecords()
     for name in ("discord", "bot", "cogs", "tools"):
         logging.getLogger(name).addHandler(errors)
     use_rest_base(server.base_url)
     bot = AssistantBot(
         config,
-        secrets,
+        bot_secrets,
         extensions=extensions,
         openai_base_url=openai.base_url,
         guild_ready_timeout=guild_ready_timeout_s,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,6 +182,14 @@ class ShardRig:
         await wait_for_content(self.discord, thread_id, f"echo: {author.name}: {text}")
         return self.discord.channels[thread_id]
 
+    async def config_set(self, channel_id: int, setting: str, value: str) -> None:
+        """An admin changes a guild setting with /config set; until the bot confirms it."""
+        record = await self.discord.slash_command(
+            "config set", {"setting": setting, "value": value}, user=self.admin, channel_id=channel_id
+        )
+        await self.discord.wait_for(lambda: bool(record.followup_ids), timeout=WAIT_S)
+        assert self.discord.message(record.followup_ids[0]).content.startswith("✅")
+
     async def say(self, channel_id: int, text: str, *, user: FakeUser | None = None) -> int:
         """Someone writes in a thread or DM; the message's id."""
         sent = await self.discord.user_message(channel_id, user or self.alice, text)
@@ -198,6 +207,16 @@ class ShardRig:
         author = user or self.alice
         echo = f"echo: {author.name}: {text}"
         return [m for m in self.discord.bot_messages(channel_id) if echo in m.content]
+
+    def model_request(self, text: str) -> dict[str, Any]:
+        """The one model request that carried the user's `text`."""
+        found: list[dict[str, Any]] = [
+            r.json
+            for r in self.openai.requests_to("/v1/responses", "POST")
+            if r.json is not None and text in json.dumps(r.json.get("input"))
+        ]
+        assert len(found) == 1, f"{len(found)} model requests carried {text!r}"
+        return found[0]
 
     def notes_in(self, channel_id: int) -> list[StoredMessage]:
         return [m for m in self.discord.bot_messages(channel_id) if INTERRUPTED_NOTE in m.content]

@@ -3,14 +3,15 @@
 Real `python -m bot` processes (see shard_processes.py) against one sharded stand-in Discord: a shard
 process killed with SIGKILL mid-reply and mid-booking while its neighbour goes on; PostgreSQL restarted
 under the bots; Redis (the shared Discord write budget) stopped under load; two processes given
-overlapping shard ids. What users see is read off the stand-in Discord, what was stored off the
-database with psycopg.
+overlapping shard ids (each message answered once, a setting changed through one used by both). What
+users see is read off the stand-in Discord, what was stored off the database with psycopg.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -316,3 +317,51 @@ async def test_overlapping_shard_ids_answer_each_mention_once_and_the_second_pro
             r for r in rig.discord.dispatched if r.event == "MESSAGE_CREATE" and r.shard == (1, 2)
         ]
         assert len({r.data["id"] for r in shard_1_created}) < len(shard_1_created)
+
+
+NEW_INSTRUCTIONS = "Answer as the assistant of shard one."
+MAX_MENTIONS = 10
+"""Mentions sent until each of two overlapping processes has answered one (they take turns winning
+the claim in practice; this bounds an unlucky run)."""
+
+
+async def mentions_until_each_answered(
+    rig: ShardRig, where: ShardGuild, label: str, runs: set[str]
+) -> list[str]:
+    """Mentions in `where` until every run of `runs` has answered at least one; their texts."""
+    texts: list[str] = []
+    answering: set[str] = set()
+    while answering != runs:
+        assert len(texts) < MAX_MENTIONS, f"after {len(texts)} mentions only {answering} answered"
+        text = f"{label} {len(texts)}"
+        thread = await rig.open_thread(where, text)
+        answering.update(rig.answering_runs(thread.id))
+        texts.append(text)
+    return texts
+
+
+async def test_a_setting_changed_through_one_of_two_overlapping_processes_is_used_by_both(
+    tmp_path: Path, postgres_server: PostgresServer, redis_server: RedisServer
+) -> None:
+    """Both processes receive the /config set; the one that loses the race to acknowledge it must log
+    nothing at ERROR (checked as each stops): it was the other's to answer, as a claimed message is."""
+    async with shard_stand_ins(
+        tmp_path, postgres_server.new_database(), redis_url=redis_server.url, concurrent_sessions=True
+    ) as rig:
+        one = rig.guilds[1]
+        async with (
+            rig.process("shards 0 and 1", [0, 1], process_count=2) as both,
+            rig.process("shard 1 too", [1], process_count=2) as second,
+        ):
+            runs = {rig.run_id(both), rig.run_id(second)}
+            # Both have answered in the guild, so both hold its settings...
+            before = await mentions_until_each_answered(rig, one, "before the change", runs)
+            # ... when one of them takes the /config set (both receive it; one acknowledges it).
+            await rig.config_set(one.general.id, "instructions", NEW_INSTRUCTIONS)
+            after = await mentions_until_each_answered(rig, one, "after the change", runs)
+            audit = rig.rows("SELECT guild_id, name FROM guild_settings_audit")
+            assert audit == [(one.guild.id, "instructions")]  # changed once, by one of them
+            for text in before:
+                assert NEW_INSTRUCTIONS not in json.dumps(rig.model_request(text).get("instructions"))
+            for text in after:
+                assert NEW_INSTRUCTIONS in json.dumps(rig.model_request(text).get("instructions")), text

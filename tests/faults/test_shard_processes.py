@@ -10,38 +10,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.faults.shard_processes import ShardRig, shard_stand_ins
-from tests.faults.support import WAIT_S
+from tests.faults.shard_processes import shard_stand_ins
 from tests.postgres_server import PostgresServer
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
 
 INSTRUCTIONS = "Answer as the assistant of shard zero."
-
-
-async def set_instructions(rig: ShardRig, channel_id: int, text: str) -> None:
-    """An admin sets the guild's instructions with /config set; waits for the bot's confirmation."""
-    record = await rig.discord.slash_command(
-        "config set", {"setting": "instructions", "value": text}, user=rig.admin, channel_id=channel_id
-    )
-    await rig.discord.wait_for(lambda: bool(record.followup_ids), timeout=WAIT_S)
-    assert rig.discord.message(record.followup_ids[0]).content.startswith("✅")
-
-
-def model_request_with(rig: ShardRig, text: str) -> dict[str, Any]:
-    """The model request that carried the user's `text`."""
-    found: list[dict[str, Any]] = [
-        r.json
-        for r in rig.openai.requests_to("/v1/responses", "POST")
-        if r.json is not None and text in json.dumps(r.json.get("input"))
-    ]
-    assert len(found) == 1, f"{len(found)} model requests carried {text!r}"
-    return found[0]
 
 
 async def test_two_shard_processes_each_answer_their_own_guild_dms_and_commands(
@@ -61,7 +39,7 @@ async def test_two_shard_processes_each_answer_their_own_guild_dms_and_commands(
             dm = rig.discord.dm_channel(rig.alice)
             in_private = await rig.answered(dm.id, "hello in private")
 
-            await set_instructions(rig, zero.general.id, INSTRUCTIONS)
+            await rig.config_set(zero.general.id, "instructions", INSTRUCTIONS)
             after_0 = await rig.answered(thread_0.id, "with new instructions")
             after_1 = await rig.answered(thread_1.id, "with the old ones")
 
@@ -102,7 +80,5 @@ async def test_two_shard_processes_each_answer_their_own_guild_dms_and_commands(
         assert rig.rows("SELECT guild_id, name, value FROM guild_settings") == [
             (zero.guild.id, "instructions", json.dumps(INSTRUCTIONS))
         ]
-        assert INSTRUCTIONS in json.dumps(
-            model_request_with(rig, "with new instructions").get("instructions")
-        )
-        assert INSTRUCTIONS not in json.dumps(model_request_with(rig, "with the old ones"))
+        assert INSTRUCTIONS in json.dumps(rig.model_request("with new instructions").get("instructions"))
+        assert INSTRUCTIONS not in json.dumps(rig.model_request("with the old ones"))

@@ -490,7 +490,8 @@ ENVIRONMENT_VARIABLES: tuple[EnvironmentVariable, ...] = (
     EnvironmentVariable("DISCORD_TOKEN", "the bot's token (required)"),
     EnvironmentVariable(
         "OPENAI_API_KEY",
-        'the OpenAI API key (required unless backend = "chat" with a [chat_backend] base_url)',
+        'the OpenAI API key (required unless backend = "chat" with a [chat_backend] base_url; without'
+        " it, what only OpenAI serves is off: --check lists it)",
     ),
     EnvironmentVariable("OPENAI_BASE_URL", "another server for the OpenAI client", read_by_sdk=True),
     EnvironmentVariable("DISCORD_API_BASE_URL", "a Discord-compatible server instead of Discord (tests)"),

@@ -18,8 +18,21 @@ from bot.errors import ConfigError
 from bot.storage import Storage
 from bot.tooling import ConfirmationOutcome, ToolError, ToolRegistry
 from standins.nominatim import FakeNominatim, NominatimPlace
+from standins.openai import FakeOpenAI, FunctionCall, Reply
 from tests.conftest import DATABASE_ENGINES as DATABASE_ENGINES  # the stores run on both engines
-from tests.tool_support import ALICE, GUILD, Clock, ScriptedConfirmer, builtin_registry, call_tool
+from tests.conftest import ServicesFactory
+from tests.tool_support import (
+    ALICE,
+    GUILD,
+    Clock,
+    ScriptedConfirmer,
+    builtin_registry,
+    call_tool,
+    run_turn,
+    sent_outputs,
+    services_with_tools,
+    turn_context,
+)
 from tools import register_builtin_tools
 from tools.fares import fare_cents, format_money, trip_for
 from tools.geocoding import CACHE_TTL_S, NominatimGeocoder, RequestSpacing, normalise_query
@@ -205,6 +218,34 @@ async def test_an_ambiguous_address_is_a_question_with_the_candidates(
     )
     assert result.data["candidates"] == [springfield.display_name, shelbyville.display_name]
     assert confirmer.asked == [] and await storage.rides.rides_for(ALICE, GUILD, since=0) == []
+
+
+async def test_the_model_asks_which_place_then_orders_the_one_the_user_chose(
+    make_services: ServicesFactory, fake_openai: FakeOpenAI, nominatim: FakeNominatim
+) -> None:
+    springfield = NominatimPlace("Main Street 1, Springfield, Freedonia", 50.0, 8.0, 0.40)
+    shelbyville = NominatimPlace("Main Street 1, Shelbyville, Freedonia", 50.3, 8.4, 0.38)
+    nominatim.places["main street 1"] = [springfield, shelbyville]
+    nominatim.places["main street 1 springfield freedonia"] = [springfield]
+    geocoder_section = {"url": nominatim.url, "user_agent": USER_AGENT, "min_interval_s": 0}
+    services = await services_with_tools(make_services, Clock(), geocoder=geocoder_section)
+    confirmer = ScriptedConfirmer(APPROVED)
+
+    ambiguous = FunctionCall("order_ride", ride_args("Main Street 1", "Harbour Pier 4"))
+    fake_openai.responses.push(Reply(calls=[ambiguous]), Reply("Which Main Street 1?"))
+    await run_turn(services, "a ride from Main Street 1 to Harbour Pier 4", turn_context(confirmer))
+    [question] = sent_outputs(fake_openai, "responses", 1)
+    assert question["ok"] and question["question"].startswith("Did you mean Main Street 1, Springfield")
+    assert confirmer.asked == []
+
+    chosen = FunctionCall("order_ride", ride_args(springfield.display_name, "Harbour Pier 4"))
+    fake_openai.responses.push(Reply(calls=[chosen]), Reply("Booked from Springfield."))
+    await run_turn(services, "Springfield", turn_context(confirmer))
+    [ordered] = sent_outputs(fake_openai, "responses", 3)
+    assert ordered["ordered"] is True and ordered["ride"]["pickup"] == springfield.display_name
+    assert ordered["ride"]["fare"] == format_money(expected_fare(springfield, PIER)[0])
+    [row] = await services.storage.rides.rides_for(ALICE, GUILD, since=0)
+    assert row.pickup == springfield.display_name and len(confirmer.asked) == 1
 
 
 @pytest.mark.parametrize(

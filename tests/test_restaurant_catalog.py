@@ -219,6 +219,26 @@ async def test_bookings_in_one_guild_never_see_another_guilds_restaurants(storag
     assert in_dm.ok  # direct messages keep the demo catalog
 
 
+async def test_a_restaurant_removed_after_the_member_saw_it_is_not_booked(storage: Storage) -> None:
+    catalog = catalog_of(storage)
+    change = await catalog.add(GUILD, ADMIN, entry())
+    await catalog.remove(GUILD, ADMIN, "Chez Nous")
+    late = await storage.bookings.reserve(
+        call_id="call_late",
+        restaurant_id=change.restaurant_id,
+        user_id=ALICE,
+        user_name="Ada",
+        guild_id=GUILD,
+        starts_at=1800,
+        party_size=2,
+        tables=1,
+        notes="",
+        capacity=3,
+    )
+    assert (late.outcome, late.reservation) == ("gone", None)
+    assert await storage.bookings.tables_taken(change.restaurant_id, 1800) == 0
+
+
 async def test_a_demo_booking_made_before_the_guild_had_its_own_catalog_still_lists_and_cancels(
     storage: Storage,
 ) -> None:

@@ -109,9 +109,10 @@ class ReservationRecord:
 
 @dataclass(frozen=True, slots=True)
 class ReserveResult:
-    """`booked` (new), `repeat` (this call id already booked it), `full`, or `duplicate`."""
+    """`booked` (new), `repeat` (this call id already booked it), `full`, `duplicate`, or `gone`
+    (the restaurant was removed from its catalog meanwhile)."""
 
-    outcome: Literal["booked", "repeat", "full", "duplicate"]
+    outcome: Literal["booked", "repeat", "full", "duplicate", "gone"]
     reservation: ReservationRecord | None = None
     tables_left: int = 0
 
@@ -382,6 +383,11 @@ class BookingStore:
             earlier = await _reservation_by_call(connection, call_id)
             if earlier is not None:
                 return ReserveResult("repeat", earlier)
+            cursor = await connection.execute(
+                "SELECT 1 FROM restaurants WHERE id = ? AND active = 1", (restaurant_id,)
+            )
+            if await cursor.fetchone() is None:
+                return ReserveResult("gone")
             cursor = await connection.execute(
                 "SELECT 1 FROM reservations WHERE restaurant_id = ? AND user_id = ? AND starts_at = ?"
                 " AND status = 'confirmed'",

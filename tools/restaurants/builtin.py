@@ -132,6 +132,8 @@ class BuiltinBookingProvider:
             raise _duplicate(record, request.starts_at, caller.tz)
         if result.outcome == "full":
             raise await self._full(record, request, caller.tz)
+        if result.outcome == "gone":
+            raise ToolError("not_found", f"{record.name} was just removed from this server's restaurants.")
         assert result.reservation is not None
         return _from_record(result.reservation)
 

@@ -6,6 +6,7 @@ all), `local` plays the chat server (Ollama, llama.cpp, vLLM), and a third one a
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,12 @@ from bot.features import (
 from bot.images import PNG_SIGNATURE
 from bot.knowledge import space_name
 from standins.discord import CALLBACK_MESSAGE
-from standins.openai import FakeOpenAI
+from standins.openai import FakeOpenAI, Reply
 from standins.openai.state import DEFAULT_MODELS
 from tests.command_support import run
 from tests.harness import Harness, running_bot
 from tests.test_cli import run_cli
+from tests.test_extraction import SAMPLES
 from tests.test_moderation import answer_in_thread
 
 LOCAL_EMBEDDER = "nomic-embed-text"
@@ -209,6 +211,25 @@ async def test_imagine_goes_to_the_image_server_with_its_own_key_and_model(
         assert request.json["model"] == LOCAL_IMAGE_MODEL
         assert request.headers["authorization"] == "Bearer image-key"
     assert fake_openai.requests == [] and local.requests_to("/v1/images") == []
+
+
+# ----------------------------------------------------------------------------- extraction
+
+
+async def test_extract_goes_to_the_chat_server_with_the_targets_json_schema(
+    tmp_path: Path, fake_openai: FakeOpenAI, local: FakeOpenAI
+) -> None:
+    text, answer = SAMPLES["event"]
+    local.chat.push(Reply(json.dumps(answer)))
+    async with running_bot(
+        tmp_path, fake_openai, extensions=("cogs.extract",), secrets=NO_KEY, **local_sections(local)
+    ) as h:
+        said = await run(h, "extract", {"kind": "event", "text": text}, user=h.alice)
+        assert not said.ephemeral and "Science fair" in said.text
+    [request] = local.requests_to("/v1/chat/completions")
+    assert request.json["model"] == LOCAL_CHAT_MODEL
+    assert request.json["response_format"]["type"] == "json_schema"
+    assert fake_openai.requests == []
 
 
 # ----------------------------------------------------------------------------- moderation, /help, /config

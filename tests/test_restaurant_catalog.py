@@ -23,6 +23,7 @@ from tools.restaurants.catalog import (
     RestaurantCatalog,
     catalog_csv,
     parse_catalog_csv,
+    validate_entry,
 )
 from tools.restaurants.model import RestaurantEntry
 
@@ -376,3 +377,28 @@ def test_garbage_gives_one_sentence_never_an_exception(data: bytes) -> None:
         assert message and "\n" not in message.replace(repr("\n")[1:-1], "") and message.endswith((".", ")."))
     else:
         assert all(isinstance(item, RestaurantEntry) for item in parsed)
+
+
+@settings(max_examples=200)
+@given(
+    st.fixed_dictionaries(
+        {
+            "name": st.text(max_size=120),
+            "cuisine": st.text(max_size=60),
+            "area": st.text(max_size=120),
+            "opening_hours": st.one_of(st.text(max_size=80), opening_hours()),
+            "tables_per_slot": st.integers(-5, 600),
+            "timezone": st.one_of(
+                st.none(), st.text(max_size=40), st.sampled_from(["Europe/Paris", "server"])
+            ),
+        }
+    )
+)
+def test_any_command_options_give_an_entry_or_one_sentence_naming_the_field(values: dict[str, Any]) -> None:
+    try:
+        made = validate_entry(values)
+    except CatalogError as exc:
+        field, _, problem = str(exc).partition(": ")
+        assert field in CSV_COLUMNS and problem.endswith(".")
+    else:
+        assert validate_entry(made.model_dump()) == made  # normalised once, stable after

@@ -58,7 +58,7 @@ class Feature:
     name: str
     """Short, for `--check`: `knowledge`, `images`..."""
     label: str
-    """For people: `Knowledge (/remember, /search)`."""
+    """For people: `Image generation (/imagine)`."""
     served_by: str | None
     off_reason: str = ""
 

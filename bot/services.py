@@ -131,7 +131,9 @@ class Services:
                 max_retries=config.openai.max_retries,
                 http_client=model_http_client(),
             )
-        embedding_client = {"chat": chat_client, "openai": openai_client}.get(features.embeddings_from or "")
+        embedding_client: AsyncOpenAI | None = None  # knowledge off
+        if features.embeddings_from is not None:
+            embedding_client = chat_client if features.embeddings_from == "chat" else openai_client
         images = ImageInliner()
         tools = ToolRegistry(storage.tool_calls, confirmation_timeout_s=config.engine.confirmation_timeout_s)
         backends: dict[str, Backend] = {}

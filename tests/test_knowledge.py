@@ -16,6 +16,7 @@ from bot.engine import TurnContext, UserTurn
 from bot.engine.events import Completed, ToolFinished
 from bot.errors import UserFacingError
 from bot.knowledge import (
+    EMBEDDING_BATCH_SIZE,
     KnowledgeBase,
     KnowledgeIndexes,
     KnowledgeSpaceMismatchError,
@@ -45,8 +46,8 @@ NOTES = {
 }
 
 
-def knowledge_of(services: Services, **options: int) -> KnowledgeBase:
-    return KnowledgeBase(services.openai, services.storage, services.state.knowledge, **options)
+def knowledge_of(services: Services, *, batch_size: int = EMBEDDING_BATCH_SIZE) -> KnowledgeBase:
+    return KnowledgeBase(services.openai, services.storage, services.state.knowledge, batch_size=batch_size)
 
 
 # ------------------------------------------------------------------------------------------ chunker

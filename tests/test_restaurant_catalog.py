@@ -3,7 +3,9 @@ and the CSV reader it imports with (hypothesis: valid rows round-trip, garbage i
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import datetime as dt
 import io
 from typing import Any
 
@@ -31,6 +33,7 @@ ADMIN = 1
 OTHER_GUILD = 43
 DEMO_NAMES = 12
 APPROVED = ConfirmationOutcome.APPROVED
+RACE_ROUNDS = 30
 
 
 def entry(name: str = "Chez Nous", **overrides: Any) -> RestaurantEntry:
@@ -402,3 +405,43 @@ def test_any_command_options_give_an_entry_or_one_sentence_naming_the_field(valu
         assert field in CSV_COLUMNS and problem.endswith(".")
     else:
         assert validate_entry(made.model_dump()) == made  # normalised once, stable after
+
+
+async def test_a_removal_and_a_booking_racing_from_two_processes_never_both_happen(
+    database_location: str,
+) -> None:
+    """Removal counts upcoming bookings and a booking checks the restaurant is still listed: across
+    processes sharing PostgreSQL the two must see each other (row locks), whichever comes first."""
+    first, second = await Storage.open(database_location), await Storage.open(database_location)
+    try:
+        catalog = catalog_of(first, Clock(dt.datetime.fromtimestamp(0, dt.UTC)))
+        outcomes: set[tuple[str, str]] = set()
+        for n in range(RACE_ROUNDS):
+            name = f"Place {n}"
+            added = await catalog.add(GUILD, ADMIN, entry(name))
+
+            async def remove(name: str = name) -> str:
+                try:
+                    await catalog.remove(GUILD, ADMIN, name)
+                except CatalogError:
+                    return "kept"
+                return "removed"
+
+            booking = second.bookings.reserve(
+                call_id=f"call_race_{n}",
+                restaurant_id=added.restaurant_id,
+                user_id=ALICE,
+                user_name="Ada",
+                guild_id=GUILD,
+                starts_at=1800 * (n + 1),
+                party_size=2,
+                tables=1,
+                notes="",
+                capacity=3,
+            )
+            removal, booked = await asyncio.gather(remove(), booking)
+            outcomes.add((removal, booked.outcome))
+        assert outcomes <= {("kept", "booked"), ("removed", "gone")}, outcomes
+    finally:
+        await second.close()
+        await first.close()

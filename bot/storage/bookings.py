@@ -383,8 +383,10 @@ class BookingStore:
             earlier = await _reservation_by_call(connection, call_id)
             if earlier is not None:
                 return ReserveResult("repeat", earlier)
+            # Shared: bookings do not wait for each other, but a removal (which locks the row to
+            # count upcoming bookings) waits for this one to commit, or this one sees it removed.
             cursor = await connection.execute(
-                "SELECT 1 FROM restaurants WHERE id = ? AND active = 1", (restaurant_id,)
+                "SELECT 1 FROM restaurants WHERE id = ? AND active = 1 /* FOR SHARE */", (restaurant_id,)
             )
             if await cursor.fetchone() is None:
                 return ReserveResult("gone")
@@ -469,8 +471,11 @@ async def _insert_restaurant(
 
 
 async def _snapshot(connection: Connection, guild_id: int, now: int) -> CatalogSnapshot:
+    # The rows locked before counting: a booking in flight commits first (and is counted), later
+    # ones find the restaurant removed (`reserve`).
     cursor = await connection.execute(
-        "SELECT * FROM restaurants WHERE guild_id = ? ORDER BY name COLLATE NOCASE, id", (guild_id,)
+        "SELECT * FROM restaurants WHERE guild_id = ? ORDER BY name COLLATE NOCASE, id /* FOR UPDATE */",
+        (guild_id,),
     )
     rows = [_restaurant(row) for row in await cursor.fetchall()]
     cursor = await connection.execute(

@@ -29,6 +29,9 @@ _QUERY_REWRITES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\bIS \?"), "IS NOT DISTINCT FROM ?"),
     (re.compile(r"\bLIKE\b"), "ILIKE"),  # SQLite's LIKE ignores case
     (re.compile(r"\b(\w+) COLLATE NOCASE\b"), r"lower(\1)"),
+    # Row locks: SQLite has none (BEGIN IMMEDIATE already serialises writers), so stores write them
+    # as a comment that SQLite skips.
+    (re.compile(r"/\* (FOR (?:SHARE|UPDATE)) \*/"), r"\1"),
 )
 
 _LITERAL_OR_MARK = re.compile(r"'(?:[^']|'')*'|\?|%")

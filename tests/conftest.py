@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from pydantic import SecretStr
@@ -16,6 +16,9 @@ from standins.openai import FakeOpenAI
 from tests.postgres_server import PostgresServer, running_postgres
 from tests.redis_server import RedisServer, running_redis
 
+if TYPE_CHECKING:
+    from tests.llama_server import LlamaServer
+
 ServicesFactory = Callable[..., Awaitable[Services]]
 
 
@@ -26,6 +29,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="seconds tests/faults/test_load.py keeps 200 people talking (default 60)",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """`slow` (as in tests/faults/conftest.py): also marks tests here that run real processes."""
+    config.addinivalue_line("markers", "slow: runs real processes or a long load; part of the default run")
 
 
 @pytest.fixture
@@ -45,6 +53,17 @@ def postgres_server() -> Iterator[PostgresServer]:
 def redis_server() -> Iterator[RedisServer]:
     """One real Redis server for the whole session; a test that stops it must start it again."""
     with running_redis() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """One real llama.cpp server (llama-cpp-python's) for the session, on a tiny model written for it."""
+    from tests.llama_server import running_llama_server, write_tiny_model  # gguf only where it is used
+
+    model = tmp_path_factory.mktemp("llama") / "tiny-llama.gguf"
+    write_tiny_model(model)
+    with running_llama_server(model) as server:
         yield server
 
 

@@ -63,6 +63,8 @@ class Rig:
     backend: str
     log: BotProcess | None = None
     """The bot process running (or last run), with its output."""
+    openai_api_key: str | None = "test"
+    """None: no OPENAI_API_KEY in the bot's environment at all (a chat backend that needs none)."""
 
     @property
     def database(self) -> Path:
@@ -74,6 +76,7 @@ class Rig:
             token=self.discord.token,
             openai_base_url=self.openai.base_url,
             database=self.database,
+            openai_api_key=self.openai_api_key,
         )
 
     def rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -119,17 +122,23 @@ async def stand_ins(
 
 
 def bot_env(
-    *, discord_base_url: str, token: str, openai_base_url: str, database: Path | str
+    *,
+    discord_base_url: str,
+    token: str,
+    openai_base_url: str,
+    database: Path | str,
+    openai_api_key: str | None = "test",
 ) -> dict[str, str]:
     """Only what the bot needs, pointed at the stand-ins (no variable of the developer's leaks in);
-    `database`: an SQLite file or a postgresql:// URL."""
+    `database`: an SQLite file or a postgresql:// URL; `openai_api_key` None: no key at all."""
     keep = {name: value for name, value in os.environ.items() if name in ("PATH", "HOME", "LANG")}
+    key = {"OPENAI_API_KEY": openai_api_key} if openai_api_key is not None else {}
     return {
         **keep,
         "PYTHONPATH": str(REPO_ROOT),
         "DISCORD_TOKEN": token,
         "DISCORD_API_BASE_URL": discord_base_url,
-        "OPENAI_API_KEY": "test",
+        **key,
         "OPENAI_BASE_URL": openai_base_url,
         "BOT_DATABASE": str(database),
     }

@@ -1,0 +1,180 @@
+"""The chat backend against a real OpenAI-compatible server: llama.cpp's, from llama-cpp-python.
+
+The real bot process (`python -m bot`, backend "chat", no OPENAI_API_KEY at all) answers in the
+stand-in Discord through `python -m llama_cpp.server` serving a tiny model (tests/llama_server.py).
+A small proxy between the two records what the bot sent and what the server streamed back, and can
+name a tool in `tool_choice` (the tiny model would never choose one): llama.cpp then writes the call's
+arguments under a grammar made from the tool's schema, and streams the call as it does for any model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tests.faults.process_support import Rig, bot_process, open_thread, stand_ins, stop
+from tests.faults.support import WAIT_S, wait_for_content
+from tests.llama_server import REPLY, LlamaServer
+
+pytestmark = pytest.mark.slow
+
+CHAT_PATH = "/v1/chat/completions"
+FORCED_TOOL = "list_reservations"  # read-only, no arguments: runs at once, no Confirm to click
+
+
+@dataclass
+class RecordingProxy:
+    """Passes every request on to the llama.cpp server; keeps each chat request as the server got it
+    and the chunks it streamed back. `force_tool` names a tool in the next chat request's
+    `tool_choice` (once)."""
+
+    upstream: str
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    streams: list[list[dict[str, Any]]] = field(default_factory=list)
+    force_tool: str | None = None
+    base_url: str = ""
+
+    async def forward(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        if request.path == CHAT_PATH:
+            sent = json.loads(body)
+            if self.force_tool is not None:
+                sent["tool_choice"] = {"type": "function", "function": {"name": self.force_tool}}
+                self.force_tool = None
+            self.requests.append(sent)
+            body = json.dumps(sent).encode()
+        headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                request.method, self.upstream + request.path_qs, data=body, headers=headers
+            ) as got,
+        ):
+            response = web.StreamResponse(status=got.status)
+            response.content_type = got.content_type
+            await response.prepare(request)
+            chunks: list[dict[str, Any]] = []
+            async for line in got.content:
+                await response.write(line)
+                text = line.decode().strip()
+                if text.startswith("data: {"):
+                    chunks.append(json.loads(text.removeprefix("data: ")))
+            if request.path == CHAT_PATH:
+                self.streams.append(chunks)
+            await response.write_eof()
+            return response
+
+    def deltas(self, number: int) -> list[dict[str, Any]]:
+        """The deltas of the `number`-th chat request's stream."""
+        return [choice["delta"] for chunk in self.streams[number] for choice in chunk["choices"]]
+
+
+@contextlib.asynccontextmanager
+async def recording_proxy(server: LlamaServer) -> AsyncIterator[RecordingProxy]:
+    proxy = RecordingProxy(server.base_url.removesuffix("/v1"))
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", proxy.forward)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    proxy.base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        yield proxy
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def bot_on_llama(tmp_path: Path, server: LlamaServer) -> AsyncIterator[tuple[Rig, RecordingProxy]]:
+    """The bot process on the chat backend, through the proxy to the llama.cpp server, with no OpenAI key."""
+    async with stand_ins(tmp_path, "chat") as rig, recording_proxy(server) as proxy:
+        rig.openai_api_key = None
+        with (tmp_path / "config.toml").open("a", encoding="utf-8") as config:
+            config.write(
+                f'\n[chat_backend]\nbase_url = "{proxy.base_url}"\ncontext_tokens = {server.context_tokens}\n'
+            )
+        async with bot_process(rig) as process:
+            yield rig, proxy
+            await stop(process)  # the turns close, their usage is counted, and the bot exits 0
+        assert "OPENAI_API_KEY" not in rig.env()
+        assert rig.openai.requests == []  # nothing went to OpenAI
+
+
+def streamed_text(proxy: RecordingProxy, number: int) -> str:
+    return "".join(delta.get("content") or "" for delta in proxy.deltas(number))
+
+
+def history(rig: Rig) -> list[dict[str, Any]]:
+    """The stored history (each test has one conversation)."""
+    return [json.loads(payload) for (payload,) in rig.rows("SELECT payload FROM chat_messages ORDER BY id")]
+
+
+async def test_a_mention_is_answered_from_the_server_stream_and_the_follow_up_carries_the_history(
+    tmp_path: Path, llama_server: LlamaServer
+) -> None:
+    async with bot_on_llama(tmp_path, llama_server) as (rig, proxy):
+        thread = await open_thread(rig, "hello there")
+        answer = await wait_for_content(rig.discord, thread.id, REPLY)
+        assert streamed_text(proxy, 0) == REPLY
+        assert len([d for d in proxy.deltas(0) if d.get("content")]) > 1  # it came in pieces
+        [first] = proxy.requests
+        assert first["stream"] is True and [m["role"] for m in first["messages"]] == ["system", "user"]
+        assert first["messages"][1]["content"] == "alice: hello there"
+        assert {tool["function"]["name"] for tool in first["tools"]} >= {FORCED_TOOL}
+
+        await rig.discord.user_message(thread.id, rig.world.alice, "and again?")
+        await rig.discord.wait_for(
+            lambda: [m.content for m in rig.discord.bot_messages(thread.id)] == [REPLY, REPLY], timeout=WAIT_S
+        )
+        second = proxy.requests[1]["messages"]
+        assert second[1:] == [
+            {"role": "user", "content": "alice: hello there"},
+            {"role": "assistant", "content": REPLY},
+            {"role": "user", "content": "alice: and again?"},
+        ]
+        assert answer.content == REPLY
+    assert rig.rows("SELECT status FROM turns ORDER BY id") == [("completed",), ("completed",)]
+    assert [m["content"] for m in history(rig)] == [
+        "alice: hello there",
+        REPLY,
+        "alice: and again?",
+        REPLY,
+    ]
+    [(turns, input_tokens)] = rig.rows("SELECT SUM(turns), SUM(input_tokens) FROM usage_daily")
+    assert turns == 2 and input_tokens > 0  # estimated: the server reports no usage in a stream
+
+
+async def test_a_tool_call_streamed_by_the_server_is_run_and_its_result_sent_back(
+    tmp_path: Path, llama_server: LlamaServer
+) -> None:
+    async with bot_on_llama(tmp_path, llama_server) as (rig, proxy):
+        proxy.force_tool = FORCED_TOOL
+        thread = await open_thread(rig, "what are my reservations?")
+        await wait_for_content(rig.discord, thread.id, REPLY)
+        called = [call for delta in proxy.deltas(0) for call in delta.get("tool_calls") or []]
+        assert called and {call["function"]["name"] for call in called} == {FORCED_TOOL}
+        arguments = "".join(call["function"]["arguments"] or "" for call in called)
+        assert json.loads(arguments) == {}  # the grammar from the tool's schema: no arguments
+
+        assert len(proxy.requests) == 2 and "tool_choice" not in proxy.requests[1]
+        sent = proxy.requests[1]["messages"]
+        assert [m["role"] for m in sent] == ["system", "user", "assistant", "tool"]
+        [call] = sent[2]["tool_calls"]
+        assert call["function"] == {"name": FORCED_TOOL, "arguments": arguments}
+        assert sent[3]["tool_call_id"] == call["id"]
+        assert json.loads(sent[3]["content"]) == {"ok": True, "reservations": []}
+        assert streamed_text(proxy, 1) == REPLY
+    [(call_id, name, status)] = rig.rows("SELECT call_id, name, status FROM tool_calls")
+    assert (call_id, name, status) == (call["id"], FORCED_TOOL, "done")
+    assert rig.rows("SELECT status FROM turns") == [("completed",)]
+    assert [m["role"] for m in history(rig)] == ["user", "assistant", "tool", "assistant"]

@@ -325,9 +325,14 @@ class ChatCog(commands.Cog):
         # Only turns of dead runs (not this one's, begun as soon as the gateway connected, nor those of
         # another process still running), in the guilds this process's shards receive.
         shards = ShardSet.of(self.bot.shard_ids, self.bot.shard_count or 1)
-        left = await self.services.storage.turns.take_interrupted(
-            current_run=self.services.state.run_id, shards=shards
-        )
+        try:
+            left = await self.services.storage.turns.take_interrupted(
+                current_run=self.services.state.run_id, shards=shards
+            )
+        except DatabaseUnavailableError:
+            # They stay 'running' in the journal: the next start (or the second look) reports them.
+            log.warning("Could not look for answers a restart cut off: the database is unreachable")
+            return
         for turn in left:
             channel = self.bot.get_channel(turn.channel_id)
             if not isinstance(channel, discord.abc.Messageable):

@@ -121,7 +121,7 @@ class AssistantBot(commands.AutoShardedBot):
             intents=intents(),
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
-            tree_cls=StoppingAwareTree,
+            tree_cls=AssistantTree,
             http_trace=rate_limit_trace_config(self.writes),
             **client_options,
         )
@@ -318,17 +318,31 @@ class AssistantBot(commands.AutoShardedBot):
         await services.close()
 
 
-class StoppingAwareTree(app_commands.CommandTree[AssistantBot]):
-    """Once the bot is stopping, new slash commands are refused with a word (except /stop)."""
+class AssistantTree(app_commands.CommandTree[AssistantBot]):
+    """Which commands this process answers: none once it is stopping (but /stop; the others get a
+    word), and only those it claims first when another process received them too."""
 
     async def interaction_check(self, interaction: discord.Interaction[AssistantBot], /) -> bool:
-        if self.client.accepting_messages:
+        if not self.client.accepting_messages:
+            command = interaction.command
+            if command is not None and command.name in COMMANDS_WHILE_STOPPING:
+                return await self._claim(interaction)
+            if interaction.type is discord.InteractionType.application_command:
+                await send_ephemeral(interaction, RESTARTING)
+            return False
+        return await self._claim(interaction)
+
+    async def _claim(self, interaction: discord.Interaction[AssistantBot]) -> bool:
+        """Two processes on overlapping shards (a deployment mistake) both receive each command; the
+        first to claim it answers (the other's answer would fail: "already acknowledged"). With the
+        database unreachable the command goes on: it says so itself, and one answer is better than none."""
+        services = self.client.services
+        try:
+            if await services.storage.message_claims.claim(interaction.id, services.state.run_id):
+                return True
+        except DatabaseUnavailableError:
             return True
-        command = interaction.command
-        if command is not None and command.name in COMMANDS_WHILE_STOPPING:
-            return True
-        if interaction.type is discord.InteractionType.application_command:
-            await send_ephemeral(interaction, RESTARTING)
+        log.debug("Interaction %s is answered by another process", interaction.id)
         return False
 
 

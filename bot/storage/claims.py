@@ -2,7 +2,9 @@
 
 Two processes that connect overlapping shards (a deployment mistake) both receive each message of those
 guilds; a claim keyed by the message id, taken before anything is written to Discord, lets exactly one
-of them answer. On SQLite (one process) a claim always wins; it costs one INSERT.
+of them answer. Slash commands and autocompletes are claimed the same way, by their interaction id
+(Discord's ids are unique across messages and interactions, so they share the table). On SQLite (one
+process) a claim always wins; it costs one INSERT.
 """
 
 from __future__ import annotations

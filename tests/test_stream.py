@@ -628,7 +628,8 @@ class _FakeDiscordMessage:
 
 
 def _http_error(cls: type[discord.HTTPException], status: int) -> discord.HTTPException:
-    return cls(SimpleNamespace(status=status, reason="x"), {"code": 1, "message": "nope"})
+    response: Any = SimpleNamespace(status=status, reason="x")  # what discord.py reads of a response
+    return cls(response, {"code": 1, "message": "nope"})
 
 
 async def test_discord_sink_never_allows_mentions_and_replies_without_pinging() -> None:

@@ -171,6 +171,22 @@ async def test_knowledge_without_an_embedding_model_is_off_in_one_private_senten
     assert local.requests_to("/v1/embeddings") == [] and fake_openai.requests == []
 
 
+@pytest.mark.parametrize("embedding_model", [None, LOCAL_EMBEDDER])
+async def test_the_knowledge_tool_is_offered_to_the_model_only_when_knowledge_is_on(
+    tmp_path: Path, fake_openai: FakeOpenAI, local: FakeOpenAI, embedding_model: str | None
+) -> None:
+    """An off tool would only say so, and its schema costs a small local model's context."""
+    chat_backend = {"embedding_model": embedding_model} if embedding_model else {}
+    sections = local_sections(local, **chat_backend)
+    sections["defaults"]["enabled_tools"] = ["knowledge", "restaurants"]
+    async with running_bot(tmp_path, fake_openai, secrets=NO_KEY, **sections) as h:
+        await answer_in_thread(h, "hello")
+    tools = {t["function"]["name"] for t in local.requests_to("/v1/chat/completions")[0].json["tools"]}
+    assert ("search_knowledge" in tools) == (embedding_model is not None)
+    assert "book_table" in tools or "find_restaurants" in tools
+    assert fake_openai.requests == []
+
+
 # ----------------------------------------------------------------------------- images
 
 

@@ -156,7 +156,8 @@ class AssistantBot(commands.AutoShardedBot):
             self.services.tools,
             storage=self.services.storage,
             config=self.config,
-            knowledge=self.services.knowledge,
+            # Without an embedding server the tool would only say it is off, at the cost of its schema.
+            knowledge=self.services.knowledge if self.services.features.knowledge.on else None,
         )
         # Every confirmation click is answered, also on questions asked before a restart.
         self.add_dynamic_items(AnswerButton)

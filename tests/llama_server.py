@@ -7,6 +7,9 @@ ChatML tokens, a ChatML chat template) and random weights, except its output hea
 "<|im_start|>assistant\\n" starts the sentence, and `<|im_end|>` ends it). The blocks' weights are
 small, so the last token's embedding decides the next token: the answer is the same every time and
 ends by itself, while the tokenizer, chat template, sampling, streaming and grammar run for real.
+
+The server serves the file twice, as llama-cpp-python serves several models: `CHAT_MODEL` for chat, and
+`EMBEDDING_MODEL` (embeddings on, mean pooling) for /v1/embeddings; it loads whichever a request names.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import itertools
+import json
 import os
 import socket
 import subprocess
@@ -27,6 +31,10 @@ from pathlib import Path
 import gguf
 import numpy as np
 
+CHAT_MODEL = "tiny-llama"
+EMBEDDING_MODEL = "tiny-llama-embed"
+EMBEDDING_CONTEXT_TOKENS = 4096
+"""Also its batch: llama-cpp-python embeds a text in one batch, and text costs about a token a byte."""
 REPLY = "Hi there from a tiny llama."
 """What the model answers, every time (in the tokens of `REPLY_TOKENS`)."""
 REPLY_TOKENS = ("Hi", "Ġthere", "Ġfrom", "Ġa", "Ġtiny", "Ġllama", ".")
@@ -111,6 +119,7 @@ def write_tiny_model(path: Path) -> TinyVocabulary:
     writer.add_head_count_kv(HEAD_COUNT)
     writer.add_rope_dimension_count(EMBEDDING_LENGTH // HEAD_COUNT)
     writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_pooling_type(gguf.PoolingType.MEAN)  # one vector per text when embedding
     writer.add_vocab_size(n_vocab)
     writer.add_file_type(gguf.LlamaFileType.ALL_F32)
     writer.add_tokenizer_model("gpt2")
@@ -195,15 +204,20 @@ def running_llama_server(model: Path, *, context_tokens: int = CONTEXT_LENGTH) -
         "llama-cpp-python is a test dependency: pip install -e '.[test]'"
     )
     port = _free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        *("--model", str(model), "--host", "127.0.0.1", "--port", str(port)),
-        # No --chat_format: the server formats with the model's own template, as for most GGUF models
-        # (its built-in "chatml" format would leave tool results out of the prompt altogether).
-        *("--n_ctx", str(context_tokens), "--seed", str(SEED)),
-    ]
+    config = model.with_suffix(".server.json")
+    # No chat_format: the server formats with the model's own template, as for most GGUF models (its
+    # built-in "chatml" format would leave tool results out of the prompt altogether).
+    chat = {"model": str(model), "model_alias": CHAT_MODEL, "n_ctx": context_tokens, "seed": SEED}
+    embedding = {
+        "model": str(model),
+        "model_alias": EMBEDDING_MODEL,
+        "embedding": True,
+        **dict.fromkeys(("n_ctx", "n_batch", "n_ubatch"), EMBEDDING_CONTEXT_TOKENS),
+    }
+    config.write_text(
+        json.dumps({"host": "127.0.0.1", "port": port, "models": [chat, embedding]}), encoding="utf-8"
+    )
+    command = [sys.executable, "-m", "llama_cpp.server", "--config_file", str(config)]
     environment = {name: value for name, value in os.environ.items() if name in ("PATH", "HOME", "LANG")}
     process = subprocess.Popen(
         command,

@@ -20,13 +20,15 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.command_support import Answer
 from tests.faults.process_support import Rig, bot_process, open_thread, stand_ins, stop
 from tests.faults.support import WAIT_S, wait_for_content
-from tests.llama_server import REPLY, LlamaServer
+from tests.llama_server import CHAT_MODEL, EMBEDDING_LENGTH, EMBEDDING_MODEL, REPLY, LlamaServer
 
 pytestmark = pytest.mark.slow
 
 CHAT_PATH = "/v1/chat/completions"
+EMBEDDINGS_PATH = "/v1/embeddings"
 FORCED_TOOL = "list_reservations"  # read-only, no arguments: runs at once, no Confirm to click
 
 
@@ -38,6 +40,7 @@ class RecordingProxy:
 
     upstream: str
     requests: list[dict[str, Any]] = field(default_factory=list)
+    embedding_requests: list[dict[str, Any]] = field(default_factory=list)
     streams: list[list[dict[str, Any]]] = field(default_factory=list)
     force_tool: str | None = None
     base_url: str = ""
@@ -51,6 +54,8 @@ class RecordingProxy:
                 self.force_tool = None
             self.requests.append(sent)
             body = json.dumps(sent).encode()
+        elif request.path == EMBEDDINGS_PATH:
+            self.embedding_requests.append(json.loads(body))
         headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
         async with (
             aiohttp.ClientSession() as session,
@@ -95,14 +100,21 @@ async def recording_proxy(server: LlamaServer) -> AsyncIterator[RecordingProxy]:
 
 
 @contextlib.asynccontextmanager
-async def bot_on_llama(tmp_path: Path, server: LlamaServer) -> AsyncIterator[tuple[Rig, RecordingProxy]]:
-    """The bot process on the chat backend, through the proxy to the llama.cpp server, with no OpenAI key."""
+async def bot_on_llama(
+    tmp_path: Path, server: LlamaServer, *, embeddings: bool = False
+) -> AsyncIterator[tuple[Rig, RecordingProxy]]:
+    """The bot process on the chat backend, through the proxy to the llama.cpp server, with no OpenAI key;
+    `embeddings`: knowledge embeds on that server too."""
     async with stand_ins(tmp_path, "chat") as rig, recording_proxy(server) as proxy:
         rig.openai_api_key = None
-        with (tmp_path / "config.toml").open("a", encoding="utf-8") as config:
-            config.write(
-                f'\n[chat_backend]\nbase_url = "{proxy.base_url}"\ncontext_tokens = {server.context_tokens}\n'
-            )
+        config = tmp_path / "config.toml"
+        text = config.read_text(encoding="utf-8").replace(
+            "[defaults]\n", f'[defaults]\nmodel = "{CHAT_MODEL}"\n'
+        )
+        text += f'\n[chat_backend]\nbase_url = "{proxy.base_url}"\ncontext_tokens = {server.context_tokens}\n'
+        if embeddings:
+            text += f'embedding_model = "{EMBEDDING_MODEL}"\n'
+        config.write_text(text, encoding="utf-8")
         async with bot_process(rig) as process:
             yield rig, proxy
             await stop(process)  # the turns close, their usage is counted, and the bot exits 0
@@ -128,7 +140,11 @@ async def test_a_mention_is_answered_from_the_server_stream_and_the_follow_up_ca
         assert streamed_text(proxy, 0) == REPLY
         assert len([d for d in proxy.deltas(0) if d.get("content")]) > 1  # it came in pieces
         [first] = proxy.requests
-        assert first["stream"] is True and [m["role"] for m in first["messages"]] == ["system", "user"]
+        assert (
+            first["model"] == CHAT_MODEL
+            and first["stream"] is True
+            and [m["role"] for m in first["messages"]] == ["system", "user"]
+        )
         assert first["messages"][1]["content"] == "alice: hello there"
         assert {tool["function"]["name"] for tool in first["tools"]} >= {FORCED_TOOL}
 
@@ -178,3 +194,29 @@ async def test_a_tool_call_streamed_by_the_server_is_run_and_its_result_sent_bac
     assert (call_id, name, status) == (call["id"], FORCED_TOOL, "done")
     assert rig.rows("SELECT status FROM turns") == [("completed",)]
     assert [m["role"] for m in history(rig)] == ["user", "assistant", "tool", "assistant"]
+
+
+async def command(rig: Rig, name: str, options: dict[str, Any]) -> Answer:
+    """Alice runs `/name` in #general; the message that answered it."""
+    record = await rig.discord.slash_command(
+        name, options, user=rig.world.alice, channel_id=rig.world.general.id
+    )
+    await rig.discord.wait_for(lambda: bool(record.followup_ids), timeout=WAIT_S)
+    return Answer(record, rig.discord.message(record.followup_ids[-1]))
+
+
+async def test_remember_and_search_embed_on_the_same_server(
+    tmp_path: Path, llama_server: LlamaServer
+) -> None:
+    async with bot_on_llama(tmp_path, llama_server, embeddings=True) as (rig, proxy):
+        saved = await command(rig, "remember", {"text": "The wifi password is hunter2."})
+        assert not saved.ephemeral and "Remembered entry" in saved.text, saved.text
+        found = await command(rig, "search", {"query": "wifi password"})
+        assert not found.ephemeral and "hunter2" in found.text, found.text
+        assert EMBEDDING_MODEL in found.text  # the footer names the model
+        assert [request["model"] for request in proxy.embedding_requests] == [EMBEDDING_MODEL] * 2
+        # The answer in a thread still comes from the chat model (the server swaps models per request).
+        thread = await open_thread(rig, "hello")
+        await wait_for_content(rig.discord, thread.id, REPLY)
+    [(model, dims)] = rig.rows("SELECT model, dims FROM knowledge_entries")
+    assert EMBEDDING_MODEL in model and dims == EMBEDDING_LENGTH  # the tiny model's vectors

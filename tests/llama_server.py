@@ -19,11 +19,11 @@ import importlib.util
 import itertools
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import threading
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +33,9 @@ import numpy as np
 
 CHAT_MODEL = "tiny-llama"
 EMBEDDING_MODEL = "tiny-llama-embed"
-EMBEDDING_CONTEXT_TOKENS = 4096
-"""Also its batch: llama-cpp-python embeds a text in one batch, and text costs about a token a byte."""
+EMBEDDING_CONTEXT_TOKENS = 2048
+"""Also its batch: llama-cpp-python embeds a text in one batch, and text costs about a token a byte
+(the bot embeds chunks of at most 1,500 characters, queries of 2,000)."""
 REPLY = "Hi there from a tiny llama."
 """What the model answers, every time (in the tokens of `REPLY_TOKENS`)."""
 REPLY_TOKENS = ("Hi", "Ġthere", "Ġfrom", "Ġa", "Ġtiny", "Ġllama", ".")
@@ -61,7 +62,9 @@ SEED = 18
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 10.0
 READY_LINE = "Uvicorn running on"
-OUTPUT_LINES_KEPT = 200
+OUTPUT_LINES_SHOWN = 200
+TROUBLE = re.compile(r'Traceback|Exception|" [45]\d\d ')
+"""Uvicorn logs each request as `"POST /v1/chat/completions HTTP/1.1" 200 OK`."""
 
 
 def byte_level(data: bytes) -> str:
@@ -168,17 +171,21 @@ def _reply_head(vocabulary: TinyVocabulary, embeddings: np.ndarray, rng: np.rand
 
 @dataclass
 class LlamaServer:
-    """A running `python -m llama_cpp.server`; `output` keeps its last lines (for a failing test)."""
+    """A running `python -m llama_cpp.server`; `output`: its lines so far (a few hundred per model load)."""
 
     base_url: str
     """Its OpenAI-compatible API, ending in /v1."""
     context_tokens: int
     process: subprocess.Popen[str]
-    output: deque[str] = field(default_factory=lambda: deque(maxlen=OUTPUT_LINES_KEPT))
+    output: list[str] = field(default_factory=list)
 
     @property
     def log(self) -> str:
-        return "\n".join(self.output)
+        return "\n".join(self.output[-OUTPUT_LINES_SHOWN:])
+
+    def troubles_since(self, line_count: int) -> list[str]:
+        """Lines after the first `line_count` that tell of a failure: a traceback or an HTTP 4xx/5xx."""
+        return [line for line in self.output[line_count:] if TROUBLE.search(line)]
 
 
 def _free_port() -> int:
@@ -207,9 +214,12 @@ def running_llama_server(model: Path, *, context_tokens: int = CONTEXT_LENGTH) -
     config = model.with_suffix(".server.json")
     # No chat_format: the server formats with the model's own template, as for most GGUF models (its
     # built-in "chatml" format would leave tool results out of the prompt altogether).
-    chat = {"model": str(model), "model_alias": CHAT_MODEL, "n_ctx": context_tokens, "seed": SEED}
+    # Not verbose: llama.cpp's load report cuts the merges' list inside a UTF-8 character, which
+    # llama-cpp-python's log callback cannot decode (a traceback in the log at each load, nothing worse).
+    quiet = {"model": str(model), "verbose": False}
+    chat = {**quiet, "model_alias": CHAT_MODEL, "n_ctx": context_tokens, "seed": SEED}
     embedding = {
-        "model": str(model),
+        **quiet,
         "model_alias": EMBEDDING_MODEL,
         "embedding": True,
         **dict.fromkeys(("n_ctx", "n_batch", "n_ubatch"), EMBEDDING_CONTEXT_TOKENS),

@@ -91,8 +91,8 @@ async def recording_proxy(server: LlamaServer) -> AsyncIterator[RecordingProxy]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    proxy.base_url = f"http://127.0.0.1:{port}/v1"
+    host, port = runner.addresses[0][:2]
+    proxy.base_url = f"http://{host}:{port}/v1"
     try:
         yield proxy
     finally:
@@ -115,9 +115,11 @@ async def bot_on_llama(
         if embeddings:
             text += f'embedding_model = "{EMBEDDING_MODEL}"\n'
         config.write_text(text, encoding="utf-8")
+        server_lines = len(server.output)
         async with bot_process(rig) as process:
             yield rig, proxy
             await stop(process)  # the turns close, their usage is counted, and the bot exits 0
+        assert server.troubles_since(server_lines) == []  # the server took every request
         assert "OPENAI_API_KEY" not in rig.env()
         assert rig.openai.requests == []  # nothing went to OpenAI
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,12 +23,21 @@ from aiohttp import web
 from tests.command_support import Answer
 from tests.faults.process_support import Rig, bot_process, open_thread, stand_ins, stop
 from tests.faults.support import WAIT_S, wait_for_content
-from tests.llama_server import CHAT_MODEL, EMBEDDING_LENGTH, EMBEDDING_MODEL, REPLY, LlamaServer
+from tests.llama_server import (
+    CHAT_MODEL,
+    EMBEDDING_LENGTH,
+    EMBEDDING_MODEL,
+    REPLY,
+    LlamaServer,
+    running_llama_server,
+    write_tiny_model,
+)
 
 pytestmark = pytest.mark.slow
 
 CHAT_PATH = "/v1/chat/completions"
 EMBEDDINGS_PATH = "/v1/embeddings"
+SMALL_WINDOW = 1024
 FORCED_TOOL = "list_reservations"  # read-only, no arguments: runs at once, no Confirm to click
 
 
@@ -101,10 +110,11 @@ async def recording_proxy(server: LlamaServer) -> AsyncIterator[RecordingProxy]:
 
 @contextlib.asynccontextmanager
 async def bot_on_llama(
-    tmp_path: Path, server: LlamaServer, *, embeddings: bool = False
+    tmp_path: Path, server: LlamaServer, *, embeddings: bool = False, server_fails: bool = False
 ) -> AsyncIterator[tuple[Rig, RecordingProxy]]:
     """The bot process on the chat backend, through the proxy to the llama.cpp server, with no OpenAI key;
-    `embeddings`: knowledge embeds on that server too."""
+    `embeddings`: knowledge embeds on that server too; `server_fails`: the test expects the server to
+    log a failure (else its log must have none)."""
     async with stand_ins(tmp_path, "chat") as rig, recording_proxy(server) as proxy:
         rig.openai_api_key = None
         config = tmp_path / "config.toml"
@@ -119,7 +129,8 @@ async def bot_on_llama(
         async with bot_process(rig) as process:
             yield rig, proxy
             await stop(process)  # the turns close, their usage is counted, and the bot exits 0
-        assert server.troubles_since(server_lines) == []  # the server took every request
+        if not server_fails:
+            assert server.troubles_since(server_lines) == []  # the server took every request
         assert "OPENAI_API_KEY" not in rig.env()
         assert rig.openai.requests == []  # nothing went to OpenAI
 
@@ -222,3 +233,32 @@ async def test_remember_and_search_embed_on_the_same_server(
         await wait_for_content(rig.discord, thread.id, REPLY)
     [(model, dims)] = rig.rows("SELECT model, dims FROM knowledge_entries")
     assert EMBEDDING_MODEL in model and dims == EMBEDDING_LENGTH  # the tiny model's vectors
+
+
+@pytest.fixture(scope="module")
+def small_llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """A server with a window of 1,024 tokens (the tiny model's text costs about a token a byte)."""
+    model = tmp_path_factory.mktemp("small-llama") / "tiny-llama.gguf"
+    write_tiny_model(model)
+    with running_llama_server(model, context_tokens=SMALL_WINDOW) as server:
+        yield server
+
+
+async def test_a_prompt_longer_than_the_window_ends_the_turn_with_the_context_size_hint(
+    tmp_path: Path, small_llama_server: LlamaServer
+) -> None:
+    # llama-cpp-python checks the prompt's length only once the stream has begun: the bot gets HTTP 200
+    # and a stream with no chunk at all, never a context-length error it could learn the window from.
+    server = small_llama_server
+    lines = len(server.output)
+    async with bot_on_llama(tmp_path, server, server_fails=True) as (rig, proxy):
+        thread = await open_thread(rig, "word " * 300)
+        failed = await rig.discord.wait_for_message(
+            lambda m: "context size" in m.content, channel_id=thread.id, timeout=WAIT_S
+        )
+        assert proxy.streams == [[]]
+        assert rig.log is not None and rig.log.matching(lambda line: "without a finish reason" in line)
+    assert failed.content.startswith("⚠️") and "stopped before finishing" in failed.content, failed.content
+    assert any(f"exceed context window of {SMALL_WINDOW}" in line for line in server.output[lines:])
+    assert rig.rows("SELECT status FROM turns") == [("failed",)]
+    assert history(rig) == []  # a failed turn leaves no history

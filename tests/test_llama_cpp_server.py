@@ -203,10 +203,26 @@ async def test_a_tool_call_streamed_by_the_server_is_run_and_its_result_sent_bac
         assert sent[3]["tool_call_id"] == call["id"]
         assert json.loads(sent[3]["content"]) == {"ok": True, "reservations": []}
         assert streamed_text(proxy, 1) == REPLY
+
+        # The next turn sends the stored call and its result back: the server takes them as history.
+        await rig.discord.user_message(thread.id, rig.world.alice, "thanks")
+        await rig.discord.wait_for(
+            lambda: [m.content for m in rig.discord.bot_messages(thread.id)] == [REPLY, REPLY], timeout=WAIT_S
+        )
+        answered = {"role": "assistant", "content": REPLY}
+        thanks = {"role": "user", "content": "alice: thanks"}
+        assert proxy.requests[2]["messages"][1:] == [*sent[1:], answered, thanks]
     [(call_id, name, status)] = rig.rows("SELECT call_id, name, status FROM tool_calls")
     assert (call_id, name, status) == (call["id"], FORCED_TOOL, "done")
-    assert rig.rows("SELECT status FROM turns") == [("completed",)]
-    assert [m["role"] for m in history(rig)] == ["user", "assistant", "tool", "assistant"]
+    assert rig.rows("SELECT status FROM turns") == [("completed",), ("completed",)]
+    assert [m["role"] for m in history(rig)] == [
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "user",
+        "assistant",
+    ]
 
 
 async def command(rig: Rig, name: str, options: dict[str, Any]) -> Answer:

@@ -10,6 +10,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from bot.config import GuildSettings
+from bot.discord.render.final_text import MAX_STATUS_CHARS
 from bot.engine import TurnContext, UserTurn, conversation_key
 from bot.engine.events import (
     Busy,
@@ -578,6 +579,7 @@ async def test_chat_stream_that_ends_without_a_finish_reason_says_what_to_check(
     final = (await collect(services, turn(), ctx))[-1]
     assert isinstance(final, Failed) and final.kind == "connection"
     assert "stopped before finishing" in final.reason and "context size" in final.reason
+    assert len(final.reason) <= MAX_STATUS_CHARS  # shown whole in the reply's status line
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("without a finish reason" in w and fake_openai.base_url in w for w in warnings), warnings
     assert await services.storage.history.count(KEY) == 0

@@ -314,8 +314,7 @@ class _ChatRounds:
 
 STREAM_ENDED_EARLY = Unfinished(
     CUT_OFF.kind,
-    "The model server stopped before finishing the answer. If it is your own server, its log says"
-    " why (often a context size too small for the instructions, tools and history).",
+    "The model server stopped before finishing; its log says why (often: context size too small).",
 )
 
 

@@ -12,13 +12,16 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 import openai
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, omit
 
 from bot.engine.openai_errors import describe_error
 from bot.errors import UserFacingError
 
 SizeChoice = Literal["square", "landscape", "portrait", "auto"]
 SIZE_CHOICES: tuple[SizeChoice, ...] = get_args(SizeChoice)
+QualityChoice = Literal["auto", "low", "medium", "high"]
+QUALITY_CHOICES: tuple[QualityChoice, ...] = get_args(QualityChoice)
+"""What a person may ask for: more quality costs more tokens (the guild's usage counts them)."""
 MAX_IMAGES = 4
 MAX_PROMPT_CHARS = 4000
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -44,6 +47,9 @@ class GeneratedImages:
     size: str
     input_tokens: int = 0
     output_tokens: int = 0
+    revised_prompt: str | None = None
+    """The prompt the model says it drew from, when it rewrote the person's (shown beside the images)."""
+    quality: str | None = None
 
 
 def api_size(model: str, choice: SizeChoice) -> str:
@@ -55,7 +61,13 @@ def api_size(model: str, choice: SizeChoice) -> str:
 
 
 async def generate_images(
-    client: AsyncOpenAI, *, model: str, prompt: str, size: SizeChoice, count: int
+    client: AsyncOpenAI,
+    *,
+    model: str,
+    prompt: str,
+    size: SizeChoice,
+    count: int,
+    quality: QualityChoice = "auto",
 ) -> GeneratedImages:
     """Generate `count` images; raises `UserFacingError` saying plainly why it could not."""
     prompt = prompt.strip()
@@ -67,12 +79,15 @@ async def generate_images(
         )
     if not 1 <= count <= MAX_IMAGES:
         raise UserFacingError(f"Ask for between 1 and {MAX_IMAGES} images.")
+    if quality not in QUALITY_CHOICES:
+        raise UserFacingError(f"Unknown quality {quality!r}; choose {', '.join(QUALITY_CHOICES)}.")
     try:
         response = await client.images.generate(
             model=model,
             prompt=prompt,
             n=count,
             size=api_size(model, size),
+            quality=quality if quality != "auto" else omit,
         )
     except openai.OpenAIError as exc:
         raise UserFacingError(describe_image_error(exc, model)) from exc
@@ -86,11 +101,14 @@ async def generate_images(
     if not images:
         raise UserFacingError("The image model answered without an image; please try again.")
     usage = response.usage
+    revised = next((item.revised_prompt for item in data if item.revised_prompt), None)
     return GeneratedImages(
         images=images,
         size=response.size or api_size(model, size),
         input_tokens=usage.input_tokens if usage else 0,
         output_tokens=usage.output_tokens if usage else 0,
+        revised_prompt=revised.strip() if revised and revised.strip() != prompt else None,
+        quality=response.quality,
     )
 
 

@@ -135,6 +135,37 @@ async def test_imagine_answers_with_png_attachments_after_acknowledging(
         assert usage.output_tokens == 2 * 1056
 
 
+async def test_quality_is_asked_for_and_a_rewritten_prompt_is_shown_beside_the_images(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    revised = "A white lighthouse on a rocky shore at dusk, warm light in its lantern"
+    async with running_bot(tmp_path, fake_openai, extensions=EXTENSIONS) as h:
+        fake_openai.images.push(ImageReply(size=(8, 8), revised_prompt=revised))
+        message = answer(h, await imagine(h, quality="high"))
+        assert f"**Drawn from:** {revised}" in message.content and "Quality: high" in message.content
+        fake_openai.images.push(ImageReply(size=(8, 8)))
+        plain = answer(h, await imagine(h))
+        assert "Drawn from" not in plain.content and "Quality" not in plain.content
+    first, second = (r.json for r in fake_openai.requests_to("/v1/images/generations"))
+    assert first["quality"] == "high" and "quality" not in second  # auto: the model's own default
+
+
+async def test_an_unknown_quality_is_refused_before_the_api_is_called(
+    make_services: ServicesFactory, fake_openai: FakeOpenAI
+) -> None:
+    services = await make_services()
+    with pytest.raises(UserFacingError):
+        await generate_images(
+            services.openai,
+            model=MODEL,
+            prompt="fox",
+            size="square",
+            count=1,
+            quality="ultra",  # type: ignore[arg-type]
+        )
+    assert fake_openai.requests_to("/v1/images/generations") == []
+
+
 async def test_content_policy_refusal_is_a_private_clear_message(
     tmp_path: Path, fake_openai: FakeOpenAI
 ) -> None:

@@ -16,7 +16,7 @@ from ..png import encode_png
 from .records import StoredContainerFile
 from .script import Drop, HttpError, ImageReply
 from .state import OpenAIState
-from .tokens import count_tokens
+from .tokens import Json, count_tokens
 from .wire import BadRequest, Call, fail, json_response
 
 _STANDARD_IMAGE_SIZES = frozenset({"1024x1024", "1536x1024", "1024x1536"})
@@ -69,6 +69,13 @@ class MediaApi(OpenAIState):
             )
         size = body.get("size") or "auto"
         width, height = _image_size(model, size)
+        if body.get("quality") not in (None, "auto", "low", "medium", "high", "xhigh", "max"):
+            raise BadRequest(
+                f"Invalid value: '{body.get('quality')}'. Supported values are: 'low', 'medium', 'high',"
+                " 'xhigh', 'max', and 'auto'.",
+                param="quality",
+                code="invalid_value",
+            )
         step = await self.images.next_step(body)
         if isinstance(step, HttpError | Drop):
             return await fail(call.request, step)
@@ -83,7 +90,10 @@ class MediaApi(OpenAIState):
             digest = hashlib.blake2b(f"{prompt}\x00{index}".encode(), digest_size=3).digest()
             rgb = reply.rgb or (digest[0], digest[1], digest[2])
             png = encode_png(pixel_width, pixel_height, rgb)
-            images.append({"b64_json": base64.b64encode(png).decode()})
+            image: Json = {"b64_json": base64.b64encode(png).decode()}
+            if reply.revised_prompt is not None:
+                image["revised_prompt"] = reply.revised_prompt
+            images.append(image)
         quality = (
             body.get("quality")
             if body.get("quality") in ("low", "medium", "high", "xhigh", "max")

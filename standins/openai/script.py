@@ -135,11 +135,13 @@ class Drop:
 
 @dataclass
 class ImageReply:
-    """Override the generated images: colour, pixel size (e.g. tiny for fast tests), delay."""
+    """Override the generated images: colour, pixel size (e.g. tiny for fast tests), delay, and the
+    prompt the model says it drew (`revised_prompt` on each image, as image models may answer)."""
 
     rgb: tuple[int, int, int] | None = None
     size: tuple[int, int] | None = None
     delay_s: float = 0.0
+    revised_prompt: str | None = None
 
 
 MODERATION_CATEGORIES: tuple[str, ...] = (

@@ -59,11 +59,16 @@ def fit_request(
         return Fit(tools, max(0, history_budget - schema_tokens(tools)))
     room = max(0, window - answer_reserve(window) - fixed_tokens)
     kept: list[dict[str, Any]] = []
-    for tool in tools:
-        if schema_tokens([*kept, tool]) <= room // TOOLS_SHARE:
+    left_out: list[str] = []
+    kept_chars = 1  # the list's "[" and "]" once it has a tool; each tool adds itself and a ","
+    for tool in tools:  # each schema serialised once, as `schema_tokens` would count the list
+        chars = kept_chars + len(json.dumps(tool, separators=(",", ":"))) + 1
+        if chars // CHARS_PER_TOKEN <= room // TOOLS_SHARE:
             kept.append(tool)
-    left_out = tuple(_name(tool) for tool in tools if tool not in kept)
-    return Fit(kept, max(0, min(history_budget, room - schema_tokens(kept))), left_out)
+            kept_chars = chars
+        else:
+            left_out.append(_name(tool))
+    return Fit(kept, max(0, min(history_budget, room - schema_tokens(kept))), tuple(left_out))
 
 
 def _name(tool: dict[str, Any]) -> str:

@@ -31,6 +31,7 @@ from bot.discord.render.scheduler import (
 from bot.discord.render.split import FENCE, MAX_MESSAGE_CHARS, split_message
 from bot.discord.render.stream import (
     PostResult,
+    ReplyButton,
     ReplyStreamer,
     SentMessage,
     StreamConfig,
@@ -121,6 +122,7 @@ class FakeSink:
     calls: list[Call] = field(default_factory=list)
     contents: dict[int, str] = field(default_factory=dict)
     attachments: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    buttons: dict[int, tuple[str, ...]] = field(default_factory=dict)
     fail_edits: int = 0
     gone: bool = False
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
@@ -129,7 +131,12 @@ class FakeSink:
         return asyncio.get_running_loop().time()
 
     async def post(
-        self, text: str, files: Sequence[GeneratedFile] = (), *, nonce: str | None = None
+        self,
+        text: str,
+        files: Sequence[GeneratedFile] = (),
+        *,
+        nonce: str | None = None,
+        buttons: Sequence[ReplyButton] = (),
     ) -> PostResult:
         start = self._now()
         await asyncio.sleep(self.latency_s)
@@ -141,10 +148,17 @@ class FakeSink:
         self.calls.append(Call(start, "post", message_id, text, tuple(f.filename for f in files)))
         self.contents[message_id] = text
         self.attachments[message_id] = tuple(f.filename for f in files)
+        if buttons:
+            self.buttons[message_id] = tuple(b.custom_id for b in buttons)
         return PostResult(FakeMessage(message_id), WriteOutcome.OK)
 
     async def edit(
-        self, message: SentMessage, text: str, files: Sequence[GeneratedFile] = ()
+        self,
+        message: SentMessage,
+        text: str,
+        files: Sequence[GeneratedFile] = (),
+        *,
+        buttons: Sequence[ReplyButton] = (),
     ) -> WriteOutcome:
         start = self._now()
         await asyncio.sleep(self.latency_s)
@@ -157,6 +171,8 @@ class FakeSink:
         self.contents[message.id] = text
         if files:
             self.attachments[message.id] = tuple(f.filename for f in files)
+        if buttons:
+            self.buttons[message.id] = tuple(b.custom_id for b in buttons)
         return WriteOutcome.OK
 
     async def typing(self) -> WriteOutcome:
@@ -406,6 +422,47 @@ def test_sources_code_runs_and_files_are_rendered_on_the_last_message() -> None:
     assert message.count(FENCE) % 2 == 0
     (message_id,) = result.message_ids
     assert sink.attachments[message_id] == ("plot.png",)
+
+
+def test_buttons_go_on_the_last_message_of_a_completed_reply_only() -> None:
+    long_text = "word " * 700  # two messages
+    seen: list[Completed] = []
+
+    def buttons_for(event: Completed) -> list[ReplyButton]:
+        seen.append(event)
+        return [ReplyButton("Steps", "steps:7", "🧾")]
+
+    async def main(events: Sequence[TurnEvent | float]) -> tuple[StreamResult, FakeSink]:
+        sink, scheduler = FakeSink(), WriteScheduler()
+        try:
+            streamer = ReplyStreamer(sink, scheduler, buttons_for=buttons_for)
+            return await streamer.render(model(events)), sink
+        finally:
+            await scheduler.close()
+
+    result, sink = run_virtual(lambda: main([Started(), *streamed(long_text, 20, 4.0), done(long_text)]))
+    assert len(result.message_ids) == 2 and len(seen) == 1
+    assert sink.buttons == {result.message_ids[-1]: ("steps:7",)}
+    # The final text equals what streamed, so the button costs exactly one extra edit of the last part.
+    result, sink = run_virtual(lambda: main([Started(), TextDelta("Hi"), done("Hi")]))
+    assert sink.buttons == {result.message_ids[0]: ("steps:7",)}
+    failed, sink = run_virtual(lambda: main([Started(), TextDelta("Hi"), Failed("server", "Down.")]))
+    assert failed.outcome == "failed" and len(seen) == 2
+    assert sink.buttons == {}, "a reply that did not complete carries no buttons"
+
+
+async def test_discord_sink_sends_buttons_as_a_view_and_leaves_them_alone_on_plain_edits() -> None:
+    channel = _FakeChannel()
+    sink = DiscordSink(channel)  # type: ignore[arg-type]
+    posted = await sink.post("answer", buttons=[ReplyButton("Steps", "steps:9", "🧾")])
+    (button,) = channel.sent[0]["view"].children
+    assert (button.label, button.custom_id) == ("Steps", "steps:9")
+    message = posted.message
+    assert isinstance(message, _FakeDiscordMessage)
+    await sink.edit(FakeMessage(message.id), "answer, edited")
+    assert "view" not in message.edits[0], "an edit without buttons keeps the message's components"
+    await sink.edit(FakeMessage(message.id), "answer", buttons=[ReplyButton("Steps", "steps:9")])
+    assert message.edits[1]["view"].children[0].custom_id == "steps:9"
 
 
 def test_a_failed_edit_is_retried_and_the_reply_carries_on() -> None:

@@ -16,7 +16,7 @@ import aiohttp
 import discord
 
 from bot.discord.render.final_text import DEFAULT_MAX_FILE_BYTES
-from bot.discord.render.stream import PostResult, SentMessage, WriteOutcome
+from bot.discord.render.stream import PostResult, ReplyButton, SentMessage, WriteOutcome
 from bot.engine.events import GeneratedFile
 
 if TYPE_CHECKING:
@@ -69,7 +69,12 @@ class DiscordSink:
         return self._max_file_bytes
 
     async def post(
-        self, text: str, files: Sequence[GeneratedFile] = (), *, nonce: str | None = None
+        self,
+        text: str,
+        files: Sequence[GeneratedFile] = (),
+        *,
+        nonce: str | None = None,
+        buttons: Sequence[ReplyButton] = (),
     ) -> PostResult:
         reference = None
         if self._reply_to is not None:
@@ -83,6 +88,7 @@ class DiscordSink:
                 mention_author=False,
                 suppress_embeds=self._suppress_embeds,
                 nonce=nonce,  # type: ignore[arg-type]  # None: discord.py picks one
+                **({"view": button_view(buttons)} if buttons else {}),
             )
         except (discord.DiscordException, aiohttp.ClientError, OSError) as error:
             return PostResult(None, self._failed("post", error))
@@ -90,18 +96,25 @@ class DiscordSink:
         if message.content.strip() != text.strip() or len(message.attachments) != len(files):
             # Discord already had a message with this nonce (an earlier try it stored but answered
             # with an error) and returned that one, as it was: bring it up to date.
-            return PostResult(message, await self.edit(message, text, files))
+            return PostResult(message, await self.edit(message, text, files, buttons=buttons))
         return PostResult(message, WriteOutcome.OK)
 
     async def edit(
-        self, message: SentMessage, text: str, files: Sequence[GeneratedFile] = ()
+        self,
+        message: SentMessage,
+        text: str,
+        files: Sequence[GeneratedFile] = (),
+        *,
+        buttons: Sequence[ReplyButton] = (),
     ) -> WriteOutcome:
         target = self._editable(message)
+        extra: dict[str, object] = {}
+        if files:
+            extra["attachments"] = _files(files)
+        if buttons:
+            extra["view"] = button_view(buttons)
         try:
-            if files:
-                await target.edit(content=text, attachments=_files(files), allowed_mentions=self._no_mentions)
-            else:
-                await target.edit(content=text, allowed_mentions=self._no_mentions)
+            await target.edit(content=text, allowed_mentions=self._no_mentions, **extra)
         except (discord.DiscordException, aiohttp.ClientError, OSError) as error:
             return self._failed("edit", error)
         return WriteOutcome.OK
@@ -144,6 +157,21 @@ class DiscordSink:
         else:
             log.warning("A %s in channel %s failed (%s): %r", action, self.channel_id, outcome.value, error)
         return outcome
+
+
+def button_view(buttons: Sequence[ReplyButton]) -> discord.ui.View:
+    """A view of plain buttons; never listened to here: their clicks go to the registered handlers."""
+    view = discord.ui.View(timeout=None)
+    for button in buttons:
+        view.add_item(
+            discord.ui.Button(
+                label=button.label,
+                custom_id=button.custom_id,
+                emoji=button.emoji,
+                style=discord.ButtonStyle.secondary,
+            )
+        )
+    return view
 
 
 def _files(files: Sequence[GeneratedFile]) -> list[discord.File]:

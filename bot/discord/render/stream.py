@@ -10,7 +10,8 @@ and a burst of deltas costs one write. What a slot shows:
 - while streaming: the parts of the text so far (``StreamSplitter``); sealed parts are complete and
   never change, the last part grows and carries the status line (``-# 🔧 Booking a table…``);
 - at the end: the final text (answer, code runs, sources, notes) split the same way, so the parts
-  already sealed need no new write; files go on the last message.
+  already sealed need no new write; files and buttons (``ReplyButton``, e.g. "Steps") go on the last
+  message.
 
 Writes of a finished reply are FINAL (they go before everything else and ignore the edit interval),
 the reply's first post is FIRST, later writes REFRESH. Posts of continuation messages wait for the
@@ -22,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterable, Hashable, Sequence
+from collections.abc import AsyncIterable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal, Protocol
@@ -99,6 +100,16 @@ class PostResult:
     outcome: WriteOutcome
 
 
+@dataclass(frozen=True, slots=True)
+class ReplyButton:
+    """A button on a finished reply's last message. Clicks are answered by a handler registered at
+    start-up for its ``custom_id`` (a discord.py ``DynamicItem``), so a button works after a restart."""
+
+    label: str
+    custom_id: str
+    emoji: str | None = None
+
+
 class MessageSink(Protocol):
     """One reply's destination (a thread, a channel, a DM). Methods never raise for Discord errors."""
 
@@ -111,14 +122,26 @@ class MessageSink(Protocol):
     def max_file_bytes(self) -> int: ...
 
     async def post(
-        self, text: str, files: Sequence[GeneratedFile] = (), *, nonce: str | None = None
+        self,
+        text: str,
+        files: Sequence[GeneratedFile] = (),
+        *,
+        nonce: str | None = None,
+        buttons: Sequence[ReplyButton] = (),
     ) -> PostResult:
         """Post a message; the same ``nonce`` again within minutes returns that message, not a copy."""
         ...
 
     async def edit(
-        self, message: SentMessage, text: str, files: Sequence[GeneratedFile] = ()
-    ) -> WriteOutcome: ...
+        self,
+        message: SentMessage,
+        text: str,
+        files: Sequence[GeneratedFile] = (),
+        *,
+        buttons: Sequence[ReplyButton] = (),
+    ) -> WriteOutcome:
+        """Change a message's text (and add files); ``buttons`` are set when given, else left as they are."""
+        ...
 
     async def typing(self) -> WriteOutcome: ...
 
@@ -163,6 +186,7 @@ class _Slot:
     confirmed: str | None = None
     """Content Discord holds."""
     files_sent: bool = False
+    buttons_sent: bool = False
     queued: WriteKind | None = None
     """The kind of the write queued for this slot (not started yet), if any."""
     generation: int = 0
@@ -189,8 +213,12 @@ class ReplyStreamer:
         *,
         config: StreamConfig | None = None,
         reply_key: Hashable | None = None,
+        buttons_for: Callable[[Completed], Sequence[ReplyButton]] | None = None,
     ) -> None:
+        """``buttons_for``: the buttons a completed reply carries on its last message (none if None)."""
         self._sink = sink
+        self._buttons_for = buttons_for
+        self._buttons: tuple[ReplyButton, ...] = ()
         self._scheduler = scheduler
         self._config = config or StreamConfig()
         self._key: Hashable = reply_key if reply_key is not None else object()
@@ -337,6 +365,8 @@ class ReplyStreamer:
     def _on_completed(self, event: Completed) -> None:
         reply = completed_reply(event, self._config.final_text, max_file_bytes=self._sink.max_file_bytes)
         self._files = reply.files
+        if self._buttons_for is not None:
+            self._buttons = tuple(self._buttons_for(event))
         self._finish(reply.text, reply.appendix, "completed", event)
 
     def _finish(self, text: str, note: str, outcome: Outcome, event: TerminalEvent | None) -> None:
@@ -407,8 +437,10 @@ class ReplyStreamer:
                 before = self._slots[index - 1] if index > 0 else None
                 if before is not None and before.handle is None and not before.dead:
                     break  # post in order
-            files_due = final and index == len(contents) - 1 and bool(self._files) and not slot.files_sent
-            if content == slot.sent and not files_due:
+            last = final and index == len(contents) - 1
+            files_due = last and bool(self._files) and not slot.files_sent
+            buttons_due = last and bool(self._buttons) and not slot.buttons_sent
+            if content == slot.sent and not files_due and not buttons_due:
                 continue
             if final:
                 kind = WriteKind.FINAL
@@ -454,28 +486,32 @@ class ReplyStreamer:
             return await self._delete(slot)
         content = contents[slot.index]
         final = self._final_parts is not None
-        files = self._files if final and slot.index == len(contents) - 1 and not slot.files_sent else ()
-        if content == slot.sent and not files:
+        last = final and slot.index == len(contents) - 1
+        files = self._files if last and not slot.files_sent else ()
+        buttons = self._buttons if last and not slot.buttons_sent else ()
+        if content == slot.sent and not files and not buttons:
             self._pump()
             return SKIPPED
         previous, slot.sent, slot.in_flight = slot.sent, content, True
         with_text = self._has_text
         try:
             if slot.handle is None:
-                posted = await self._sink.post(content, files, nonce=slot.nonce)
+                posted = await self._sink.post(content, files, nonce=slot.nonce, buttons=buttons)
                 outcome = posted.outcome
                 if posted.message is not None:
                     slot.handle = posted.message
                 elif outcome is WriteOutcome.OK:
                     outcome = WriteOutcome.FAILED  # a sink bug: no handle to edit later
             else:
-                outcome = await self._sink.edit(slot.handle, content, files)
+                outcome = await self._sink.edit(slot.handle, content, files, buttons=buttons)
         except Exception:
             log.exception("A message sink raised; treating the write as failed")
             outcome = WriteOutcome.FAILED
         finally:
             slot.in_flight = False
         self._record(slot, content, bool(files), previous, outcome, with_text=with_text)
+        if outcome is WriteOutcome.OK and buttons:
+            slot.buttons_sent = True
         self._pump()
         return outcome
 

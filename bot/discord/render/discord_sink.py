@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import discord
@@ -108,7 +108,7 @@ class DiscordSink:
         buttons: Sequence[ReplyButton] = (),
     ) -> WriteOutcome:
         target = self._editable(message)
-        extra: dict[str, object] = {}
+        extra: dict[str, Any] = {}  # only what is given: an absent view keeps the buttons it has
         if files:
             extra["attachments"] = _files(files)
         if buttons:

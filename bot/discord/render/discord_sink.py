@@ -88,7 +88,7 @@ class DiscordSink:
                 mention_author=False,
                 suppress_embeds=self._suppress_embeds,
                 nonce=nonce,  # type: ignore[arg-type]  # None: discord.py picks one
-                **({"view": button_view(buttons)} if buttons else {}),
+                view=button_view(buttons) if buttons else None,  # type: ignore[arg-type]  # None: none
             )
         except (discord.DiscordException, aiohttp.ClientError, OSError) as error:
             return PostResult(None, self._failed("post", error))
@@ -160,7 +160,8 @@ class DiscordSink:
 
 
 def button_view(buttons: Sequence[ReplyButton]) -> discord.ui.View:
-    """A view of plain buttons; never listened to here: their clicks go to the registered handlers."""
+    """A view of plain buttons, stopped before it is sent: discord.py then keeps no listener for it (one
+    per reply would pile up), and the clicks go to the handlers registered for their custom ids."""
     view = discord.ui.View(timeout=None)
     for button in buttons:
         view.add_item(
@@ -171,6 +172,7 @@ def button_view(buttons: Sequence[ReplyButton]) -> discord.ui.View:
                 style=discord.ButtonStyle.secondary,
             )
         )
+    view.stop()
     return view
 
 

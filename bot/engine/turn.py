@@ -25,6 +25,15 @@ class UserTurn:
 
 
 @dataclass(frozen=True, slots=True)
+class Speaker:
+    """Who a reply is shown as: a named assistant's name and avatar. Replies of the guild's default
+    assistant have none and show as the bot itself."""
+
+    name: str
+    avatar_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TurnContext:
     """Where the turn happens and under which settings; `confirmer` asks before side effects."""
 

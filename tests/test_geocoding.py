@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from bot.config import AppConfig, GeocoderConfig, load_config
 from bot.errors import ConfigError
-from bot.storage import Storage
+from bot.storage import CachedPlace, Storage
 from bot.tooling import ConfirmationOutcome, ToolError, ToolRegistry
 from standins.nominatim import FakeNominatim, NominatimPlace
 from standins.openai import FakeOpenAI, FunctionCall, Reply
@@ -150,6 +150,22 @@ async def test_a_second_lookup_is_answered_from_the_cache_also_after_reopening(
         assert nominatim.queries()[-1] == "12 oak street" and len(nominatim.requests) == 3
     finally:
         await reopened.close()
+
+
+async def test_expired_answers_are_pruned_and_fresh_ones_kept(storage: Storage) -> None:
+    now = time.time()
+    cache = storage.geocode_cache
+    await cache.put(
+        "old street 1", (CachedPlace("Old Street 1", 1.0, 2.0, 0.5),), fetched_at=now - 40 * 86400
+    )
+    await cache.put("nowhere", (), fetched_at=now - 31 * 86400)
+    await cache.put("new street 2", (), fetched_at=now - 86400)
+    assert await cache.prune(fetched_before=now - CACHE_TTL_S) == 2
+    assert await cache.get("old street 1", fetched_after=0) is None
+    assert await cache.get("nowhere", fetched_after=0) is None
+    kept = await cache.get("new street 2", fetched_after=0)
+    assert kept is not None and kept.places == ()
+    assert await cache.prune(fetched_before=now - CACHE_TTL_S) == 0
 
 
 async def test_lookups_at_once_are_spaced_by_the_minimum_interval(

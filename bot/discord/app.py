@@ -11,6 +11,7 @@ import contextlib
 import logging
 import random
 import signal
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -34,6 +35,7 @@ from bot.services import Services
 from bot.storage import ShardSet
 from bot.tooling import OpenQuestions
 from tools import register_builtin_tools
+from tools.geocoding import CACHE_TTL_S as GEOCODE_CACHE_TTL_S
 
 log = logging.getLogger(__name__)
 
@@ -168,10 +170,12 @@ class AssistantBot(commands.AutoShardedBot):
 
     async def _register_run(self) -> None:
         """This process in the database's runs, with its shards (a warning if another live process
-        runs any of them), kept alive by a heartbeat until the bot stops; old message claims go."""
+        runs any of them), kept alive by a heartbeat until the bot stops; old message claims and
+        expired geocoder answers go."""
         storage, run_id = self.services.storage, self.services.state.run_id
         await storage.runs.register(run_id, ShardSet.of(self.shard_ids, self.shard_count or 1))
         await storage.message_claims.prune()
+        await storage.geocode_cache.prune(fetched_before=time.time() - GEOCODE_CACHE_TTL_S)
         self._heartbeat = asyncio.create_task(storage.runs.beat_until(run_id, self._stopping))
 
     async def _start_health_server(self) -> None:

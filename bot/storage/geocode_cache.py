@@ -2,7 +2,8 @@
 
 A public geocoder allows about one request a second, and people name the same places again and
 again. An answer is keyed by the normalised query text and kept with the time it was fetched; "not
-found" (no places) is an answer too. Expired entries are simply asked again and overwritten.
+found" (no places) is an answer too. Expired entries are asked again and overwritten, and those
+nobody asked again are pruned at start (`prune`), so the table holds about a month of addresses.
 """
 
 from __future__ import annotations
@@ -59,3 +60,11 @@ class GeocodeCache:
                 " fetched_at = excluded.fetched_at",
                 (query, encoded, fetched_at),
             )
+
+    async def prune(self, *, fetched_before: float) -> int:
+        """Forget answers fetched before `fetched_before` (unix seconds); returns how many."""
+        async with self._db.autocommit() as connection:
+            cursor = await connection.execute(
+                "DELETE FROM geocode_cache WHERE fetched_at < ?", (fetched_before,)
+            )
+            return cursor.rowcount

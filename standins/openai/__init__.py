@@ -19,16 +19,16 @@ conversation's oldest items from what the model sees (they stay in the conversat
 
 Layout: ``script`` (what a test scripts: ``Reply``, ``FunctionCall``, ``HttpError``, ``Script``...),
 ``state`` and ``server`` (``FakeOpenAI``: recording, routing, faults), one module per API
-(``conversations``, ``responses``, ``chat``, ``media``, ``embeddings``, ``moderation``), and what they
-share: ``items`` (input normalisation), ``output`` (a Reply as output items and stream events), ``sse``,
-``tokens`` and ``context_window``, ``wire`` (JSON and errors in OpenAI's shape).
+(``conversations``, ``responses``, ``chat``, ``media``, ``files``, ``embeddings``, ``moderation``),
+and what they share: ``items`` (input normalisation), ``output`` (a Reply as output items and stream
+events), ``sse``, ``tokens`` and ``context_window``, ``wire`` (JSON and errors in OpenAI's shape).
 """
 
 from __future__ import annotations
 
 from .embeddings import cosine_similarity, fake_embedding
 from .items import echo_chat, echo_response
-from .records import FakeConversation, RecordedRequest, StoredContainerFile, Truncation
+from .records import FakeConversation, RecordedRequest, StoredContainerFile, StoredFile, Truncation
 from .script import (
     MODERATION_CATEGORIES,
     CodeInterpreterCall,
@@ -36,6 +36,7 @@ from .script import (
     Drop,
     FunctionCall,
     HttpError,
+    ImageGenerationCall,
     ImageReply,
     ModerationResult,
     Reply,
@@ -58,6 +59,7 @@ __all__ = [
     "FakeOpenAI",
     "FunctionCall",
     "HttpError",
+    "ImageGenerationCall",
     "ImageReply",
     "ModerationResult",
     "RecordedRequest",
@@ -67,6 +69,7 @@ __all__ = [
     "Script",
     "Step",
     "StoredContainerFile",
+    "StoredFile",
     "Truncation",
     "UrlCitation",
     "WebSearchCall",

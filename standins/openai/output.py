@@ -13,16 +13,18 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlparse
 
-from .records import StoredContainerFile
-from .script import Reply, WebSearchCall
+from ..png import encode_png
+from .records import StoredContainerFile, StoredFile
+from .script import ImageGenerationCall, Reply, WebSearchCall
 from .tokens import DELTA_CHARS, Json, count_tokens, new_id, split_every, split_n, split_words
 
 
 @dataclass
 class Hosted:
-    kind: Literal["web_search_call", "code_interpreter_call"]
+    kind: Literal["web_search_call", "code_interpreter_call", "image_generation_call"]
     final: Json
     code: str = ""
+    partial_images: int = 0
 
 
 @dataclass
@@ -94,8 +96,17 @@ def cite(text: str, anchor: str | None, link: str) -> tuple[str, int, int]:
     return text, len(text) - len(link), len(text)
 
 
-def render_reply(reply: Reply, body: Json, containers: dict[str, dict[str, StoredContainerFile]]) -> Rendered:
-    """Build the final output items of a Reply: hosted calls, the message with annotations, calls."""
+def render_reply(
+    reply: Reply,
+    body: Json,
+    containers: dict[str, dict[str, StoredContainerFile]],
+    uploads: list[StoredFile] | None = None,
+) -> Rendered:
+    """Build the final output items of a Reply: hosted calls, the message with annotations, calls.
+
+    `uploads`: the files the request gave the code interpreter (`container.file_ids`); the container
+    a scripted run creates holds them under /mnt/data, as OpenAI's does.
+    """
     include = set(body.get("include") or [])
     text = reply.text
     annotations: list[Json] = list(reply.annotations)
@@ -129,10 +140,23 @@ def render_reply(reply: Reply, body: Json, containers: dict[str, dict[str, Store
                         "end_index": end,
                     }
                 )
+        elif isinstance(tool, ImageGenerationCall):
+            hosted.append(_image_generation(tool))
         else:
             container_id = tool.container_id or response_container or new_id("cntr")
             response_container = response_container or container_id
             container = containers.setdefault(container_id, {})
+            for upload in uploads or ():
+                if all(held.filename != upload.filename for held in container.values()):
+                    given = StoredContainerFile(
+                        id=new_id("cfile"),
+                        container_id=container_id,
+                        filename=upload.filename,
+                        data=upload.data,
+                        created_at=int(time.time()),
+                        source="user",
+                    )
+                    container[given.id] = given
             outputs: list[Json] = []
             if tool.logs:
                 outputs.append({"type": "logs", "logs": tool.logs})
@@ -193,10 +217,46 @@ def render_reply(reply: Reply, body: Json, containers: dict[str, dict[str, Store
     )
 
 
+def _image_generation(tool: ImageGenerationCall) -> Hosted:
+    width, height = tool.size
+    image = tool.image if tool.image is not None else encode_png(width, height, tool.rgb)
+    final: Json = {
+        "id": new_id("ig"),
+        "type": "image_generation_call",
+        "status": "failed" if tool.failed else "completed",
+        "result": None if tool.failed else base64.b64encode(image).decode(),
+        "revised_prompt": tool.revised_prompt,
+        "background": "opaque",
+        "output_format": "png",
+        "quality": "medium",
+        "size": f"{width}x{height}",
+    }
+    return Hosted("image_generation_call", final, partial_images=0 if tool.failed else tool.partial_images)
+
+
 def hosted_events(index: int, hosted: Hosted) -> Iterator[Json]:
     final = hosted.final
     item_id = final["id"]
-    if hosted.kind == "web_search_call":
+    if hosted.kind == "image_generation_call":
+        added = {**final, "status": "in_progress", "result": None}
+        yield {"type": "response.output_item.added", "output_index": index, "item": added}
+        where = {"item_id": item_id, "output_index": index}
+        yield {"type": "response.image_generation_call.in_progress", **where}
+        yield {"type": "response.image_generation_call.generating", **where}
+        for partial in range(hosted.partial_images):
+            yield {
+                "type": "response.image_generation_call.partial_image",
+                **where,
+                "partial_image_index": partial,
+                "partial_image_b64": final["result"],
+                "background": final["background"],
+                "output_format": final["output_format"],
+                "quality": final["quality"],
+                "size": final["size"],
+            }
+        if final["status"] == "completed":
+            yield {"type": "response.image_generation_call.completed", **where}
+    elif hosted.kind == "web_search_call":
         added = {
             **final,
             "status": "in_progress",

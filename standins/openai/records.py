@@ -77,6 +77,8 @@ class StoredContainerFile:
     filename: str
     data: bytes
     created_at: int
+    source: str = "assistant"
+    """`user` for a file the request gave the container (`container.file_ids`), else `assistant`."""
 
     def as_json(self) -> Json:
         """The API's container file object."""
@@ -87,5 +89,31 @@ class StoredContainerFile:
             "container_id": self.container_id,
             "created_at": self.created_at,
             "path": f"/mnt/data/{self.filename}",
-            "source": "assistant",
+            "source": self.source,
+        }
+
+
+@dataclass
+class StoredFile:
+    """A file uploaded through the Files API (`POST /v1/files`)."""
+
+    id: str
+    filename: str
+    purpose: str
+    data: bytes
+    created_at: int
+    expires_at: int | None = None
+
+    def as_json(self) -> Json:
+        """The API's File object."""
+        return {
+            "id": self.id,
+            "object": "file",
+            "bytes": len(self.data),
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+            "filename": self.filename,
+            "purpose": self.purpose,
+            "status": "processed",
+            "status_details": None,
         }

@@ -16,6 +16,7 @@ from aiohttp import web
 from .context_window import ContextWindows
 from .items import check_tool_pairs, input_items
 from .output import ResponseRun, function_call_events, hosted_events, message_events, render_reply
+from .records import StoredFile
 from .script import Drop, HttpError, Reply
 from .sse import SseWriter
 from .tokens import Json, count_tokens, new_id
@@ -53,6 +54,8 @@ class ResponsesApi(ContextWindows):
             prior = list(self._contexts[previous_id])
         new_items = input_items(body.get("input"))
         check_tool_pairs(prior + new_items)
+        uploads = self._container_uploads(body)
+        self._check_input_files(new_items)
         visible_prior = self._fit_context_window(model, body, conversation_id, prior, new_items)
 
         if conversation_id:
@@ -77,7 +80,7 @@ class ResponsesApi(ContextWindows):
                 new_items=new_items,
                 visible_prior=visible_prior,
                 reply=step,
-                rendered=render_reply(step, body, self.containers),
+                rendered=render_reply(step, body, self.containers, uploads),
             )
             if step.malformed and not body.get("stream"):
                 return web.Response(body=b'{"id": "resp_', content_type="application/json")
@@ -88,6 +91,49 @@ class ResponsesApi(ContextWindows):
         finally:
             if conversation_id:
                 self.inflight_per_conversation[conversation_id] -= 1
+
+    def _container_uploads(self, body: Json) -> list[StoredFile]:
+        """The uploaded files a code interpreter tool gives its container (`container.file_ids`); an
+        unknown id is OpenAI's 400."""
+        uploads: list[StoredFile] = []
+        tools = body.get("tools") or []
+        for index, tool in enumerate(tools if isinstance(tools, list) else []):
+            if not isinstance(tool, dict) or tool.get("type") != "code_interpreter":
+                continue
+            container = tool.get("container")
+            if container is None:
+                raise BadRequest(
+                    f"Missing required parameter: 'tools[{index}].container'.",
+                    param=f"tools[{index}].container",
+                    code="missing_required_parameter",
+                )
+            if not isinstance(container, dict):
+                continue  # an explicit container id
+            file_ids = container.get("file_ids") or []
+            for position, file_id in enumerate(file_ids if isinstance(file_ids, list) else [file_ids]):
+                stored = self.files.get(file_id) if isinstance(file_id, str) else None
+                if stored is None:
+                    raise BadRequest(
+                        f"File with id '{file_id}' not found.",
+                        param=f"tools[{index}].container.file_ids[{position}]",
+                        code="invalid_value",
+                    )
+                uploads.append(stored)
+        return uploads
+
+    def _check_input_files(self, items: list[Json]) -> None:
+        """An `input_file` part must name an uploaded file (or carry its data)."""
+        for item in items:
+            for part in item.get("content") or [] if item.get("type") == "message" else []:
+                if not isinstance(part, dict) or part.get("type") != "input_file":
+                    continue
+                file_id = part.get("file_id")
+                if file_id is None and (part.get("file_data") or part.get("file_url")):
+                    continue
+                if not isinstance(file_id, str) or file_id not in self.files:
+                    raise BadRequest(
+                        f"File with id '{file_id}' not found.", param="input", code="invalid_value"
+                    )
 
     def _response_json(self, run: ResponseRun, status: str, output: list[Json]) -> Json:
         """The Response object in its current state (in_progress snapshots have no output or usage)."""

@@ -70,7 +70,25 @@ class CodeInterpreterCall:
     container_id: str | None = None
 
 
-HostedCall: TypeAlias = CodeInterpreterCall | WebSearchCall
+@dataclass
+class ImageGenerationCall:
+    """A hosted image generation (Responses only): an `image_generation_call` item whose `result` is
+    the image as base64 (a real PNG of `size` pixels in `rgb`, unless `image` gives the bytes).
+
+    Streamed with `response.image_generation_call.in_progress`, `generating`, `partial_image`
+    (`partial_images` of them) and `completed`; `failed` ends the call with status `failed` and no
+    result, as a moderation refusal does.
+    """
+
+    revised_prompt: str | None = None
+    image: bytes | None = None
+    rgb: tuple[int, int, int] = (40, 90, 160)
+    size: tuple[int, int] = (8, 8)
+    partial_images: int = 1
+    failed: bool = False
+
+
+HostedCall: TypeAlias = CodeInterpreterCall | WebSearchCall | ImageGenerationCall
 
 ResponseStatus: TypeAlias = Literal["completed", "failed", "incomplete", "cancelled"]
 

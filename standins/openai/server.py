@@ -16,6 +16,7 @@ from aiohttp import web
 from .chat import ChatApi
 from .conversations import ConversationsApi
 from .embeddings import EmbeddingsApi
+from .files import FilesApi
 from .media import MediaApi
 from .moderation import ModerationApi
 from .records import RecordedRequest
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 Handler: TypeAlias = Callable[[Call], Awaitable[web.StreamResponse]]
 
 
-class FakeOpenAI(ConversationsApi, ResponsesApi, ChatApi, MediaApi, EmbeddingsApi, ModerationApi):
+class FakeOpenAI(ConversationsApi, ResponsesApi, ChatApi, MediaApi, FilesApi, EmbeddingsApi, ModerationApi):
     """The stand-in OpenAI server. Use as `async with FakeOpenAI() as fake:`; see ``standins.openai``."""
 
     def __init__(self, *, models: tuple[str, ...] = DEFAULT_MODELS) -> None:
@@ -55,6 +56,10 @@ class FakeOpenAI(ConversationsApi, ResponsesApi, ChatApi, MediaApi, EmbeddingsAp
             ("POST", "/v1/moderations", self._create_moderation),
             ("GET", "/v1/models", self._list_models),
             ("GET", "/v1/models/{mid}", self._get_model),
+            ("POST", "/v1/files", self._create_file),
+            ("GET", "/v1/files/{fid}", self._get_file),
+            ("GET", "/v1/files/{fid}/content", self._get_file_content),
+            ("DELETE", "/v1/files/{fid}", self._delete_file),
             ("GET", "/v1/containers/{cid}/files", self._list_container_files),
             ("GET", "/v1/containers/{cid}/files/{fid}", self._get_container_file),
             ("GET", "/v1/containers/{cid}/files/{fid}/content", self._get_container_file_content),

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from .items import echo_chat, echo_response
 from .output import ResponseRun
-from .records import FakeConversation, RecordedRequest, StoredContainerFile, Truncation
+from .records import FakeConversation, RecordedRequest, StoredContainerFile, StoredFile, Truncation
 from .script import Drop, HttpError, Script
 from .tokens import Json
 from .wire import BadRequest
@@ -39,6 +39,10 @@ class OpenAIState:
         self.conversations: dict[str, FakeConversation] = {}
         self.stored_responses: dict[str, Json] = {}
         self.containers: dict[str, dict[str, StoredContainerFile]] = {}
+        self.files: dict[str, StoredFile] = {}
+        """Files uploaded through `POST /v1/files`, by id (deleted ones are gone)."""
+        self.max_file_bytes = 512 * 1024 * 1024
+        """The Files API's per-file limit (512 MB); a test lowers it to see the refusal."""
         self.models: list[str] = list(models)
         self.retired_models: set[str] = set(RETIRED_MODELS)
         self.invalid_api_keys: set[str] = {"invalid"}
@@ -47,7 +51,8 @@ class OpenAIState:
         self.chat_dialect = "openai"
         """How /v1/chat/completions behaves where servers differ: "openai", or "llama.cpp" as
         llama-cpp-python's server does (the whole tool name and id in every streamed tool-call chunk,
-        HTTP 500 for an assistant message with `"content": null`, no usage in streams), or "vllm"
+        HTTP 500 for an assistant message with `"content": null`, no usage in streams, a streamed
+        request over its `context_windows` entry answered by an empty 200 stream), or "vllm"
         (each model's `context_windows` entry as `max_model_len` in the model list)."""
         self.honours_truncation = True
         """False: a server without `truncation: "auto"`; every request over the window is refused."""

@@ -47,6 +47,7 @@ HOSTED_TOOLS = ("code_interpreter", "web_search")
 ALL_TOOLS = FUNCTION_TOOL_FAMILIES + HOSTED_TOOLS
 
 Backend = Literal["responses", "chat"]
+KnowledgeStore = Literal["local", "openai"]
 ModerationMode = Literal["off", "flag", "block"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LOG_LEVELS: tuple[LogLevel, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -146,6 +147,11 @@ class GuildSettings(_Strict):
     )
     ride_provider: Annotated[str, Field(min_length=1, max_length=50)] = Field(
         default="builtin", description="Where ride orders go: `builtin` or a [providers] entry."
+    )
+    knowledge_store: KnowledgeStore = Field(
+        default="local",
+        description="Where /remember keeps knowledge: `local` (the bot's database) or `openai` (an OpenAI"
+        " vector store searched by the hosted file_search tool; `responses` backend only).",
     )
 
     @field_validator("enabled_tools", mode="before")
@@ -557,6 +563,9 @@ def load_config(path: Path, *, required: bool, env: Mapping[str, str] | None = N
     hosted_problem = hosted_tools_problem(config.defaults)
     if hosted_problem is not None:
         raise ConfigError(str(path), "defaults.enabled_tools", hosted_problem)
+    store_problem = knowledge_store_problem(config.defaults)
+    if store_problem is not None:
+        raise ConfigError(str(path), "defaults.knowledge_store", store_problem)
     database = env.get("BOT_DATABASE")
     if database:
         storage = StorageConfig.model_validate({**config.storage.model_dump(), "database": database})
@@ -686,6 +695,19 @@ def hosted_tools_problem(settings: GuildSettings) -> str | None:
     else:
         what = f"{' and '.join(hosted)}, tools OpenAI hosts that need"
     return f'has {what} backend = "responses" (not "{settings.backend}")'
+
+
+def knowledge_store_problem(settings: GuildSettings) -> str | None:
+    """Why these settings cannot keep knowledge where they say, or None if they can.
+
+    An OpenAI vector store is searched by the hosted `file_search` tool, which only Responses has.
+    """
+    if settings.knowledge_store == "openai" and settings.backend != "responses":
+        return (
+            'is "openai", a vector store searched by OpenAI\'s hosted file_search, which needs'
+            f' backend = "responses" (not "{settings.backend}")'
+        )
+    return None
 
 
 def _first_problem(exc: ValidationError) -> tuple[str, str]:

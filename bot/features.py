@@ -41,6 +41,10 @@ RESPONSES_OFF = (
     "The `responses` backend is off on this bot: it talks to OpenAI and needs an OpenAI API key"
     " (OPENAI_API_KEY); use `chat`."
 )
+OPENAI_KNOWLEDGE_STORE_OFF = (
+    "`knowledge_store` cannot be `openai` on this bot: an OpenAI vector store needs an OpenAI API key"
+    " (OPENAI_API_KEY) that this bot does not have."
+)
 EXTRACTION_OFF = (
     "Extraction (/extract) is off here: this server uses the `responses` backend, which needs an OpenAI"
     " API key this bot does not have; an admin can switch `backend` to `chat`."
@@ -189,6 +193,8 @@ class Features:
             )
         if name == "backend" and value == "responses":
             return RESPONSES_OFF
+        if name == "knowledge_store" and value == "openai":
+            return OPENAI_KNOWLEDGE_STORE_OFF
         return None
 
     def ignored_settings(self, settings: GuildSettings) -> list[str]:

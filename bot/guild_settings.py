@@ -33,6 +33,7 @@ from bot.config import (
     GuildSettings,
     ProviderConfig,
     hosted_tools_problem,
+    knowledge_store_problem,
     provider_choices,
 )
 from bot.errors import UserFacingError
@@ -239,6 +240,16 @@ class SettingsService:
             return (
                 f"Hosted tools ({hosted}) run at OpenAI and only work with the `responses` backend; "
                 f"this server uses `{settings.backend}`."
+            )
+        if name in ("knowledge_store", "backend") and knowledge_store_problem(settings) is not None:
+            if name == "backend":
+                return (
+                    "Set `knowledge_store` back to `local` first: an OpenAI vector store is searched by"
+                    " OpenAI's hosted file_search, which only works with the `responses` backend."
+                )
+            return (
+                "An OpenAI vector store is searched by OpenAI's hosted file_search, which only works with"
+                f" the `responses` backend; this server uses `{settings.backend}`."
             )
         family = PROVIDER_SETTINGS.get(name)
         if family is not None:

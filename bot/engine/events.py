@@ -52,6 +52,8 @@ class ToolStarted:
     call_id: str
     name: str
     label: str
+    arguments: str = ""
+    """The call's arguments as the model sent them (function calls; a hosted call's come at its end)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,14 @@ class ToolFinished:
     name: str
     ok: bool
     summary: str
+    arguments: str = ""
+    """What the call was asked, when known only at its end (a hosted call's query); else empty."""
+    detail: str = ""
+    """Its result or error for the turn's steps (function calls: what the model reads back)."""
+    error_code: str | None = None
+    """Why a function call did not succeed (`ToolResult.error_code`: e.g. "declined")."""
+    duration_s: float | None = None
+    """How long the call ran, where measured (a function call); None: from its events' times."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +131,10 @@ class Completed:
     code_runs: tuple[CodeRun, ...] = ()
     refusal: bool = False
     notes: tuple[str, ...] = ()
+    turn_id: int | None = None
+    """The turn's journal id (set by the engine), which its recorded steps are kept under."""
+    steps: int = 0
+    """How many tool steps the turn recorded (`bot.storage.turn_steps`): a reply with any shows them."""
 
 
 FailureKind = Literal[

@@ -7,6 +7,8 @@ user to confirm), after the read-only ones. Results keep the model's call order.
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -46,12 +48,24 @@ async def run_tool_round(
             settings=request.context.settings,
         )
 
-    def finished(call: RequestedCall, result: ToolResult) -> ToolFinished:
+    def finished(call: RequestedCall, timed: tuple[ToolResult, float]) -> ToolFinished:
+        result, duration_s = timed
         results[call.call_id] = result
-        return ToolFinished(call.call_id, call.name, result.ok, result.summary)
+        return ToolFinished(
+            call.call_id,
+            call.name,
+            result.ok,
+            result.summary,
+            detail=result_in_brief(result),
+            error_code=result.error_code,
+            duration_s=duration_s,
+        )
 
-    async def call_tool(call: RequestedCall) -> ToolResult:
-        return await registry.call(call.name, call.arguments, context_for(call), request.context.confirmer)
+    async def call_tool(call: RequestedCall) -> tuple[ToolResult, float]:
+        """The call's result and how long it took (each its own: read-only calls run together)."""
+        began = time.monotonic()
+        result = await registry.call(call.name, call.arguments, context_for(call), request.context.confirmer)
+        return result, time.monotonic() - began
 
     def has_side_effect(call: RequestedCall) -> bool:
         tool = registry.get(call.name)
@@ -61,12 +75,21 @@ async def run_tool_round(
     acting = [call for call in calls if has_side_effect(call)]
 
     for call in read_only:
-        yield ToolStarted(call.call_id, call.name, registry.activity(call.name))
+        yield ToolStarted(call.call_id, call.name, registry.activity(call.name), call.arguments)
     if read_only:
-        for call, result in zip(
+        for call, timed in zip(
             read_only, await asyncio.gather(*(call_tool(call) for call in read_only)), strict=True
         ):
-            yield finished(call, result)
+            yield finished(call, timed)
     for call in acting:
-        yield ToolStarted(call.call_id, call.name, registry.activity(call.name))
+        yield ToolStarted(call.call_id, call.name, registry.activity(call.name), call.arguments)
         yield finished(call, await call_tool(call))
+
+
+def result_in_brief(result: ToolResult) -> str:
+    """A call's result as a person glancing at the turn's steps reads it: the error's message, or the
+    summary with the data the model read."""
+    if not result.ok:
+        return result.error_message or result.error_code or "failed"
+    data = json.dumps(result.data, separators=(",", ":"), ensure_ascii=False, default=str)
+    return f"{result.summary}: {data}" if result.summary else data

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from openai import AsyncOpenAI, DefaultAioHttpClient
 
+from bot.assistants import AssistantDirectory
 from bot.config import AppConfig, Secrets
 from bot.engine import Backend, ConversationEngine
 from bot.engine.chat_backend import ChatBackend
@@ -63,6 +64,8 @@ class Services:
     """What the engine counts; the bot serves it on `/metrics` when `[metrics] port` is set."""
     features: Features
     """What this bot offers and which server serves each; commands and /help read it, never the keys."""
+    assistants: AssistantDirectory
+    """The guilds' named assistants and which channel, thread or DM answers as which."""
     settings_listener: SettingsChangeListener | None = None
     """On PostgreSQL: other processes' settings changes, dropped from this process's cache."""
     images: ImageInliner | None = None
@@ -166,12 +169,9 @@ class Services:
             ),
             metrics=metrics,
         )
+        model_catalog = OpenAIModelCatalog(openai_client) if features.openai_key else None
         settings = SettingsService(
-            storage,
-            state.settings,
-            config.defaults,
-            providers=config.providers,
-            models=OpenAIModelCatalog(openai_client) if features.openai_key else None,
+            storage, state.settings, config.defaults, providers=config.providers, models=model_catalog
         )
         settings_listener = None
         if is_postgres_url(config.storage.database):
@@ -201,6 +201,7 @@ class Services:
             settings_listener=settings_listener,
             images=images,
             features=features,
+            assistants=AssistantDirectory(storage.assistants, settings, models=model_catalog),
             image_client=image_client,
         )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bot.storage.assistants import AssistantStore
 from bot.storage.bookings import BookingStore
 from bot.storage.claims import MessageClaims
 from bot.storage.conversations import ConversationRecord, ConversationStore
@@ -23,6 +24,7 @@ from bot.storage.turns import InterruptedTurn, TurnJournal
 from bot.storage.usage import UsageStore, UsageTotals, utc_day
 
 __all__ = [
+    "AssistantStore",
     "CachedLookup",
     "CachedPlace",
     "CallClaim",
@@ -60,6 +62,7 @@ class Storage:
         self.knowledge = KnowledgeStore(db)
         self.bookings = BookingStore(db)
         self.rides = RideStore(db)
+        self.assistants = AssistantStore(db)
         self.geocode_cache = GeocodeCache(db)
         self.runs = RunRegistry(db)
         self.message_claims = MessageClaims(db)

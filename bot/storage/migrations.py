@@ -272,6 +272,49 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE rides ADD COLUMN metered INTEGER NOT NULL DEFAULT 0;
         """,
     ),
+    Migration(
+        8,
+        "named assistants per guild, which channel, thread or DM uses which, and their audit",
+        """
+        CREATE TABLE assistants (
+            id               INTEGER PRIMARY KEY AUTOINCREMENT,
+            guild_id         INTEGER NOT NULL,
+            name             TEXT NOT NULL,
+            name_key         TEXT NOT NULL,             -- the name case-folded: unique per guild
+            profile          TEXT NOT NULL,             -- JSON of bot.assistants.AssistantProfile
+            created_by       INTEGER NOT NULL,
+            created_at       REAL NOT NULL,
+            updated_at       REAL NOT NULL,
+            UNIQUE (guild_id, name_key)
+        );
+        CREATE INDEX assistants_by_name ON assistants (name_key);
+
+        CREATE TABLE assistant_choices (
+            scope            TEXT NOT NULL,             -- channel | conversation | dm
+            target_id        INTEGER NOT NULL,          -- the channel, the thread, or the DM's user
+            guild_id         INTEGER NOT NULL,          -- the assistant's guild (0: a DM on the default)
+            assistant_id     INTEGER REFERENCES assistants (id), -- NULL: the guild's default
+            chosen_by        INTEGER NOT NULL,          -- 0: recorded at a thread's first turn
+            chosen_at        REAL NOT NULL,
+            PRIMARY KEY (scope, target_id)
+        );
+        CREATE INDEX assistant_choices_by_assistant ON assistant_choices (assistant_id);
+        CREATE INDEX assistant_choices_by_guild ON assistant_choices (guild_id, scope);
+
+        CREATE TABLE assistant_audit (
+            id               INTEGER PRIMARY KEY AUTOINCREMENT,
+            guild_id         INTEGER NOT NULL,
+            user_id          INTEGER NOT NULL,
+            assistant_id     INTEGER,                   -- NULL: a switch to the default
+            action           TEXT NOT NULL,             -- create | edit | delete | use
+            name             TEXT NOT NULL,             -- the assistant's name after the change
+            old_value        TEXT,                      -- JSON; NULL for create
+            new_value        TEXT,                      -- JSON; NULL for delete
+            at               REAL NOT NULL
+        );
+        CREATE INDEX assistant_audit_by_guild ON assistant_audit (guild_id, id);
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

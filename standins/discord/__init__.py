@@ -27,7 +27,8 @@ Usage::
 Layout, one concern a module: ``world`` (guilds, channels, users, members, permissions, payloads),
 ``messages`` (storing, editing, validating messages), ``gateway`` (sessions, IDENTIFY/RESUME,
 dispatch), ``users`` and ``interactions`` (what users do), ``rest_*`` (the REST routes by resource),
-``ratelimits`` (buckets, 429s, injected failures, held routes), ``cdn`` (attachments), ``server``
+``rest_webhooks`` (channel webhooks: managing and executing them), ``ratelimits`` (buckets, 429s,
+injected failures, held routes), ``cdn`` (attachments), ``server``
 (``FakeDiscord``: the app, the route table, the rate limits in front of every handler).
 """
 
@@ -57,6 +58,7 @@ from .models import (
     FakeMember,
     FakeRole,
     FakeUser,
+    FakeWebhook,
     GatewayClose,
     InteractionRecord,
     RateLimitHit,
@@ -90,6 +92,7 @@ __all__ = [
     "FakeMember",
     "FakeRole",
     "FakeUser",
+    "FakeWebhook",
     "GatewayClose",
     "InteractionRecord",
     "RateLimitHit",

@@ -74,6 +74,7 @@ CALLBACKS_ALLOWED: dict[int, frozenset[int]] = {
 # Gateway intents (bits) and the privileged ones an application must be allowed to use.
 INTENT_GUILDS = 1 << 0
 INTENT_GUILD_MEMBERS = 1 << 1
+INTENT_GUILD_WEBHOOKS = 1 << 5
 INTENT_GUILD_PRESENCES = 1 << 8
 INTENT_GUILD_MESSAGES = 1 << 9
 INTENT_GUILD_MESSAGE_REACTIONS = 1 << 10

@@ -261,7 +261,36 @@ class RateLimitRule:
 DEFAULT_RATE_LIMITS: dict[str, RateLimitRule | None] = {
     "message_create": RateLimitRule(5, 5.0),
     "message_edit": RateLimitRule(5, 5.0),
+    # A channel webhook's own buckets (major parameter: the webhook's id), as Discord counts them.
+    "channel_webhook_execute": RateLimitRule(5, 2.0),
+    "channel_webhook_message_edit": RateLimitRule(5, 2.0),
+    "channel_webhook_message_delete": RateLimitRule(5, 2.0),
 }
+
+CHANNEL_RATE_LIMITS: dict[str, RateLimitRule] = {
+    "channel_webhook_execute": RateLimitRule(30, 60.0),
+}
+"""Limits counted per channel (where the message lands) on top of a route's own bucket: webhooks may
+post 30 messages a minute in one channel, whichever webhook posts them."""
+
+
+@dataclass(eq=False)
+class FakeWebhook:
+    """A channel's incoming webhook: made by the bot's application (``application_id`` set) or by a
+    person in the server's settings (None)."""
+
+    id: int
+    channel_id: int
+    guild_id: int
+    name: str
+    token: str = field(repr=False)
+    creator: FakeUser
+    application_id: int | None = None
+    deleted: bool = False
+
+    def author(self, username: str | None) -> FakeUser:
+        """Who its messages show as: the webhook's id, under the request's username if it gave one."""
+        return FakeUser(self.id, username or self.name, bot=True)
 
 
 @dataclass(eq=False)
@@ -279,6 +308,8 @@ class StoredMessage:
     deleted: bool = False
     nonce: str | None = None
     reactions: dict[str, set[int]] = field(default_factory=dict)
+    avatar_url: str | None = None
+    """The avatar a webhook's message was posted with (``avatar_url`` of the request), if any."""
 
     @property
     def id(self) -> int:
@@ -303,6 +334,17 @@ class StoredMessage:
     @property
     def components(self) -> list[Json]:
         return list(self.data.get("components", []))
+
+    @property
+    def webhook_id(self) -> int | None:
+        """The webhook that posted it (an interaction's application for followups), or None."""
+        value = self.data.get("webhook_id")
+        return None if value is None else int(value)
+
+    @property
+    def author_name(self) -> str:
+        """The name people see on it: a webhook message's username override, else the user's name."""
+        return str(self.data["author"]["username"])
 
     @property
     def contents(self) -> list[str]:

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from .errors import json_response
-from .models import DEFAULT_RATE_LIMITS, RateLimitHit, RateLimitRule, RestCall
+from .models import CHANNEL_RATE_LIMITS, DEFAULT_RATE_LIMITS, RateLimitHit, RateLimitRule, RestCall
 
-# Interaction routes: authenticated by the token in the path, and left out of the global limit.
+# Interaction and webhook routes: authenticated by the token in the path, and left out of the bot's
+# global limit (Discord does not count a webhook's token requests against the bot).
 GLOBAL_EXEMPT_KINDS = frozenset(
     {
         "interaction_callback",
@@ -25,6 +26,10 @@ GLOBAL_EXEMPT_KINDS = frozenset(
         "webhook_message_get",
         "webhook_message_edit",
         "webhook_message_delete",
+        "channel_webhook_execute",
+        "channel_webhook_message_get",
+        "channel_webhook_message_edit",
+        "channel_webhook_message_delete",
     }
 )
 
@@ -62,6 +67,8 @@ class RateLimits:
         notify: Callable[[], Awaitable[None]],
     ) -> None:
         self.rules: dict[str, RateLimitRule | None] = {**DEFAULT_RATE_LIMITS, **(rules or {})}
+        self.channel_rules: dict[str, RateLimitRule | None] = dict(CHANNEL_RATE_LIMITS)
+        """Limits per channel on top of a route's bucket, by route kind (webhooks' 30 a minute)."""
         self.global_limit = global_limit
         self.global_window_s = global_window_s
         self.hits: list[RateLimitHit] = []
@@ -126,19 +133,26 @@ class RateLimits:
             if not failure.applied:
                 return self._injected(failure, call, now)
         headers: dict[str, str] = {}
+        buckets: list[_Bucket] = []
         rule = self.rules.get(call.kind)
         if rule is not None:
-            bucket = self._bucket(call.kind, major, rule)
+            buckets.append(self._bucket(call.kind, major, rule))
+        channel_rule = self.channel_rules.get(call.kind)
+        if channel_rule is not None and call.channel_id is not None:
+            buckets.append(self._bucket(f"{call.kind}@channel", call.channel_id, channel_rule))
+        for bucket in buckets:
             if now >= bucket.reset_at:
-                bucket.count, bucket.reset_at = 0, now + rule.per_s
-            if bucket.count >= rule.limit:
+                bucket.count, bucket.reset_at = 0, now + bucket.rule.per_s
+            if bucket.count >= bucket.rule.limit:
                 retry_after = bucket.reset_at - now
                 self.hits.append(
                     RateLimitHit(call.kind, call.route, "user", call.channel_id, retry_after, now)
                 )
                 return self._too_many(retry_after, scope="user", headers=self._bucket_headers(bucket, now))
+        for bucket in buckets:
             bucket.count += 1
-            headers = self._bucket_headers(bucket, now)
+        if buckets:
+            headers = self._bucket_headers(buckets[0], now)
         gate = self._holds.get(call.kind)
         if gate is not None:
             self.held.append(call)

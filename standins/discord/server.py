@@ -27,7 +27,7 @@ from .rest import ApiRequest, Handler, read_body
 from .rest_channels import ChannelRoutes
 from .rest_commands import CommandRoutes
 from .rest_guilds import GuildRoutes
-from .rest_interactions import InteractionRoutes
+from .rest_webhooks import CHANNEL_WEBHOOK_KINDS, WebhookRoutes
 from .users import UserActivity
 
 _log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ _log = logging.getLogger(__name__)
 _NO_AUTH_KINDS = GLOBAL_EXEMPT_KINDS | {"gateway"}
 
 
-class FakeDiscord(UserActivity, InteractionRoutes, ChannelRoutes, CommandRoutes, GuildRoutes):
+class FakeDiscord(UserActivity, WebhookRoutes, ChannelRoutes, CommandRoutes, GuildRoutes):
     """The stand-in server: ``async with FakeDiscord(...) as server``, then ``server.base_url``.
 
     Build the world with ``add_guild`` / ``add_text_channel`` / ``add_thread`` / ``add_user`` (before
@@ -235,6 +235,10 @@ class FakeDiscord(UserActivity, InteractionRoutes, ChannelRoutes, CommandRoutes,
             ("POST", "/channels/{channel_id}/threads", "thread_create", self._h_thread_create),
             ("PUT", "/channels/{channel_id}/thread-members/@me", "thread_join", self._h_thread_join),
             ("POST", "/channels/{channel_id}/typing", "typing", self._h_typing),
+            ("POST", "/channels/{channel_id}/webhooks", "webhook_create", self._h_channel_webhook_create),
+            ("GET", "/channels/{channel_id}/webhooks", "webhooks_list", self._h_channel_webhooks),
+            ("GET", "/webhooks/{webhook_id}", "webhook_get", self._h_webhook_get),
+            ("DELETE", "/webhooks/{webhook_id}", "webhook_delete", self._h_webhook_delete),
             (
                 "PUT",
                 "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me",
@@ -295,6 +299,7 @@ class FakeDiscord(UserActivity, InteractionRoutes, ChannelRoutes, CommandRoutes,
     ) -> web.StreamResponse:
         """Authenticate, apply the global limit, injected faults and per-route buckets, run, record."""
         loop = asyncio.get_running_loop()
+        kind = self._route_kind(kind, request)
         call = RestCall(
             request.method,
             route,
@@ -323,6 +328,10 @@ class FakeDiscord(UserActivity, InteractionRoutes, ChannelRoutes, CommandRoutes,
         ):
             return json_response(401, {"message": "401: Unauthorized", "code": 0})
         major = call.channel_id or to_int(req.request.match_info.get("guild_id"))
+        if call.kind in CHANNEL_WEBHOOK_KINDS.values():
+            # A webhook's buckets are its own; the channel it writes in counts for the per-channel limit.
+            major = to_int(req.request.match_info.get("webhook_id"))
+            call.channel_id = self._webhook_target_id(req.request)
 
         async def handle() -> web.StreamResponse:
             try:

@@ -19,7 +19,8 @@ conversation's oldest items from what the model sees (they stay in the conversat
 
 Layout: ``script`` (what a test scripts: ``Reply``, ``FunctionCall``, ``HttpError``, ``Script``...),
 ``state`` and ``server`` (``FakeOpenAI``: recording, routing, faults), one module per API
-(``conversations``, ``responses``, ``chat``, ``media``, ``files``, ``embeddings``, ``moderation``),
+(``conversations``, ``responses``, ``chat``, ``media``, ``files``, ``vector_stores``, ``embeddings``,
+``moderation``),
 and what they share: ``items`` (input normalisation), ``output`` (a Reply as output items and stream
 events), ``sse``, ``tokens`` and ``context_window``, ``wire`` (JSON and errors in OpenAI's shape).
 """
@@ -34,6 +35,7 @@ from .script import (
     CodeInterpreterCall,
     ContainerFile,
     Drop,
+    FileSearchCall,
     FunctionCall,
     HttpError,
     ImageGenerationCall,
@@ -57,6 +59,7 @@ __all__ = [
     "Drop",
     "FakeConversation",
     "FakeOpenAI",
+    "FileSearchCall",
     "FunctionCall",
     "HttpError",
     "ImageGenerationCall",

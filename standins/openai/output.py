@@ -8,20 +8,21 @@ import base64
 import copy
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlparse
 
 from ..png import encode_png
+from .file_search import FakeVectorStore, cited_files, file_search_item, search
 from .records import StoredContainerFile, StoredFile
-from .script import ImageGenerationCall, Reply, WebSearchCall
+from .script import FileSearchCall, ImageGenerationCall, Reply, WebSearchCall
 from .tokens import DELTA_CHARS, Json, count_tokens, new_id, split_every, split_n, split_words
 
 
 @dataclass
 class Hosted:
-    kind: Literal["web_search_call", "code_interpreter_call", "image_generation_call"]
+    kind: Literal["web_search_call", "code_interpreter_call", "image_generation_call", "file_search_call"]
     final: Json
     code: str = ""
     partial_images: int = 0
@@ -101,11 +102,15 @@ def render_reply(
     body: Json,
     containers: dict[str, dict[str, StoredContainerFile]],
     uploads: list[StoredFile] | None = None,
+    *,
+    searched: Sequence[FakeVectorStore] = (),
+    files: Mapping[str, StoredFile] | None = None,
 ) -> Rendered:
     """Build the final output items of a Reply: hosted calls, the message with annotations, calls.
 
     `uploads`: the files the request gave the code interpreter (`container.file_ids`); the container
-    a scripted run creates holds them under /mnt/data, as OpenAI's does.
+    a scripted run creates holds them under /mnt/data, as OpenAI's does. `searched`: the vector
+    stores the request's file_search tool names, and `files` the uploads their files are.
     """
     include = set(body.get("include") or [])
     text = reply.text
@@ -142,6 +147,18 @@ def render_reply(
                 )
         elif isinstance(tool, ImageGenerationCall):
             hosted.append(_image_generation(tool))
+        elif isinstance(tool, FileSearchCall):
+            hits = search(searched, files or {}, tool.queries)
+            hosted.append(Hosted("file_search_call", file_search_item(new_id("fs"), tool, hits, include)))
+            for hit in cited_files(hits, tool.cite):
+                annotations.append(
+                    {
+                        "type": "file_citation",
+                        "file_id": hit.file_id,
+                        "filename": hit.filename,
+                        "index": len(text),
+                    }
+                )
         else:
             container_id = tool.container_id or response_container or new_id("cntr")
             response_container = response_container or container_id
@@ -256,6 +273,11 @@ def hosted_events(index: int, hosted: Hosted) -> Iterator[Json]:
             }
         if final["status"] == "completed":
             yield {"type": "response.image_generation_call.completed", **where}
+    elif hosted.kind == "file_search_call":
+        added = {**final, "status": "in_progress", "results": None}
+        yield {"type": "response.output_item.added", "output_index": index, "item": added}
+        for phase in ("in_progress", "searching", "completed"):
+            yield {"type": f"response.file_search_call.{phase}", "item_id": item_id, "output_index": index}
     elif hosted.kind == "web_search_call":
         added = {
             **final,

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from aiohttp import web
 
 from .context_window import ContextWindows
+from .file_search import FakeVectorStore
 from .items import check_tool_pairs, input_items
 from .output import ResponseRun, function_call_events, hosted_events, message_events, render_reply
 from .records import StoredFile
@@ -55,6 +56,7 @@ class ResponsesApi(ContextWindows):
         new_items = input_items(body.get("input"))
         check_tool_pairs(prior + new_items)
         uploads = self._container_uploads(body)
+        searched = self._searched_vector_stores(body)
         self._check_input_files(new_items)
         visible_prior = self._fit_context_window(model, body, conversation_id, prior, new_items)
 
@@ -80,7 +82,9 @@ class ResponsesApi(ContextWindows):
                 new_items=new_items,
                 visible_prior=visible_prior,
                 reply=step,
-                rendered=render_reply(step, body, self.containers, uploads),
+                rendered=render_reply(
+                    step, body, self.containers, uploads, searched=searched, files=self.files
+                ),
             )
             if step.malformed and not body.get("stream"):
                 return web.Response(body=b'{"id": "resp_', content_type="application/json")
@@ -120,6 +124,31 @@ class ResponsesApi(ContextWindows):
                     )
                 uploads.append(stored)
         return uploads
+
+    def _searched_vector_stores(self, body: Json) -> list[FakeVectorStore]:
+        """The vector stores a file_search tool names; an unknown id is OpenAI's 400."""
+        stores: list[FakeVectorStore] = []
+        tools = body.get("tools") or []
+        for index, tool in enumerate(tools if isinstance(tools, list) else []):
+            if not isinstance(tool, dict) or tool.get("type") != "file_search":
+                continue
+            store_ids = tool.get("vector_store_ids")
+            if not isinstance(store_ids, list) or not store_ids:
+                raise BadRequest(
+                    f"Missing required parameter: 'tools[{index}].vector_store_ids'.",
+                    param=f"tools[{index}].vector_store_ids",
+                    code="missing_required_parameter",
+                )
+            for store_id in store_ids:
+                store = self.vector_stores.get(store_id) if isinstance(store_id, str) else None
+                if store is None:
+                    raise BadRequest(
+                        f"Vector store with id '{store_id}' not found.",
+                        param=f"tools[{index}].vector_store_ids",
+                        code="invalid_value",
+                    )
+                stores.append(store)
+        return stores
 
     def _check_input_files(self, items: list[Json]) -> None:
         """An `input_file` part must name an uploaded file (or carry its data)."""

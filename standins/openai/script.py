@@ -88,7 +88,18 @@ class ImageGenerationCall:
     failed: bool = False
 
 
-HostedCall: TypeAlias = CodeInterpreterCall | WebSearchCall | ImageGenerationCall
+@dataclass
+class FileSearchCall:
+    """A hosted file search (Responses only): the model searches the request's vector stores for
+    `queries`, and cites (with `file_citation` annotations) the files of the best `cite` results."""
+
+    queries: list[str]
+    cite: int = 1
+    """How many of the best-ranked files the answer cites (0: none)."""
+    status: str = "completed"
+
+
+HostedCall: TypeAlias = CodeInterpreterCall | WebSearchCall | ImageGenerationCall | FileSearchCall
 
 ResponseStatus: TypeAlias = Literal["completed", "failed", "incomplete", "cancelled"]
 

@@ -24,6 +24,7 @@ from .responses import ResponsesApi
 from .script import Drop, HttpError
 from .state import DEFAULT_MODELS
 from .tokens import Json
+from .vector_stores import VectorStoresApi
 from .wire import BadRequest, Call, error_response, fail, json_response
 
 if TYPE_CHECKING:
@@ -32,7 +33,16 @@ if TYPE_CHECKING:
 Handler: TypeAlias = Callable[[Call], Awaitable[web.StreamResponse]]
 
 
-class FakeOpenAI(ConversationsApi, ResponsesApi, ChatApi, MediaApi, FilesApi, EmbeddingsApi, ModerationApi):
+class FakeOpenAI(
+    ConversationsApi,
+    ResponsesApi,
+    ChatApi,
+    MediaApi,
+    FilesApi,
+    VectorStoresApi,
+    EmbeddingsApi,
+    ModerationApi,
+):
     """The stand-in OpenAI server. Use as `async with FakeOpenAI() as fake:`; see ``standins.openai``."""
 
     def __init__(self, *, models: tuple[str, ...] = DEFAULT_MODELS) -> None:
@@ -60,6 +70,14 @@ class FakeOpenAI(ConversationsApi, ResponsesApi, ChatApi, MediaApi, FilesApi, Em
             ("GET", "/v1/files/{fid}", self._get_file),
             ("GET", "/v1/files/{fid}/content", self._get_file_content),
             ("DELETE", "/v1/files/{fid}", self._delete_file),
+            ("POST", "/v1/vector_stores", self._create_vector_store),
+            ("GET", "/v1/vector_stores/{vsid}", self._get_vector_store),
+            ("DELETE", "/v1/vector_stores/{vsid}", self._delete_vector_store),
+            ("GET", "/v1/vector_stores/{vsid}/files", self._list_vector_store_files),
+            ("POST", "/v1/vector_stores/{vsid}/files", self._create_vector_store_file),
+            ("GET", "/v1/vector_stores/{vsid}/files/{fid}", self._get_vector_store_file),
+            ("DELETE", "/v1/vector_stores/{vsid}/files/{fid}", self._delete_vector_store_file),
+            ("POST", "/v1/vector_stores/{vsid}/search", self._search_vector_store),
             ("GET", "/v1/containers/{cid}/files", self._list_container_files),
             ("GET", "/v1/containers/{cid}/files/{fid}", self._get_container_file),
             ("GET", "/v1/containers/{cid}/files/{fid}/content", self._get_container_file_content),

@@ -8,6 +8,7 @@ from collections import defaultdict
 
 from aiohttp import web
 
+from .file_search import FakeVectorStore
 from .items import echo_chat, echo_response
 from .output import ResponseRun
 from .records import FakeConversation, RecordedRequest, StoredContainerFile, StoredFile, Truncation
@@ -43,6 +44,10 @@ class OpenAIState:
         """Files uploaded through `POST /v1/files`, by id (deleted ones are gone)."""
         self.max_file_bytes = 512 * 1024 * 1024
         """The Files API's per-file limit (512 MB); a test lowers it to see the refusal."""
+        self.vector_stores: dict[str, FakeVectorStore] = {}
+        """Vector stores by id, each with its attached files (`POST /v1/vector_stores`)."""
+        self.unprocessable_files: dict[str, str] = {}
+        """Filename -> the error a vector store gives when it processes a file of that name."""
         self.models: list[str] = list(models)
         self.retired_models: set[str] = set(RETIRED_MODELS)
         self.invalid_api_keys: set[str] = {"invalid"}

@@ -414,6 +414,33 @@ async def test_chat_retry_after_a_llama_cpp_overflow_with_a_shorter_history(
     assert [m["role"] for m in retried[1:-1]] in ([], ["user", "assistant"])
 
 
+async def test_chat_retry_after_an_empty_llama_cpp_python_stream_with_a_shorter_history(
+    make_services: ServicesFactory, fake_openai: FakeOpenAI
+) -> None:
+    # No window configured, and llama-cpp-python never says it is over one: its 200 stream is empty.
+    services = await make_services(openai={"max_retries": 0})
+    ctx = context(settings(backend="chat"))
+    fake_openai.chat_dialect = "llama-cpp-python"
+    for index in range(4):
+        completed(await collect(services, turn(long_text(index, 40)), ctx))
+    fake_openai.context_windows[MODEL] = 300  # the whole history (about 476) is over it
+
+    final = completed(await collect(services, turn("still there?"), ctx))
+
+    assert final.text == "echo: Ada: still there?" and final.notes == (HISTORY_LEFT_OUT_NOTE,)
+    emptied, retried = fake_openai.requests_to("/v1/chat/completions")[-2:]
+    assert emptied.status == 200 and len(emptied.json["messages"]) == 10
+    assert retried.json["messages"][-1]["content"] == "Ada: still there?"
+    assert len(retried.json["messages"]) < 10
+    assert await services.storage.history.count(KEY) == 10  # the stored history is never cut
+
+    fake_openai.context_windows[MODEL] = 20  # now the message alone is too long: no useless retry
+    before = len(fake_openai.requests_to("/v1/chat/completions"))
+    final_failure = failed(await collect(services, turn(long_text(9, 40)), ctx))
+    assert final_failure.kind == "bad_request" and TOO_LONG in final_failure.reason
+    assert len(fake_openai.requests_to("/v1/chat/completions")) - before <= 2
+
+
 async def test_chat_message_longer_than_the_window_fails_without_a_useless_retry(
     make_services: ServicesFactory, fake_openai: FakeOpenAI
 ) -> None:

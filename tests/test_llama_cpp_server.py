@@ -10,6 +10,7 @@ arguments under a grammar made from the tool's schema, and streams the call as i
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -110,18 +111,26 @@ async def recording_proxy(server: LlamaServer) -> AsyncIterator[RecordingProxy]:
 
 @contextlib.asynccontextmanager
 async def bot_on_llama(
-    tmp_path: Path, server: LlamaServer, *, embeddings: bool = False, server_fails: bool = False
+    tmp_path: Path,
+    server: LlamaServer,
+    *,
+    embeddings: bool = False,
+    server_fails: bool = False,
+    window_known: bool = True,
+    tools: bool = True,
 ) -> AsyncIterator[tuple[Rig, RecordingProxy]]:
     """The bot process on the chat backend, through the proxy to the llama.cpp server, with no OpenAI key;
     `embeddings`: knowledge embeds on that server too; `server_fails`: the test expects the server to
-    log a failure (else its log must have none)."""
+    log a failure (else its log must have none); `window_known`: `context_tokens` is set to the
+    server's window; `tools`: the guild's default tools (else none)."""
     async with stand_ins(tmp_path, "chat") as rig, recording_proxy(server) as proxy:
         rig.openai_api_key = None
         config = tmp_path / "config.toml"
-        text = config.read_text(encoding="utf-8").replace(
-            "[defaults]\n", f'[defaults]\nmodel = "{CHAT_MODEL}"\n'
-        )
-        text += f'\n[chat_backend]\nbase_url = "{proxy.base_url}"\ncontext_tokens = {server.context_tokens}\n'
+        defaults = f'[defaults]\nmodel = "{CHAT_MODEL}"\n' + ("" if tools else "enabled_tools = []\n")
+        text = config.read_text(encoding="utf-8").replace("[defaults]\n", defaults)
+        text += f'\n[chat_backend]\nbase_url = "{proxy.base_url}"\n'
+        if window_known:
+            text += f"context_tokens = {server.context_tokens}\n"
         if embeddings:
             text += f'embedding_model = "{EMBEDDING_MODEL}"\n'
         config.write_text(text, encoding="utf-8")
@@ -265,16 +274,48 @@ async def test_a_prompt_longer_than_the_window_ends_the_turn_with_the_context_si
 ) -> None:
     # llama-cpp-python checks the prompt's length only once the stream has begun: the bot gets HTTP 200
     # and a stream with no chunk at all, never a context-length error it could learn the window from.
+    # The bot reads that as the context error it is; with no history to leave out, it is not retried.
     server = small_llama_server
     lines = len(server.output)
     async with bot_on_llama(tmp_path, server, server_fails=True) as (rig, proxy):
         thread = await open_thread(rig, "word " * 300)
         failed = await rig.discord.wait_for_message(
-            lambda m: "context size" in m.content, channel_id=thread.id, timeout=WAIT_S
+            lambda m: "context window" in m.content, channel_id=thread.id, timeout=WAIT_S
         )
         assert proxy.streams == [[]]
-        assert rig.log is not None and rig.log.matching(lambda line: "without a finish reason" in line)
-    assert failed.content.startswith("⚠️") and "stopped before finishing" in failed.content, failed.content
+        assert rig.log is not None and rig.log.matching(lambda line: "without sending anything" in line)
+    assert failed.content.startswith("⚠️") and "too long for the model's context" in failed.content
     assert any(f"exceed context window of {SMALL_WINDOW}" in line for line in server.output[lines:])
     assert rig.rows("SELECT status FROM turns") == [("failed",)]
     assert history(rig) == []  # a failed turn leaves no history
+
+
+async def test_a_history_over_an_undeclared_window_is_retried_shorter_and_answered(
+    tmp_path: Path, small_llama_server: LlamaServer
+) -> None:
+    # No `context_tokens`: the bot learns nothing from llama-cpp-python's empty stream but that the
+    # request was too long, and retries it once with a quarter of the history.
+    server = small_llama_server
+    async with bot_on_llama(tmp_path, server, server_fails=True, window_known=False, tools=False) as (
+        rig,
+        proxy,
+    ):
+        thread = await open_thread(rig, "a " * 150)
+        await wait_for_content(rig.discord, thread.id, REPLY)
+
+        def answered(count: int) -> bool:
+            shown = [m.content[: len(REPLY)] for m in rig.discord.bot_messages(thread.id)]
+            return shown == [REPLY] * count
+
+        for round_number in range(1, 4):
+            await rig.discord.user_message(thread.id, rig.world.alice, f"{round_number} " * 150)
+            await rig.discord.wait_for(functools.partial(answered, round_number + 1), timeout=WAIT_S)
+    replies = [m.content for m in rig.discord.bot_messages(thread.id)]  # final: the bot has stopped
+    emptied = [n for n, chunks in enumerate(proxy.streams) if not chunks]
+    assert emptied, "the history never outgrew the window: make the messages longer"
+    retried = emptied[0] + 1
+    assert len(proxy.requests[retried]["messages"]) < len(proxy.requests[emptied[0]]["messages"])
+    assert proxy.requests[retried]["messages"][-1] == proxy.requests[emptied[0]]["messages"][-1]
+    assert all(reply.startswith(REPLY) for reply in replies) and len(replies) == 4, (replies, emptied)
+    assert any("Earlier messages" in reply for reply in replies), replies  # the history note
+    assert rig.rows("SELECT status FROM turns") == [("completed",)] * 4

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+import httpx2
 import openai
 from openai import AsyncOpenAI, omit
 
@@ -195,8 +196,10 @@ class _ChatRounds:
             stream=True,
             stream_options={"include_usage": True},
         )
+        chunks = 0
         async with stream:
             async for chunk in stream:
+                chunks += 1
                 if chunk.usage is not None:
                     usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
                 for choice in chunk.choices:
@@ -211,6 +214,18 @@ class _ChatRounds:
                             partial.arguments += piece.function.arguments or ""
                     if choice.finish_reason is not None:
                         finish_reason = choice.finish_reason
+        if chunks == 0:
+            # llama-cpp-python checks the prompt's length only once its 200 has gone out, and then
+            # closes the stream without a chunk: read as the context-length error it is, so the turn
+            # is retried once with less history (the tool loop's recovery), as after a real one.
+            log.warning(
+                "The model server (%s, model %s) closed a stream without sending anything: on"
+                " llama-cpp-python's server the prompt outgrew its context window (set [chat_backend]"
+                " context_tokens to the server's n_ctx so requests are fitted before they are sent)",
+                self._client.base_url,
+                self._request.context.settings.model,
+            )
+            raise EmptyStreamError(stream.response.request)
         # Our own call ids: servers differ (some reuse "call_0" in every turn), and the ledger that
         # keeps a call from running twice needs ids unique across the whole database.
         requested = [
@@ -310,6 +325,15 @@ class _ChatRounds:
         )
         notes = (HISTORY_LEFT_OUT_NOTE,) if self._shortened else ()
         return Completed(text=text, usage=usage, notes=notes)
+
+
+class EmptyStreamError(openai.APIError):
+    """A streamed completion that ended before its first chunk: on llama-cpp-python's server, a
+    prompt over its context window (it says so only in its own log)."""
+
+    def __init__(self, request: httpx2.Request) -> None:
+        message = "The model server closed the stream without sending anything (context window exceeded?)"
+        super().__init__(message, request, body={"code": "context_length_exceeded", "message": message})
 
 
 STREAM_ENDED_EARLY = Unfinished(

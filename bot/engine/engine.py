@@ -14,6 +14,8 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Protocol
 
+import openai
+
 from bot.config import EngineConfig, GuildSettings
 from bot.engine.events import (
     TERMINAL_EVENTS,
@@ -387,14 +389,20 @@ class ConversationEngine:
             final = Failed("connection", str(exc), text)
         except Exception as exc:
             kind, reason = describe_error(exc, model=request.context.settings.model)
-            log.log(
-                logging.ERROR if kind == "internal" else logging.WARNING,
-                "Turn %d in %s failed (%s)",
-                request.turn_id,
-                request.conversation.key,
-                kind,
-                exc_info=exc,
-            )
+            if isinstance(exc, openai.APIError) and kind != "internal":
+                # The model server's answer, understood: what it said is enough (no traceback).
+                log.warning(
+                    "Turn %d in %s failed (%s): %s", request.turn_id, request.conversation.key, kind, exc
+                )
+            else:
+                log.log(
+                    logging.ERROR if kind == "internal" else logging.WARNING,
+                    "Turn %d in %s failed (%s)",
+                    request.turn_id,
+                    request.conversation.key,
+                    kind,
+                    exc_info=exc,
+                )
             final = Failed(kind, reason, text)
         return final
 

@@ -66,6 +66,10 @@ def unanswered_tool_calls(pending: list[str]) -> str:
     )
 
 
+LLAMA_DIALECTS = ("llama.cpp", "llama-cpp-python")
+"""The `chat_dialect`s with llama.cpp's quirks (see `OpenAIState.chat_dialect`)."""
+
+
 class ChatApi(OpenAIState):
     """/v1/chat/completions."""
 
@@ -76,7 +80,8 @@ class ChatApi(OpenAIState):
         if not isinstance(messages, list) or not messages:
             raise BadRequest("Missing required parameter: 'messages'.", param="messages")
         check_chat_messages(messages)
-        if self.chat_dialect == "llama.cpp" and any(
+        llama = self.chat_dialect in LLAMA_DIALECTS
+        if llama and any(
             isinstance(m, dict) and m.get("role") == "assistant" and m.get("content", "") is None
             for m in messages
         ):
@@ -87,6 +92,13 @@ class ChatApi(OpenAIState):
         window = self.context_windows.get(model)
         if window is not None:
             used = estimate_context_tokens(messages, tools=body.get("tools"))
+            if used > window and self.chat_dialect == "llama-cpp-python" and body.get("stream"):
+                # llama-cpp-python measures the prompt after its 200 has gone out, then ends the
+                # stream without a chunk (the reason is only in its own log).
+                empty = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream"})
+                await empty.prepare(call.request)
+                await empty.write_eof()
+                return empty
             if used > window:
                 raise BadRequest(
                     f"This model's maximum context length is {window} tokens. However, your messages "
@@ -195,9 +207,9 @@ class ChatApi(OpenAIState):
             )
 
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        if self.chat_dialect == "llama.cpp":
+        if llama:
             include_usage = False
-        repeat_names = self.chat_dialect == "llama.cpp"
+        repeat_names = llama
 
         def chunk(delta: Json, finish: str | None = None) -> Json:
             data: Json = {

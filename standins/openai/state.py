@@ -55,9 +55,10 @@ class OpenAIState:
         """Per model: its context window in tokens (`estimate_context_tokens`); unnamed: unlimited."""
         self.chat_dialect = "openai"
         """How /v1/chat/completions behaves where servers differ: "openai", or "llama.cpp" as
-        llama-cpp-python's server does (the whole tool name and id in every streamed tool-call chunk,
-        HTTP 500 for an assistant message with `"content": null`, no usage in streams, a streamed
-        request over its `context_windows` entry answered by an empty 200 stream), or "vllm"
+        llama.cpp's servers do (the whole tool name and id in every streamed tool-call chunk,
+        HTTP 500 for an assistant message with `"content": null`, no usage in streams), or
+        "llama-cpp-python" (the same, and a streamed request over its `context_windows` entry answered
+        by an empty 200 stream, where llama.cpp's own server refuses it with a 400), or "vllm"
         (each model's `context_windows` entry as `max_model_len` in the model list)."""
         self.honours_truncation = True
         """False: a server without `truncation: "auto"`; every request over the window is refused."""

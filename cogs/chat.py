@@ -23,12 +23,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.assistants import Resolved
 from bot.config import GuildSettings
 from bot.discord.confirmation import DiscordConfirmer
 from bot.discord.render import ReplyStreamer
 from bot.discord.render.discord_sink import DiscordSink
 from bot.engine import TurnContext, UserTurn, conversation_key
 from bot.engine.events import Flagged, TurnEvent
+from bot.engine.turn import Speaker
 from bot.errors import DatabaseUnavailableError
 from bot.moderation import describe_categories
 from bot.storage import ShardSet
@@ -106,11 +108,12 @@ class ChatCog(commands.Cog):
                 destination = await self._destination(message, settings)
                 if destination is None or not await self._claim(message):
                     return
+                answering = await self._assistant_for(destination, settings, message.author.id)
                 turn = await self._user_turn(message)
                 if not turn.text and not turn.image_urls:
                     return
                 place = self._place(destination)  # a new thread: created meanwhile, through the budget
-                events = self._reply(destination, place, turn, settings)
+                events = self._reply(destination, place, turn, answering.settings)
                 first = await anext(events)  # the turn takes its place in the conversation's line
         except DatabaseUnavailableError as exc:  # the turn itself reports it as its failure
             log.warning("Message %s not answered: the database is unreachable", message.id)
@@ -123,6 +126,7 @@ class ChatCog(commands.Cog):
                 message,
                 self._report_flags(message, settings, _prepend(first, events)),
                 taken_at=taken_at,
+                speaker=answering.speaker,
             )
         finally:
             await events.aclose()  # if the reply stopped early, the engine cancels the turn
@@ -172,6 +176,22 @@ class ChatCog(commands.Cog):
         ):
             return Destination(channel, reply_to=message, thread_from=message)
         return Destination(channel, reply_to=message)
+
+    async def _assistant_for(
+        self, destination: Destination, settings: GuildSettings, author_id: int
+    ) -> Resolved:
+        """Who answers, and under which settings: a DM's pick, a thread's own (its channel's at its
+        first turn, kept afterwards), or the channel's."""
+        assistants = self.services.assistants
+        channel = destination.channel
+        if isinstance(channel, discord.DMChannel):
+            return await assistants.for_dm(author_id)
+        guild_id = channel.guild.id
+        if destination.thread_from is not None:  # a new thread: its id is the message's
+            return await assistants.for_thread(settings, guild_id, destination.channel_id, channel.id)
+        if isinstance(channel, discord.Thread):
+            return await assistants.for_thread(settings, guild_id, channel.id, channel.parent_id)
+        return await assistants.for_channel(settings, channel.id)
 
     async def _is_conversation(self, thread: discord.Thread) -> bool:
         return await self.services.storage.conversations.get(conversation_key(thread.id)) is not None
@@ -255,9 +275,10 @@ class ChatCog(commands.Cog):
         events: AsyncIterator[TurnEvent],
         *,
         taken_at: float,
+        speaker: Speaker | None = None,
     ) -> None:
         """Stream the reply; `taken_at` (monotonic) is when the message was taken, for the time to the
-        reply's final write."""
+        reply's final write; `speaker`: the named assistant it is shown as (None: the bot itself)."""
         # The turn runs meanwhile: its events (streamed text too) wait in order in the engine's queue.
         # Waiting here, not in the writes, keeps the budget's slots for writes that can go.
         target = await asyncio.shield(place)

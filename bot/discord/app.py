@@ -52,6 +52,7 @@ EXTENSIONS: tuple[str, ...] = (
     "cogs.knowledge",
     "cogs.extract",
     "cogs.config",
+    "cogs.assistants",
     "cogs.restaurants",
     "cogs.usage",
     "cogs.help",

@@ -1,0 +1,290 @@
+"""/assistant end to end: the real bot, discord.py and the stand-in Discord and OpenAI servers.
+
+An admin makes "Math Tutor" and puts it on one channel: conversations there run with its
+instructions, model and tools, the other channel keeps the default, and a thread keeps the assistant it
+started with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from bot.config import DEFAULT_INSTRUCTIONS
+from standins.discord import CALLBACK_MODAL, FakeChannel, FakeDiscord, FakeUser
+from standins.openai import FakeOpenAI
+from tests.command_support import WAIT_S, Answer, choices, run, settle
+from tests.harness import FAST_BUCKET, Harness, build_world, running_bot
+
+TUTOR_INSTRUCTIONS = "You are Math Tutor: teach mathematics step by step."
+TUTOR: dict[str, Any] = {
+    "name": "Math Tutor",
+    "model": "gpt-5.4-mini",
+    "instructions": TUTOR_INSTRUCTIONS,
+    "tools": "code_interpreter",
+    "knowledge": False,
+    "avatar": "https://example.com/tutor.png",
+}
+DEFAULT_MODEL = "gpt-5.5"
+
+
+@contextlib.asynccontextmanager
+async def two_channels(tmp_path: Path, fake_openai: FakeOpenAI) -> AsyncIterator[Harness]:
+    """The usual world (#general) plus #maths, there before the bot connects."""
+    async with FakeDiscord(
+        rate_limits={"message_create": FAST_BUCKET, "message_edit": FAST_BUCKET}
+    ) as server:
+        world = build_world(server)
+        server.add_text_channel(world.guild.id, "maths")
+        async with running_bot(tmp_path, fake_openai, discord=server, world=world) as h:
+            yield h
+
+
+def maths(h: Harness) -> FakeChannel:
+    return next(c for c in h.discord.channels.values() if c.name == "maths")
+
+
+async def command(
+    h: Harness, name: str, options: dict[str, Any] | None = None, *, user: FakeUser, channel: FakeChannel
+) -> Answer:
+    return await run(h, name, options, user=user, channel_id=channel.id)
+
+
+async def ask(h: Harness, channel: FakeChannel, text: str, *, user: FakeUser | None = None) -> dict[str, Any]:
+    """Mention the bot in a channel and wait for its model request; returns that request's JSON."""
+    sent = len(h.openai.requests_to("/v1/responses"))
+    await h.discord.user_message(channel.id, user or h.alice, f"{h.bot_mention} {text}", mentions_bot=True)
+    return await request_after(h, sent)
+
+
+async def say_in_thread(h: Harness, thread: FakeChannel, text: str, *, user: FakeUser) -> dict[str, Any]:
+    sent = len(h.openai.requests_to("/v1/responses"))
+    await h.discord.user_message(thread.id, user, text)
+    return await request_after(h, sent)
+
+
+async def request_after(h: Harness, sent: int) -> dict[str, Any]:
+    await h.discord.wait_for(lambda: len(h.openai.requests_to("/v1/responses")) > sent, timeout=WAIT_S)
+    request: dict[str, Any] = h.openai.requests_to("/v1/responses")[sent].json
+    return request
+
+
+async def answered(h: Harness, channel_id: int, text: str) -> None:
+    await h.discord.wait_for(
+        lambda: any(text in m.content for m in h.discord.bot_messages(channel_id)), timeout=WAIT_S
+    )
+
+
+def tool_kinds(request: dict[str, Any]) -> set[str]:
+    """Function tools by name, hosted tools by type."""
+    return {tool.get("name") or tool["type"] for tool in request.get("tools") or []}
+
+
+async def newest_thread(h: Harness, channel: FakeChannel, count: int) -> FakeChannel:
+    await h.discord.wait_for(lambda: len(h.discord.threads_in(channel.id)) >= count, timeout=WAIT_S)
+    return h.discord.threads_in(channel.id)[count - 1]
+
+
+async def test_an_assistant_answers_in_its_channel_and_the_other_channel_keeps_the_default(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with two_channels(tmp_path, fake_openai) as h:
+        admin, guild_id = h.world.admin, h.world.guild.id
+        created = await command(h, "assistant create", TUTOR, user=admin, channel=h.general)
+        assert created.ephemeral and created.text.startswith(
+            "✅ Created **Math Tutor** · `gpt-5.4-mini` · tools: `code_interpreter` · knowledge off."
+        )
+        used = await command(h, "assistant use", {"name": "math tutor"}, user=admin, channel=maths(h))
+        assert not used.ephemeral and used.text.startswith(
+            "🔁 New conversations in this channel are answered by **Math Tutor**"
+        )
+
+        request = await ask(h, maths(h), "What is 6 times 7?")
+        assert (request["model"], request["instructions"]) == ("gpt-5.4-mini", TUTOR_INSTRUCTIONS)
+        assert tool_kinds(request) == {"code_interpreter"}  # no restaurants, rides or knowledge
+        tutor_thread = await newest_thread(h, maths(h), 1)
+        await answered(h, tutor_thread.id, "What is 6 times 7?")
+
+        request = await ask(h, h.general, "Book me a table")
+        assert (request["model"], request["instructions"]) == (DEFAULT_MODEL, DEFAULT_INSTRUCTIONS)
+        assert "code_interpreter" not in tool_kinds(request) and "book_restaurant" in tool_kinds(request)
+
+        # The channel goes back to the default: its open thread keeps its assistant, new ones do not.
+        back = await command(h, "assistant use", {"name": "default"}, user=admin, channel=maths(h))
+        assert "the server's default assistant" in back.text
+        request = await say_in_thread(h, tutor_thread, "And 7 times 8?", user=h.world.bob)
+        assert request["model"] == "gpt-5.4-mini" and request["instructions"] == TUTOR_INSTRUCTIONS
+        request = await ask(h, maths(h), "Hello again")
+        assert request["model"] == DEFAULT_MODEL
+
+        audit = await h.services.assistants.audit(guild_id)
+        assert [(c.action, c.name, c.user_id) for c in audit] == [
+            ("use", "default", admin.id),
+            ("use", "Math Tutor", admin.id),
+            ("create", "Math Tutor", admin.id),
+        ]
+        assert audit[2].new is not None and audit[2].new["model"] == "gpt-5.4-mini"
+
+
+async def test_a_member_without_manage_server_can_neither_make_nor_switch_assistants(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with running_bot(tmp_path, fake_openai) as h:
+        bob, guild_id = h.world.bob, h.world.guild.id
+        await command(h, "assistant create", TUTOR, user=h.world.admin, channel=h.general)
+        attempts = [
+            ("assistant create", {**TUTOR, "name": "Other"}, "create assistants"),
+            ("assistant edit", {"name": "Math Tutor", "model": "gpt-5.4"}, "edit assistants"),
+            ("assistant delete", {"name": "Math Tutor"}, "delete assistants"),
+            ("assistant use", {"name": "Math Tutor"}, "choose a channel's assistant"),
+        ]
+        for name, options, what in attempts:
+            refused = await command(h, name, options, user=bob, channel=h.general)
+            assert (
+                refused.ephemeral and refused.text == f"You need the Manage Server permission to {what}."
+            ), name
+            assert refused.record.modal is None
+        assert [a.name for a in await h.services.assistants.in_guild(guild_id)] == ["Math Tutor"]
+        assert await h.services.assistants.channels_using(guild_id) == {}
+        assert [c.action for c in await h.services.assistants.audit(guild_id)] == ["create"]
+        listed = await command(h, "assistant list", user=bob, channel=h.general)  # members may look
+        assert listed.ephemeral and "**Math Tutor** · `gpt-5.4-mini`" in listed.text
+        assert "Here: **default**" in listed.text
+
+
+async def test_a_threads_starter_switches_it_and_deleting_the_assistant_falls_back_to_the_default(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with running_bot(tmp_path, fake_openai) as h:
+        admin, alice, bob = h.world.admin, h.alice, h.world.bob
+        await command(h, "assistant create", TUTOR, user=admin, channel=h.general)
+        request = await ask(h, h.general, "Help me with fractions")
+        assert request["model"] == DEFAULT_MODEL
+        thread = await newest_thread(h, h.general, 1)
+
+        refused = await command(h, "assistant use", {"name": "Math Tutor"}, user=bob, channel=thread)
+        assert refused.ephemeral and refused.text.startswith("Only the person who started this conversation")
+        switched = await command(h, "assistant use", {"name": "Math Tutor"}, user=alice, channel=thread)
+        assert not switched.ephemeral and switched.text == (
+            "🔁 alice switched this conversation to **Math Tutor**."
+        )
+        request = await say_in_thread(h, thread, "What is a half plus a third?", user=bob)
+        assert request["model"] == "gpt-5.4-mini" and request["instructions"] == TUTOR_INSTRUCTIONS
+        shown_here = await command(h, "assistant list", user=bob, channel=thread)
+        assert "Here: **Math Tutor**" in shown_here.text
+
+        await command(h, "assistant use", {"name": "Math Tutor"}, user=admin, channel=h.general)
+        deleted = await command(h, "assistant delete", {"name": "Math Tutor"}, user=admin, channel=h.general)
+        assert deleted.ephemeral and deleted.text == (
+            "🗑️ Deleted **Math Tutor**. The 1 channel and 1 thread that used it now answer with the "
+            "server's default."
+        )
+        request = await say_in_thread(h, thread, "Thanks!", user=alice)
+        assert request["model"] == DEFAULT_MODEL and request["instructions"] == DEFAULT_INSTRUCTIONS
+        missing = await command(h, "assistant use", {"name": "Math Tutor"}, user=admin, channel=h.general)
+        assert missing.ephemeral and missing.text == "This server has no assistant called `Math Tutor`."
+
+
+async def test_names_autocomplete_and_edit_opens_the_instructions_prefilled(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with running_bot(tmp_path, fake_openai) as h:
+        admin = h.world.admin
+        await command(h, "assistant create", TUTOR, user=admin, channel=h.general)
+        concierge = {"name": "Concierge", "model": "gpt-5.5", "tools": "restaurants, rides"}
+        await command(h, "assistant create", concierge, user=admin, channel=h.general)
+
+        offered = await choices(h, "assistant use", {"name": ""}, focused="name", user=h.alice)
+        assert [c["value"] for c in offered] == ["default", "Concierge", "Math Tutor"]
+        offered = await choices(h, "assistant edit", {"name": "TUT"}, focused="name", user=admin)
+        assert [c["value"] for c in offered] == ["Math Tutor"]
+        offered = await choices(h, "assistant create", {"tools": "rides, co"}, focused="tools", user=admin)
+        assert [c["value"] for c in offered] == ["rides, code_interpreter"]
+
+        options = {"name": "Math Tutor", "new_name": "Maths Tutor", "knowledge": True}
+        shown = await settle(
+            h, await h.discord.slash_command("assistant edit", options, user=admin, channel_id=h.general.id)
+        )
+        assert shown.response_type == CALLBACK_MODAL and shown.modal is not None
+        boxes = [row["components"][0] for row in shown.modal["components"]]
+        assert boxes[0]["value"] == TUTOR_INSTRUCTIONS
+        submitted = await settle(h, await h.discord.submit_modal(shown, {"instructions": "Be Socratic."}))
+        said = h.discord.message(submitted.followup_ids[-1])
+        assert said.ephemeral and said.content.startswith(
+            "✏️ Changed name, instructions, knowledge of **Maths Tutor**"
+        )
+        edited = await h.services.assistants.get(h.world.guild.id, "maths tutor")
+        assert edited.profile.instructions == "Be Socratic." and edited.profile.knowledge
+
+        shown_one = await command(
+            h, "assistant show", {"name": "Maths Tutor"}, user=h.alice, channel=h.general
+        )
+        assert shown_one.field("Model") == "`gpt-5.4-mini`" and "Be Socratic." in shown_one.field(
+            "Instructions"
+        )
+        assert shown_one.field("Tools") == "`code_interpreter`, `knowledge`"
+
+
+async def test_bad_options_are_one_sentence_and_nothing_is_stored(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with running_bot(tmp_path, fake_openai) as h:
+        admin = h.world.admin
+        cases = [
+            ({"name": "Discord Helper"}, "`name`: Discord does not allow 'discord' in a name."),
+            ({"name": "everyone"}, "`name`: 'everyone' is a reserved word, not a usable name."),
+            ({"avatar": "http://example.com/a.png"}, "`avatar_url`: the avatar must be an https:// URL."),
+            ({"tools": "teleport"}, "`enabled_tools`: unknown tool 'teleport'"),
+            ({"model": "gpt-6-ultra"}, "OpenAI has no model named `gpt-6-ultra`."),
+        ]
+        for changed, says in cases:
+            refused = await command(
+                h, "assistant create", {**TUTOR, **changed}, user=admin, channel=h.general
+            )
+            assert refused.ephemeral and refused.text.startswith(says), refused.text
+        assert await h.services.assistants.in_guild(h.world.guild.id) == []
+        await command(h, "assistant create", TUTOR, user=admin, channel=h.general)
+        again = await command(
+            h, "assistant create", {**TUTOR, "name": "MATH TUTOR"}, user=admin, channel=h.general
+        )
+        assert again.text == "This server already has an assistant called `MATH TUTOR`."
+
+
+async def test_a_person_picks_a_shared_servers_assistant_for_their_dms(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with running_bot(tmp_path, fake_openai) as h:
+        await command(h, "assistant create", TUTOR, user=h.world.admin, channel=h.general)
+        dm = h.discord.dm_channel(h.alice)
+        record = await h.discord.autocomplete(
+            "assistant use", {"name": "tut"}, focused="name", user=h.alice, channel_id=dm.id
+        )
+        await settle(h, record)
+        assert [c["value"] for c in record.autocomplete_choices or []] == [f"{h.world.guild.id}:Math Tutor"]
+
+        picked = await command(h, "assistant use", {"name": "Math Tutor"}, user=h.alice, channel=dm)
+        assert (
+            picked.ephemeral
+            and picked.text == "🔁 Our DMs are now answered by **Math Tutor** of Test Server."
+        )
+        sent = len(h.openai.requests_to("/v1/responses"))
+        await h.discord.dm_message(h.alice, "What is a prime?")
+        request = await request_after(h, sent)
+        assert (request["model"], request["instructions"]) == ("gpt-5.4-mini", TUTOR_INSTRUCTIONS)
+
+        stranger = h.discord.add_user("stranger", guilds=[])
+        refused = await command(
+            h, "assistant use", {"name": "Math Tutor"}, user=stranger, channel=h.discord.dm_channel(stranger)
+        )
+        assert (
+            refused.ephemeral
+            and refused.text == "No server you share with me has an assistant called `Math Tutor`."
+        )
+
+        await command(h, "assistant use", {"name": "default"}, user=h.alice, channel=dm)
+        sent = len(h.openai.requests_to("/v1/responses"))
+        await h.discord.dm_message(h.alice, "And now?")
+        assert (await request_after(h, sent))["model"] == DEFAULT_MODEL
+        assert h.discord.global_commands["assistant"].get("dm_permission") is not False

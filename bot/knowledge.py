@@ -4,6 +4,10 @@ Chunking keeps paragraphs together and repeats the end of each chunk at the star
 fact split across a boundary is still found. Vectors live in SQLite (the truth) and in a per-guild
 in-memory `VectorIndex` per embedding space (see `bot/vector_index.py` for why), keyed by guild, model
 and dimensions: a query is only ever compared with vectors of the model and size it was embedded with.
+
+A document (`bot/documents.py`) is chunked section by section, so a chunk never spans two pages or two
+headings; each chunk is embedded with its heading path in front and stored with its page and headings,
+so a hit is cited as "handbook.pdf, p. 12 (Safety › Fire exits)".
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import asyncio
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,17 +24,19 @@ import numpy.typing as npt
 import openai
 from openai import AsyncOpenAI
 
+from bot.documents import ParsedDocument, heading_path
 from bot.engine.openai_errors import describe_error
 from bot.errors import UserFacingError
 from bot.features import FeatureOffError
 from bot.storage import KnowledgeEntry, Storage
-from bot.storage.knowledge import EmbeddingSpace, KnowledgeStore, VectorRows
+from bot.storage.knowledge import DocumentFile, EmbeddingSpace, KnowledgeStore, NewChunk, VectorRows
 from bot.vector_index import DimensionMismatchError, VectorIndex
 
 log = logging.getLogger(__name__)
 
 DEFAULT_KNOWLEDGE_MEMORY_BYTES = 1024 << 20
 SpaceKey = tuple[int, str, int]  # (guild id, embedding model, dimensions)
+Progress = Callable[[int, int], None]  # (chunks embedded so far, chunks in all)
 
 MAX_CHUNK_CHARS = 1500  # ~350 tokens: small enough to be specific, big enough to carry context
 CHUNK_OVERLAP_CHARS = 200
@@ -148,6 +154,37 @@ def _unit_at(units: list[tuple[int, int]], start: int, hint: int) -> int:
     return index
 
 
+@dataclass(frozen=True, slots=True)
+class DocumentChunk:
+    """A chunk of one section of a document: on one page (if it has pages), under one heading path."""
+
+    text: str
+    page: int | None = None
+    headings: tuple[str, ...] = ()
+
+    def embedding_input(self) -> str:
+        """What is embedded: the headings give a passage the context its words may lack."""
+        return f"{heading_path(self.headings)}\n\n{self.text}" if self.headings else self.text
+
+
+def chunk_document(
+    document: ParsedDocument, *, max_chars: int = MAX_CHUNK_CHARS, overlap_chars: int = CHUNK_OVERLAP_CHARS
+) -> list[DocumentChunk]:
+    """`chunk_text` within each section: chunks keep their section's page and headings, and the overlap
+    never reaches back into another page or heading."""
+    return [
+        DocumentChunk(chunk.text, section.page, section.headings)
+        for section in document.sections
+        for chunk in chunk_text(section.text, max_chars=max_chars, overlap_chars=overlap_chars)
+    ]
+
+
+def citation(source: str, page: int | None = None, headings: Sequence[str] = ()) -> str:
+    """How a passage is cited: "handbook.pdf, p. 12 (Safety › Fire exits)"."""
+    cited = source if page is None else f"{source}, p. {page}"
+    return f"{cited} ({heading_path(headings)})" if headings else cited
+
+
 def title_of(text: str) -> str:
     """A short label for an entry: its first line, cut at a word."""
     line = next((line.strip() for line in text.splitlines() if line.strip()), "")
@@ -174,6 +211,15 @@ class SearchHit:
     ordinal: int
     text: str
     score: float
+    page: int | None = None
+    headings: tuple[str, ...] = ()
+
+    @property
+    def citation(self) -> str:
+        """The file with the page and headings, or the note's title."""
+        if self.entry.file_type is None:
+            return self.entry.title
+        return citation(self.entry.source, self.page, self.headings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,23 +311,76 @@ class KnowledgeBase:
                 f"That is too long to remember at once ({len(text):,} characters; "
                 f"the limit is {MAX_REMEMBER_CHARS:,}). Split it into smaller parts."
             )
+        chunks = [DocumentChunk(chunk.text) for chunk in chunk_text(text)]
+        return await self._store(
+            chunks,
+            guild_id=guild_id,
+            author_id=author_id,
+            title=title_of(text) if source == "text" else source,
+            source=source,
+            jump_url=jump_url,
+            model=model,
+        )
+
+    async def remember_document(
+        self,
+        document: ParsedDocument,
+        *,
+        guild_id: int,
+        author_id: int,
+        model: str,
+        progress: Progress | None = None,
+    ) -> Remembered:
+        """Store a parsed file as one entry (forgotten as one), its chunks with their pages and headings.
+
+        `progress` hears how many chunks are embedded after each batch (for a message that updates).
+        """
+        chunks = chunk_document(document)
+        if not chunks:
+            raise UserFacingError(f"{document.filename} has no text to remember.")
+        return await self._store(
+            chunks,
+            guild_id=guild_id,
+            author_id=author_id,
+            title=document.filename,
+            source=document.filename,
+            jump_url=None,
+            model=model,
+            document=DocumentFile(document.kind, document.size_bytes, document.pages),
+            progress=progress,
+        )
+
+    async def _store(
+        self,
+        chunks: Sequence[DocumentChunk],
+        *,
+        guild_id: int,
+        author_id: int,
+        title: str,
+        source: str,
+        jump_url: str | None,
+        model: str,
+        document: DocumentFile | None = None,
+        progress: Progress | None = None,
+    ) -> Remembered:
+        """Embed (in batches) and store the chunks as one entry; the index learns them at once."""
         client, model, space = self._embedding_model(model)
-        chunks = chunk_text(text)
-        embedded = await self._embed(client, [chunk.text for chunk in chunks], model)
+        embedded = await self._embed(client, [chunk.embedding_input() for chunk in chunks], model, progress)
         key: SpaceKey = (guild_id, space, embedded.dims)
         async with self._indexes.lock(key):
             entry, chunk_ids = await self._storage.knowledge.add(
                 guild_id=guild_id,
                 author_id=author_id,
-                title=title_of(text) if source == "text" else source,
+                title=title,
                 source=source,
                 jump_url=jump_url,
                 model=space,
                 dims=embedded.dims,
                 chunks=[
-                    (chunk.text, row.astype("<f4").tobytes())
+                    NewChunk(chunk.text, row.astype("<f4").tobytes(), chunk.page, chunk.headings)
                     for chunk, row in zip(chunks, embedded.vectors, strict=True)
                 ],
+                document=document,
             )
             index = self._indexes.get(key)
             if index is not None:
@@ -321,7 +420,9 @@ class KnowledgeBase:
         matches = await asyncio.to_thread(snapshot.search, embedded.vectors[0], count)
         chunks = await self._storage.knowledge.chunks([match.chunk_id for match in matches])
         hits = [
-            SearchHit(chunk.entry, chunk.id, chunk.ordinal, chunk.text, match.score)
+            SearchHit(
+                chunk.entry, chunk.id, chunk.ordinal, chunk.text, match.score, chunk.page, chunk.headings
+            )
             for match in matches
             if (chunk := chunks.get(match.chunk_id)) is not None
         ]
@@ -368,8 +469,11 @@ class KnowledgeBase:
                 self._indexes.put(key, index)
         return index
 
-    async def _embed(self, client: AsyncOpenAI, texts: Sequence[str], model: str) -> _Embedded:
-        """Embed in batches; every vector must come back, all of one dimension."""
+    async def _embed(
+        self, client: AsyncOpenAI, texts: Sequence[str], model: str, progress: Progress | None = None
+    ) -> _Embedded:
+        """Embed in batches; every vector must come back, all of one dimension. `progress` hears of
+        each batch done."""
         rows: list[list[float]] = []
         tokens = 0
         for first in range(0, len(texts), self._batch_size):
@@ -382,6 +486,8 @@ class KnowledgeBase:
                 raise UserFacingError("The embedding model answered for fewer texts than it was sent.")
             rows.extend(item.embedding for item in sorted(response.data, key=lambda item: item.index))
             tokens += response.usage.prompt_tokens if response.usage else 0
+            if progress is not None:
+                progress(len(rows), len(texts))
         dims = {len(row) for row in rows}
         if len(dims) != 1 or 0 in dims:
             raise UserFacingError(

@@ -1,18 +1,25 @@
 """A guild's knowledge: entries (what someone asked the bot to remember) and their embedded chunks.
 
 Vectors are stored as little-endian float32 BLOBs next to their text, tagged through their entry with
-the embedding model and dimensions, so vectors of different spaces are never loaded together.
+the embedding model and dimensions, so vectors of different spaces are never loaded together. An entry
+made from a file keeps the file's type, size and page count; each of its chunks its page and headings,
+so a passage is cited as "handbook.pdf, p. 12 (Safety › Fire exits)".
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from bot.storage.database import Database, Row
 
-_ENTRY_COLUMNS = "id, guild_id, author_id, title, source, jump_url, model, dims, chunk_count, created_at"
+_ENTRY_COLUMNS = (
+    "id, guild_id, author_id, title, source, jump_url, model, dims, chunk_count, created_at,"
+    " file_type, file_bytes, page_count"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +34,27 @@ class KnowledgeEntry:
     dims: int
     chunk_count: int
     created_at: float
+    file_type: str | None = None  # pdf | docx | markdown | html | text; None: a note given as text
+    file_bytes: int | None = None
+    page_count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentFile:
+    """What an entry made from a file records about the file (its name is the entry's `source`)."""
+
+    file_type: str
+    file_bytes: int
+    page_count: int | None = None
+
+
+class NewChunk(NamedTuple):
+    """A chunk to store: text, float32 vector bytes, and where in its document it was."""
+
+    text: str
+    vector: bytes
+    page: int | None = None
+    headings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +65,8 @@ class StoredChunk:
     ordinal: int
     text: str
     entry: KnowledgeEntry
+    page: int | None = None
+    headings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +100,14 @@ def _entry(row: Row) -> KnowledgeEntry:
         dims=row["dims"],
         chunk_count=row["chunk_count"],
         created_at=row["created_at"],
+        file_type=row["file_type"],
+        file_bytes=row["file_bytes"],
+        page_count=row["page_count"],
     )
+
+
+def _headings(stored: str | None) -> tuple[str, ...]:
+    return tuple(str(title) for title in json.loads(stored)) if stored else ()
 
 
 class KnowledgeStore:
@@ -87,28 +124,71 @@ class KnowledgeStore:
         jump_url: str | None,
         model: str,
         dims: int,
-        chunks: Sequence[tuple[str, bytes]],
+        chunks: Sequence[tuple[str, bytes] | NewChunk],
+        document: DocumentFile | None = None,
     ) -> tuple[KnowledgeEntry, list[int]]:
-        """Store an entry and its (text, float32 vector) chunks in one transaction; returns the chunk ids."""
-        if any(len(vector) != dims * 4 for _, vector in chunks):
+        """Store an entry and its chunks ((text, float32 vector) or `NewChunk`s with their page and
+        headings) in one transaction; returns the chunk ids."""
+        rows = [NewChunk(*chunk) for chunk in chunks]
+        if any(len(row.vector) != dims * 4 for row in rows):
             raise ValueError(f"every vector must have {dims} float32 values")
+        file_type, file_bytes, page_count = (
+            (document.file_type, document.file_bytes, document.page_count) if document else (None, None, None)
+        )
         now = time.time()
         async with self._db.transaction() as connection:
             entry_id = await connection.execute_insert(
                 "INSERT INTO knowledge_entries (guild_id, author_id, title, source, jump_url, model, dims,"
-                " chunk_count, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (guild_id, author_id, title, source, jump_url, model, dims, len(chunks), now),
+                " chunk_count, created_at, file_type, file_bytes, page_count)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    guild_id,
+                    author_id,
+                    title,
+                    source,
+                    jump_url,
+                    model,
+                    dims,
+                    len(rows),
+                    now,
+                    file_type,
+                    file_bytes,
+                    page_count,
+                ),
             )
             await connection.executemany(
-                "INSERT INTO knowledge_chunks (entry_id, ordinal, text, vector) VALUES (?, ?, ?, ?)",
-                [(entry_id, ordinal, text, vector) for ordinal, (text, vector) in enumerate(chunks)],
+                "INSERT INTO knowledge_chunks (entry_id, ordinal, text, vector, page, headings)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        entry_id,
+                        ordinal,
+                        row.text,
+                        row.vector,
+                        row.page,
+                        json.dumps(list(row.headings), ensure_ascii=False) if row.headings else None,
+                    )
+                    for ordinal, row in enumerate(rows)
+                ],
             )
             cursor = await connection.execute(
                 "SELECT id FROM knowledge_chunks WHERE entry_id = ? ORDER BY ordinal", (entry_id,)
             )
             chunk_ids = [row[0] for row in await cursor.fetchall()]
         entry = KnowledgeEntry(
-            entry_id, guild_id, author_id, title, source, jump_url, model, dims, len(chunks), now
+            entry_id,
+            guild_id,
+            author_id,
+            title,
+            source,
+            jump_url,
+            model,
+            dims,
+            len(rows),
+            now,
+            file_type,
+            file_bytes,
+            page_count,
         )
         return entry, chunk_ids
 
@@ -219,12 +299,20 @@ class KnowledgeStore:
         columns = ", ".join(f"e.{name.strip()} AS {name.strip()}" for name in _ENTRY_COLUMNS.split(","))
         async with self._db.read() as connection:
             cursor = await connection.execute(
-                f"SELECT c.id AS chunk_id, c.ordinal, c.text, {columns} FROM knowledge_chunks AS c"
+                f"SELECT c.id AS chunk_id, c.ordinal, c.text, c.page, c.headings AS chunk_headings, {columns}"
+                " FROM knowledge_chunks AS c"
                 f" JOIN knowledge_entries AS e ON e.id = c.entry_id WHERE c.id IN ({marks})",
                 tuple(chunk_ids),
             )
             rows = await cursor.fetchall()
         return {
-            row["chunk_id"]: StoredChunk(row["chunk_id"], row["ordinal"], row["text"], _entry(row))
+            row["chunk_id"]: StoredChunk(
+                row["chunk_id"],
+                row["ordinal"],
+                row["text"],
+                _entry(row),
+                row["page"],
+                _headings(row["chunk_headings"]),
+            )
             for row in rows
         }

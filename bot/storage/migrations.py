@@ -315,6 +315,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX assistant_audit_by_guild ON assistant_audit (guild_id, id);
         """,
     ),
+    Migration(
+        9,
+        "documents as knowledge: an entry's file (type, size, pages), each chunk's page and headings",
+        """
+        -- NULL on notes remembered as text (and on entries from before): no file, no pages, no headings.
+        ALTER TABLE knowledge_entries ADD COLUMN file_type TEXT;        -- pdf | docx | markdown | html | text
+        ALTER TABLE knowledge_entries ADD COLUMN file_bytes INTEGER;
+        ALTER TABLE knowledge_entries ADD COLUMN page_count INTEGER;
+        ALTER TABLE knowledge_chunks ADD COLUMN page INTEGER;           -- 1-based; a chunk never spans two
+        ALTER TABLE knowledge_chunks ADD COLUMN headings TEXT;          -- JSON list, outermost first
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

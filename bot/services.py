@@ -17,7 +17,7 @@ from bot.engine import Backend, ConversationEngine
 from bot.engine.chat_backend import ChatBackend
 from bot.engine.inline_images import ImageInliner
 from bot.engine.responses_backend import ResponsesBackend
-from bot.features import FeatureOffError, Features
+from bot.features import OPENAI_KNOWLEDGE_STORE_OFF, FeatureOffError, Features
 from bot.guild_settings import OpenAIModelCatalog, SettingsService
 from bot.knowledge import KnowledgeBase
 from bot.limits import MeteredCalls
@@ -28,6 +28,7 @@ from bot.storage import Storage
 from bot.storage.database import is_postgres_url
 from bot.storage.settings_events import SettingsChangeListener
 from bot.tooling import ToolRegistry
+from bot.vector_knowledge import VectorKnowledge
 
 if TYPE_CHECKING:
     import httpx2  # the SDK's HTTP library
@@ -64,6 +65,8 @@ class Services:
     """What the engine counts; the bot serves it on `/metrics` when `[metrics] port` is set."""
     features: Features
     """What this bot offers and which server serves each; commands and /help read it, never the keys."""
+    vector_knowledge: VectorKnowledge
+    """Guilds whose `knowledge_store` is `openai`: their files in an OpenAI vector store."""
     assistants: AssistantDirectory
     """The guilds' named assistants and which channel, thread or DM answers as which."""
     settings_listener: SettingsChangeListener | None = None
@@ -203,6 +206,11 @@ class Services:
             features=features,
             assistants=AssistantDirectory(storage.assistants, settings, models=model_catalog),
             image_client=image_client,
+            vector_knowledge=VectorKnowledge(
+                openai_client if features.openai_key else None,
+                storage.vector_stores,
+                off_reason=OPENAI_KNOWLEDGE_STORE_OFF,
+            ),
         )
 
     def image_generation(self) -> AsyncOpenAI:

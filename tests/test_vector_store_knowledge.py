@@ -8,15 +8,19 @@ shapes; the storage tests run on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from bot.config import GuildSettings, load_config
-from bot.errors import ConfigError
+from bot.errors import ConfigError, UserFacingError
 from bot.features import OPENAI_KNOWLEDGE_STORE_OFF, Features
 from bot.guild_settings import InvalidSettingError, SettingsCache, SettingsService
 from bot.storage import Storage
+from bot.vector_knowledge import VectorKnowledge, VectorStoreGoneError
+from standins.openai import FakeOpenAI
 from tests import conftest
 from tests.conftest import fake_secrets, make_config
 
@@ -66,3 +70,154 @@ def test_a_config_file_with_the_openai_store_on_the_chat_backend_is_refused(tmp_
         f'{path}: defaults.knowledge_store is "openai", a vector store searched by OpenAI\'s hosted'
         ' file_search, which needs backend = "responses" (not "chat")'
     )
+
+
+# ------------------------------------------------------------------------------ files in the store
+
+HANDBOOK = b"Staff handbook\n\nHoliday leave is 25 days a year.\n\nThe office opens at 9 am."
+MENU = b"Canteen menu\n\nSoup on Mondays, fish on Fridays."
+MEMBER = 31
+OTHER = 32
+
+
+@pytest.fixture
+async def vector_knowledge(
+    storage: Storage, fake_openai: FakeOpenAI
+) -> AsyncIterator[tuple[VectorKnowledge, FakeOpenAI]]:
+    async with fake_openai.client() as client:
+        yield VectorKnowledge(client, storage.vector_stores), fake_openai
+
+
+async def test_a_file_goes_to_a_store_made_once_and_kept_in_the_database(
+    vector_knowledge: tuple[VectorKnowledge, FakeOpenAI], storage: Storage
+) -> None:
+    knowledge, fake = vector_knowledge
+    assert await knowledge.store_id(GUILD) is None
+    added = await knowledge.add_file(guild_id=GUILD, user_id=MEMBER, filename="handbook.txt", data=HANDBOOK)
+    await knowledge.add_file(guild_id=GUILD, user_id=OTHER, filename="menu.txt", data=MENU)
+
+    [store] = fake.vector_stores.values()
+    assert store.metadata == {"guild_id": str(GUILD)}
+    assert await storage.vector_stores.store_id(GUILD) == store.id
+    assert len(fake.requests_to("/v1/vector_stores", "POST")) == 1 + 2  # one store, two attachments
+    assert [fake.files[file_id].filename for file_id in store.files] == ["handbook.txt", "menu.txt"]
+    assert all(fake.files[file_id].purpose == "assistants" for file_id in store.files)
+    assert all(attached.status == "completed" for attached in store.files.values())
+
+    entry = added.entry
+    assert (entry.filename, entry.size_bytes, entry.author_id, entry.status) == (
+        "handbook.txt",
+        len(HANDBOOK),
+        MEMBER,
+        "completed",
+    )
+    assert added.message == (
+        f"Added **handbook.txt** (75 B) to this server's OpenAI vector store as entry **#{entry.id}**;"
+        " conversations can search it now. Find it with /search; remove it with /forget."
+    )
+    listed = await knowledge.files(GUILD)
+    assert [(e.filename, e.status) for e in listed] == [
+        ("menu.txt", "completed"),
+        ("handbook.txt", "completed"),
+    ]
+    assert [e.filename for e in await knowledge.files(GUILD, author_id=MEMBER)] == ["handbook.txt"]
+    assert [e.filename for e in await knowledge.files(GUILD, matching="MEN")] == ["menu.txt"]
+
+
+async def test_a_file_openai_cannot_process_is_one_sentence_and_leaves_nothing(
+    vector_knowledge: tuple[VectorKnowledge, FakeOpenAI],
+) -> None:
+    knowledge, fake = vector_knowledge
+    fake.unprocessable_files["scan.pdf"] = "The file has no text to extract."
+    with pytest.raises(UserFacingError) as refused:
+        await knowledge.add_file(guild_id=GUILD, user_id=MEMBER, filename="scan.pdf", data=b"%PDF-1.7")
+    assert str(refused.value) == "OpenAI could not read scan.pdf: The file has no text to extract."
+    [store] = fake.vector_stores.values()
+    assert store.files == {} and fake.files == {}
+    assert await knowledge.files(GUILD) == []
+
+
+@pytest.mark.parametrize(
+    ("filename", "data", "sentence"),
+    [
+        ("photo.png", b"\x89PNG", "OpenAI's file search cannot read .png (photo.png); it takes .c, .cpp"),
+        ("notes.txt", b"", "notes.txt is empty."),
+    ],
+)
+async def test_files_openai_would_not_take_are_refused_before_any_upload(
+    vector_knowledge: tuple[VectorKnowledge, FakeOpenAI], filename: str, data: bytes, sentence: str
+) -> None:
+    knowledge, fake = vector_knowledge
+    with pytest.raises(UserFacingError) as refused:
+        await knowledge.add_file(guild_id=GUILD, user_id=MEMBER, filename=filename, data=data)
+    assert str(refused.value).startswith(sentence)
+    assert fake.requests == []
+
+
+async def test_a_file_the_files_api_refuses_is_one_sentence(
+    vector_knowledge: tuple[VectorKnowledge, FakeOpenAI],
+) -> None:
+    knowledge, fake = vector_knowledge
+    fake.max_file_bytes = 10
+    with pytest.raises(UserFacingError) as refused:
+        await knowledge.add_file(guild_id=GUILD, user_id=MEMBER, filename="handbook.txt", data=HANDBOOK)
+    assert str(refused.value).startswith("OpenAI refused handbook.txt: File is too large")
+    assert await knowledge.files(GUILD) == []
+
+
+async def test_forget_removes_the_file_from_the_store_and_openai(
+    vector_knowledge: tuple[VectorKnowledge, FakeOpenAI],
+) -> None:
+    knowledge, fake = vector_knowledge
+    added = await knowledge.add_file(guild_id=GUILD, user_id=MEMBER, filename="handbook.txt", data=HANDBOOK)
+    with pytest.raises(UserFacingError, match="added by someone else"):
+        await knowledge.forget(guild_id=GUILD, entry_id=added.entry.id, user_id=OTHER, is_admin=False)
+    removed = await knowledge.forget(guild_id=GUILD, entry_id=added.entry.id, user_id=MEMBER, is_admin=False)
+    assert removed.filename == "handbook.txt"
+    [store] = fake.vector_stores.values()
+    assert store.files == {} and fake.files == {}
+    assert await knowledge.files(GUILD) == []
+    with pytest.raises(UserFacingError, match=f"no knowledge entry #{added.entry.id}"):
+        await knowledge.forget(guild_id=GUILD, entry_id=added.entry.id, user_id=MEMBER, is_admin=True)
+
+
+async def test_search_returns_the_stores_passages_with_their_entries(
+    vector_knowledge: tuple[VectorKnowledge, FakeOpenAI],
+) -> None:
+    knowledge, fake = vector_knowledge
+    assert await knowledge.search(guild_id=GUILD, query="holiday", count=5) == []  # no store yet
+    added = await knowledge.add_file(guild_id=GUILD, user_id=MEMBER, filename="handbook.txt", data=HANDBOOK)
+    await knowledge.add_file(guild_id=GUILD, user_id=MEMBER, filename="menu.txt", data=MENU)
+    [hit] = await knowledge.search(guild_id=GUILD, query="how many holiday days", count=1)
+    assert (hit.filename, hit.text, hit.entry) == (
+        "handbook.txt",
+        "Holiday leave is 25 days a year.",
+        dataclasses.replace(added.entry),
+    )
+    [search] = fake.requests_to("/v1/vector_stores/", "POST")[-1:]
+    assert search.path.endswith("/search") and search.json["max_num_results"] == 1
+
+
+async def test_a_store_deleted_at_openai_is_made_again_and_the_lost_files_named(
+    vector_knowledge: tuple[VectorKnowledge, FakeOpenAI], storage: Storage
+) -> None:
+    knowledge, fake = vector_knowledge
+    await knowledge.add_file(guild_id=GUILD, user_id=MEMBER, filename="handbook.txt", data=HANDBOOK)
+    old_store = await storage.vector_stores.store_id(GUILD)
+    assert old_store is not None
+    del fake.vector_stores[old_store]  # someone deleted it in OpenAI's dashboard
+
+    with pytest.raises(VectorStoreGoneError):
+        await knowledge.search(guild_id=GUILD, query="holiday", count=3)
+    added = await knowledge.add_file(guild_id=GUILD, user_id=MEMBER, filename="menu.txt", data=MENU)
+    new_store = await storage.vector_stores.store_id(GUILD)
+    assert new_store is not None and new_store != old_store
+    assert list(fake.vector_stores) == [new_store]
+    assert [fake.files[f].filename for f in fake.vector_stores[new_store].files] == ["menu.txt"]
+    assert [e.filename for e in added.lost] == ["handbook.txt"]
+    assert added.message.endswith(
+        "\nThis server's vector store had been deleted at OpenAI, so a new one was made: the 1 file added"
+        " before (handbook.txt) must be added again."
+    )
+    assert [e.filename for e in await knowledge.files(GUILD)] == ["menu.txt"]
+    assert [stored.filename for stored in fake.files.values()] == ["menu.txt"]

@@ -22,6 +22,7 @@ from bot.storage.settings import GuildSettingsStore, SettingChange
 from bot.storage.tool_calls import CallClaim, ToolCallLedger
 from bot.storage.turns import InterruptedTurn, TurnJournal
 from bot.storage.usage import UsageStore, UsageTotals, utc_day
+from bot.storage.vector_stores import VectorStoreFileEntry, VectorStoreRegistry
 
 __all__ = [
     "AssistantStore",
@@ -44,6 +45,7 @@ __all__ = [
     "Storage",
     "StoredChunk",
     "UsageTotals",
+    "VectorStoreFileEntry",
     "utc_day",
 ]
 
@@ -66,6 +68,7 @@ class Storage:
         self.geocode_cache = GeocodeCache(db)
         self.runs = RunRegistry(db)
         self.message_claims = MessageClaims(db)
+        self.vector_stores = VectorStoreRegistry(db)
         self.conversation_locks = db.conversation_locks
 
     @classmethod

@@ -327,6 +327,31 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE knowledge_chunks ADD COLUMN headings TEXT;          -- JSON list, outermost first
         """,
     ),
+    Migration(
+        12,
+        "knowledge in an OpenAI vector store: each guild's store and the files added to it",
+        """
+        CREATE TABLE vector_stores (
+            guild_id         INTEGER PRIMARY KEY,
+            store_id         TEXT NOT NULL,             -- OpenAI vs_...
+            created_at       REAL NOT NULL
+        );
+
+        CREATE TABLE vector_store_files (
+            id               INTEGER PRIMARY KEY AUTOINCREMENT, -- the entry number /forget takes
+            guild_id         INTEGER NOT NULL,
+            store_id         TEXT NOT NULL,             -- the store it was added to
+            file_id          TEXT NOT NULL,             -- OpenAI file-... (Files API and store alike)
+            filename         TEXT NOT NULL,
+            size_bytes       INTEGER NOT NULL,
+            author_id        INTEGER NOT NULL,
+            added_at         REAL NOT NULL,
+            status           TEXT NOT NULL              -- in_progress | completed
+        );
+        CREATE INDEX vector_store_files_by_guild ON vector_store_files (guild_id, id);
+        CREATE INDEX vector_store_files_by_file ON vector_store_files (file_id);
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -3,7 +3,8 @@
 - ``split``: cutting text into Discord-sized parts (code fences kept balanced), also while it grows;
 - ``scheduler``: the write scheduler (global budget, per-channel buckets, priorities, fairness);
 - ``stream``: ``ReplyStreamer``, one reply's events rendered through a ``MessageSink``;
-- ``discord_sink``: the discord.py ``MessageSink`` (import it from there: it pulls in discord.py).
+- ``discord_sink``: the discord.py ``MessageSink`` (import it from there: it pulls in discord.py);
+- ``webhook_sink``: the same through the channel's webhook, under a named assistant's name and avatar.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from bot.discord.render.stream import (
     StreamConfig,
     StreamResult,
     WriteOutcome,
+    speaker_header,
 )
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "WriteScheduler",
     "parse_rate_limit",
     "rate_limit_trace_config",
+    "speaker_header",
     "split_message",
     "split_parts",
 ]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 from collections.abc import AsyncIterable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from bot.discord.render.scheduler import (
     WriteKind,
     WriteScheduler,
 )
-from bot.discord.render.split import MAX_MESSAGE_CHARS, SplitView, StreamSplitter
+from bot.discord.render.split import MAX_MESSAGE_CHARS, WHITESPACE, SplitView, StreamSplitter
 from bot.engine.events import (
     Busy,
     Cancelled,
@@ -73,6 +74,18 @@ SHUTDOWN_NOTE = (
     "⚠️ The bot is restarting, so this answer stops here; please send your message again in a minute."
 )
 """Ends a reply the bot's shutdown cut short: not a sentence cut in half, and what to do about it."""
+MAX_HEADER_NAME_CHARS = 80
+"""A speaker's name in a header line is cut to this (Discord's limit on a webhook's name)."""
+_MARKDOWN_OR_MENTION = re.compile(r"([\\*_~`|<>@#:\[\]()-])")
+
+
+def speaker_header(name: str) -> str:
+    """The line that starts a reply shown for a named assistant where no webhook can show its name:
+    small grey text with the name in bold. Markdown and mention syntax in the name are escaped, so a
+    name can neither format the reply nor mention anyone."""
+    flat = " ".join(name.split())[:MAX_HEADER_NAME_CHARS] or "Assistant"
+    escaped = _MARKDOWN_OR_MENTION.sub(r"\\\1", flat)
+    return f"-# 🤖 **{escaped}**"
 
 
 class WriteOutcome(Enum):
@@ -158,6 +171,8 @@ class StreamConfig:
     typing_refresh_s: float = TYPING_REFRESH_S
     show_tool_activity: bool = True
     final_text: FinalTextLimits = field(default_factory=FinalTextLimits)
+    header: str | None = None
+    """A line the reply's first message starts with (``speaker_header``), counted in its 2000."""
 
 
 Outcome = Literal["completed", "failed", "cancelled", "busy", "interrupted"]
@@ -371,7 +386,7 @@ class ReplyStreamer:
 
     def _finish(self, text: str, note: str, outcome: Outcome, event: TerminalEvent | None) -> None:
         """Build the final text and submit its writes: the path from the model's last byte."""
-        final_text = with_note(text, note)
+        final_text = self._with_header(with_note(text, note))
         self._terminal = event
         self._outcome = outcome
         self._final_text = final_text
@@ -388,6 +403,18 @@ class ReplyStreamer:
         streamed = self._streamed_text()
         return partial if partial.startswith(streamed) else streamed
 
+    def _with_header(self, text: str) -> str:
+        """``text`` under the header line, if the reply has one. The text's leading blank lines go (the
+        splitter would drop them at the start), so the result only grows as the text does."""
+        header = self._config.header
+        if not header:
+            return text
+        content = text.lstrip(WHITESPACE)
+        if not content:
+            return header
+        newline = text.rfind("\n", 0, len(text) - len(content))
+        return f"{header}\n{text[newline + 1 :]}"
+
     def _streamed_text(self) -> str:
         if len(self._chunks) > 1:
             self._chunks = ["".join(self._chunks)]
@@ -402,12 +429,12 @@ class ReplyStreamer:
             return cached
         shown: list[str] = []
         if self._has_text:
-            view: SplitView = self._splitter.update(self._streamed_text())
+            view: SplitView = self._splitter.update(self._with_header(self._streamed_text()))
             shown = list(view.parts[: view.sealed + 1])
         status = self._status
         if status:
             if not shown:
-                shown = [status]
+                shown = [self._with_header(status)]
             elif len(shown[-1]) + 1 + len(status) <= self._config.max_message_chars:
                 shown[-1] = shown[-1] + "\n" + status
         self._live_cache = (self._version, shown)

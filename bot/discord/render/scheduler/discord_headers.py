@@ -24,13 +24,15 @@ if TYPE_CHECKING:
     from bot.discord.render.scheduler.driver import WriteScheduler
 
 _CHANNEL_PATH = re.compile(r"/channels/(\d+)/(typing|threads|messages(?:/\d+)?(?:/threads)?)/?$")
+_WEBHOOK_PATH = re.compile(r"/webhooks/(\d+)/[^/]+(/messages/[^/]+)?/?$")
+"""A webhook's token routes: its buckets are the webhook's own (major parameter: its id)."""
 
 
 def parse_rate_limit(method: str, path: str, status: int, headers: Mapping[str, str]) -> Observation | None:
     """Read one Discord response's rate-limit headers into an ``Observation`` (``None``: nothing to learn).
 
     The route is named the way the bot's writes are: ``post`` and ``edit`` for messages in a channel,
-    ``delete``, ``typing``, ``thread``.
+    ``delete``, ``typing``, ``thread``; a webhook's posts, edits and deletes are keyed by its id.
     """
     lower = {k.lower(): v for k, v in headers.items() if k.lower().startswith(("x-ratelimit", "retry-after"))}
     channel: int | None = None
@@ -49,6 +51,15 @@ def parse_rate_limit(method: str, path: str, status: int, headers: Mapping[str, 
             route = POST_ROUTE
         elif method.upper() == "PATCH" and tail != "messages":
             route = EDIT_ROUTE
+    webhook = _WEBHOOK_PATH.search(path) if match is None else None
+    if webhook is not None:
+        # Keyed by the webhook's id, as a webhook sink names its writes' channel.
+        channel = int(webhook.group(1))
+        verb = method.upper()
+        if webhook.group(2) is None:
+            route = POST_ROUTE if verb == "POST" else None
+        else:
+            route = {"PATCH": EDIT_ROUTE, "DELETE": DELETE_ROUTE}.get(verb)
     is_global = lower.get("x-ratelimit-global", "").lower() == "true" or (
         lower.get("x-ratelimit-scope", "").lower() == "global"
     )

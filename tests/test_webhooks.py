@@ -1,0 +1,275 @@
+"""Replies shown under a named assistant: the header line where no webhook can be used (kept within
+Discord's 2000 characters while streaming), and the webhook sink against the stand-in Discord through
+discord.py: a streamed reply in a thread, edits, files, buttons, a deleted webhook made again once, a
+refused webhook falling back to the bot's own messages, and a failed post that landed not posted twice."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+import discord
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bot.discord.render.scheduler import (
+    DELETE_ROUTE,
+    EDIT_ROUTE,
+    POST_ROUTE,
+    WriteScheduler,
+    parse_rate_limit,
+)
+from bot.discord.render.split import MAX_MESSAGE_CHARS, split_message
+from bot.discord.render.stream import (
+    ReplyButton,
+    ReplyStreamer,
+    StreamConfig,
+    StreamResult,
+    speaker_header,
+)
+from bot.discord.render.webhook_sink import WebhookSink
+from bot.discord.webhooks import ChannelWebhooks, may_use_webhooks, webhook_username
+from bot.engine.events import Completed, GeneratedFile, Started, TextDelta, ToolStarted, TurnEvent, Usage
+from bot.engine.turn import Speaker
+from standins.discord import FakeChannel, FakeDiscord, FakeUser, permission_bits
+from standins.discord.constants import DEFAULT_BOT_PERMISSIONS
+from tests.test_fake_discord import StandInBot, running
+from tests.test_stream import FakeSink, done, model, run_virtual, stream, streamed
+
+TUTOR = Speaker("Math Tutor", "https://example.com/tutor.png")
+HEADER = speaker_header(TUTOR.name)
+WEBHOOK_PERMISSIONS = DEFAULT_BOT_PERMISSIONS | permission_bits(["manage_webhooks"])
+
+
+# -- the header line ----------------------------------------------------------------------------------
+
+
+def test_header_starts_the_first_message_while_streaming_and_at_the_end() -> None:
+    text = " ".join(f"word{i}" for i in range(900))  # several messages
+    result, sink = run_virtual(
+        lambda: stream([Started(), *streamed(text, 60, 6.0), done(text)], config=StreamConfig(header=HEADER))
+    )
+    first_id = min(sink.contents)
+    first_writes = [c for c in sink.writes() if c.message_id == first_id]
+    assert len(first_writes) >= 2 and all(c.text.startswith(HEADER + "\n") for c in first_writes)
+    assert sink.messages() == split_message(f"{HEADER}\n{text}")
+    assert not any(m.startswith(HEADER) for m in sink.messages()[1:])
+    assert result.final_text == f"{HEADER}\n{text}" and result.delivered
+
+
+def test_header_comes_with_the_tool_line_before_any_text() -> None:
+    events: list[TurnEvent | float] = [Started(), ToolStarted("c1", "lookup", "Looking it up"), 2.0]
+    events += [TextDelta("\n\nFound it."), done("\n\nFound it.")]
+    _, sink = run_virtual(lambda: stream(events, config=StreamConfig(header=HEADER)))
+    first = sink.writes()[0]
+    assert first.text == f"{HEADER}\n-# 🔧 Looking it up"
+    assert sink.messages() == [f"{HEADER}\nFound it."]
+
+
+def test_without_a_header_nothing_changes() -> None:
+    text = "Plain answer."
+    result, sink = run_virtual(lambda: stream([Started(), TextDelta(text), done(text)]))
+    assert sink.messages() == [text] and result.final_text == text
+
+
+_PIECES = st.sampled_from(["word", "x" * 300, "```py\n", "```", "\n", "\n\n", " ", "  ", "é", "🙂"])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pieces=st.lists(_PIECES, min_size=1, max_size=80),
+    name=st.text(min_size=0, max_size=120),
+    chunks=st.integers(min_value=1, max_value=30),
+)
+def test_no_message_exceeds_2000_characters_with_a_header(pieces: list[str], name: str, chunks: int) -> None:
+    text = "".join(pieces) * 8
+    header = speaker_header(name)
+
+    async def main() -> tuple[StreamResult, FakeSink]:
+        return await stream(
+            [Started(), *streamed(text, chunks, 3.0), done(text)], config=StreamConfig(header=header)
+        )
+
+    result, sink = run_virtual(main)  # FakeSink asserts every write is within 2000 characters
+    assert all(len(c.text) <= MAX_MESSAGE_CHARS for c in sink.calls)
+    messages = sink.messages()
+    assert messages and messages[0].startswith(header)
+    assert messages == split_message(result.final_text)
+    assert result.final_text.startswith(header)
+
+
+@given(st.text(max_size=200))
+def test_the_header_is_one_line_that_can_neither_mention_nor_format(name: str) -> None:
+    header = speaker_header(name)
+    assert "\n" not in header and header.startswith("-# 🤖 **") and header.endswith("**")
+    inner = header[len("-# 🤖 **") : -2]
+    assert not re.search(r"(?<!\\)[@<*_~`|]", inner), inner
+
+
+def test_webhook_usernames_avoid_the_words_discord_refuses() -> None:
+    assert webhook_username("Discord Helper") != "Discord Helper"
+    assert "discord" not in webhook_username("My DISCORD clyde bot").lower()
+    assert "clyde" not in webhook_username("My DISCORD clyde bot").lower()
+    assert webhook_username("Math Tutor") == "Math Tutor"
+    assert len(webhook_username("x" * 200)) == 80 and webhook_username("  \n ") == "Assistant"
+
+
+def test_webhook_responses_are_learnt_per_webhook() -> None:
+    headers = {"X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": "2.0"}
+    post = parse_rate_limit("POST", "/api/v10/webhooks/77/tok-en_1", 200, headers)
+    edit = parse_rate_limit("PATCH", "/api/v10/webhooks/77/tok/messages/9", 200, headers)
+    delete = parse_rate_limit("DELETE", "/api/v10/webhooks/77/tok/messages/9", 204, headers)
+    assert post is not None and (post.channel, post.route, post.limit) == (77, POST_ROUTE, 5)
+    assert edit is not None and (edit.channel, edit.route) == (77, EDIT_ROUTE)
+    assert delete is not None and (delete.channel, delete.route) == (77, DELETE_ROUTE)
+    limited = parse_rate_limit("POST", "/api/v10/webhooks/77/tok", 429, {"Retry-After": "1"})
+    assert limited is not None and limited.channel == 77 and limited.route == POST_ROUTE
+
+
+# -- the webhook sink against the stand-in ----------------------------------------------------------
+
+
+@dataclass
+class Place:
+    server: FakeDiscord
+    bot: StandInBot
+    general: FakeChannel
+    no_webhooks: FakeChannel
+    thread: FakeChannel
+    alice: FakeUser
+    scheduler: WriteScheduler
+    webhooks: ChannelWebhooks
+
+    def channel(self, fake: FakeChannel) -> discord.TextChannel | discord.Thread:
+        found = self.bot.get_channel(fake.id)
+        assert isinstance(found, discord.TextChannel | discord.Thread)
+        return found
+
+    async def sink(self, fake: FakeChannel, speaker: Speaker = TUTOR) -> WebhookSink:
+        channel = self.channel(fake)
+        webhook = await self.webhooks.webhook_for(channel)
+        assert webhook is not None
+        return WebhookSink(channel, webhook, speaker, self.webhooks)
+
+    async def reply(
+        self,
+        sink: WebhookSink,
+        events: Sequence[TurnEvent | float],
+        buttons: Sequence[ReplyButton] = (),
+    ) -> StreamResult:
+        streamer = ReplyStreamer(sink, self.scheduler, buttons_for=lambda _: buttons)
+        return await asyncio.wait_for(streamer.render(model(events)), 20.0)
+
+
+@pytest.fixture
+async def place() -> AsyncIterator[Place]:
+    async with FakeDiscord(bot_permissions=WEBHOOK_PERMISSIONS) as server:
+        guild = server.add_guild("Test Guild")
+        general = server.add_text_channel(guild.id, "general")
+        no_webhooks = server.add_text_channel(guild.id, "plain", deny={"manage_webhooks"})
+        alice = server.add_user("alice", guilds=[guild.id])
+        thread = server.add_thread(general.id, "alice's question", owner=alice)
+        scheduler = WriteScheduler()
+        try:
+            async with running(StandInBot(server.base_url), server) as bot:
+                webhooks = ChannelWebhooks(bot, scheduler)
+                yield Place(server, bot, general, no_webhooks, thread, alice, scheduler, webhooks)
+        finally:
+            await scheduler.close()
+
+
+async def test_streamed_reply_in_a_thread_shows_under_the_assistant(place: Place) -> None:
+    server = place.server
+    text = " ".join(f"step{i}" for i in range(700))  # about 4,800 characters: three messages
+    plot = GeneratedFile("plot.png", b"\x89PNG fake")
+    sink = await place.sink(place.thread)
+    result = await place.reply(
+        sink,
+        [Started(), *streamed(text, 40, 3.0), Completed(text, Usage(1, 1), files=(plot,))],
+        buttons=[ReplyButton("Steps", "steps:42")],
+    )
+    assert result.delivered and result.outcome == "completed"
+    shown = server.webhook_messages(place.thread.id)
+    assert [m.content for m in shown] == split_message(text)
+    assert {m.author_name for m in shown} == {"Math Tutor"}
+    assert {m.avatar_url for m in shown} == {TUTOR.avatar_url}
+    assert all(m.allowed_mentions == {"parse": []} for m in shown)
+    assert any(m.edit_count > 0 for m in shown), "the reply was edited as it streamed"
+    last = shown[-1]
+    assert [f.filename for f in last.files] == ["plot.png"]
+    assert [c["custom_id"] for row in last.components for c in row["components"]] == ["steps:42"]
+    assert server.bot_messages(place.thread.id) == [] and server.webhook_messages(place.general.id) == []
+    executes = server.calls_of("channel_webhook_execute")
+    assert executes and all(c.query.get("thread_id") == str(place.thread.id) for c in executes)
+    edits = server.calls_of("channel_webhook_message_edit")
+    assert edits and all(c.query.get("thread_id") == str(place.thread.id) for c in edits)
+    assert len(server.calls_of("webhook_create")) == 1
+    # the button works: a click on the webhook's message reaches the bot
+    record = await server.click_button(last.id, "steps:42", user=place.alice)
+    assert record.message_id == last.id
+
+
+async def test_one_webhook_per_channel_is_found_again_not_made_twice(place: Place) -> None:
+    server = place.server
+    channel, thread = place.channel(place.general), place.channel(place.thread)
+    first, second = await asyncio.gather(
+        place.webhooks.webhook_for(channel), place.webhooks.webhook_for(thread)
+    )
+    assert first is not None and second is not None and first.id == second.id
+    assert len(server.calls_of("webhook_create")) == 1
+    again = ChannelWebhooks(place.bot, place.scheduler)  # a restarted process finds it
+    found = await again.webhook_for(channel)
+    assert found is not None and found.id == first.id and len(server.calls_of("webhook_create")) == 1
+
+
+async def test_no_webhook_without_manage_webhooks_or_in_a_dm(place: Place) -> None:
+    plain = place.channel(place.no_webhooks)
+    assert not may_use_webhooks(plain)
+    assert await place.webhooks.webhook_for(plain) is None
+    dm = await place.bot.create_dm(discord.Object(place.alice.id))
+    assert not may_use_webhooks(dm)
+    assert place.server.calls_of("webhooks_list") == [] and place.server.calls_of("webhook_create") == []
+
+
+async def test_a_deleted_webhook_is_made_again_once(place: Place) -> None:
+    server = place.server
+    sink = await place.sink(place.thread)
+    [old] = server.webhooks_in(place.general.id)
+    server.delete_webhook(old.id)
+    result = await place.reply(sink, [Started(), TextDelta("Still here."), done("Still here.")])
+    assert result.delivered
+    [new] = server.webhooks_in(place.general.id)
+    assert new.id != old.id and len(server.calls_of("webhook_create")) == 2
+    [shown] = server.webhook_messages(place.thread.id)
+    assert shown.webhook_id == new.id and shown.author_name == "Math Tutor"
+    assert [c.status for c in server.calls_of("channel_webhook_execute")] == [404, 200]
+
+
+async def test_a_refused_webhook_falls_back_to_the_bots_messages_under_the_header(place: Place) -> None:
+    server = place.server
+    sink = await place.sink(place.thread)
+    [old] = server.webhooks_in(place.general.id)
+    server.delete_webhook(old.id)
+    place.general.deny.add("manage_webhooks")  # and the bot may no longer make one
+    result = await place.reply(sink, [Started(), TextDelta("Answer."), done("Answer.")])
+    assert result.delivered and sink.falling_back
+    [shown] = server.bot_messages(place.thread.id)
+    assert shown.content == f"{HEADER}\nAnswer."
+    assert server.webhook_messages(place.thread.id) == []
+    # the next reply in that channel does not try the webhook again for a while
+    assert await place.webhooks.webhook_for(place.channel(place.thread)) is None
+
+
+async def test_a_failed_post_that_landed_is_adopted_not_posted_twice(place: Place) -> None:
+    server = place.server
+    sink = await place.sink(place.thread)
+    server.fail_next("channel_webhook_execute", 502, applied=True)  # stored, then answered 502
+    result = await place.reply(sink, [Started(), TextDelta("Only once."), done("Only once.")])
+    assert result.delivered
+    shown = server.webhook_messages(place.thread.id)
+    assert [m.content for m in shown] == ["Only once."]
+    assert [c.status for c in server.calls_of("channel_webhook_execute")] == [502]
+    assert server.calls_of("messages_list"), "it looked for the message before posting again"

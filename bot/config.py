@@ -44,7 +44,10 @@ DEFAULT_INSTRUCTIONS = (
 # at OpenAI (Responses backend only) and cost money, so they are off by default.
 FUNCTION_TOOL_FAMILIES = ("restaurants", "rides", "knowledge")
 HOSTED_TOOLS = ("code_interpreter", "web_search")
-ALL_TOOLS = FUNCTION_TOOL_FAMILIES + HOSTED_TOOLS
+IMAGE_TOOL = "image_generation"
+"""Images drawn in a conversation: OpenAI's hosted tool on `responses`, a function over the image
+server on `chat`; offered only where `images_enabled` (and this bot has image generation)."""
+ALL_TOOLS = (*FUNCTION_TOOL_FAMILIES, *HOSTED_TOOLS, IMAGE_TOOL)
 
 Backend = Literal["responses", "chat"]
 KnowledgeStore = Literal["local", "openai"]
@@ -186,6 +189,10 @@ class DiscordConfig(_Strict):
     sync_commands: bool = Field(default=True, description="Sync slash commands at start-up.")
     max_text_attachment_chars: Annotated[int, Field(ge=0, le=100_000)] = Field(
         default=20_000, description="Text attachments are inlined into the turn up to this many characters."
+    )
+    max_attachment_mb: Annotated[int, Field(ge=1, le=512)] = Field(
+        default=25,
+        description="Largest attachment given to the model as a file (the Files API takes up to 512 MB).",
     )
     shutdown_grace_s: Annotated[float, Field(ge=0, le=600)] = Field(
         default=8.0,
@@ -399,6 +406,9 @@ class StorageConfig(_Strict):
         default=1024,
         description="Memory for the knowledge search indexes; the least recently searched are dropped"
         " past it and load again from the database when next needed.",
+    )
+    knowledge_document_max_mb: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=20, description="The largest file /remember reads (PDF, DOCX, Markdown, HTML or text)."
     )
 
     @field_validator("database", mode="before")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
+from bot.conversation_files import ToolFiles
 from bot.engine.lanes import ConversationLanes, IntakeLocks
 from bot.guild_settings import SettingsCache
 from bot.knowledge import DEFAULT_KNOWLEDGE_MEMORY_BYTES, KnowledgeIndexes
@@ -31,6 +32,8 @@ class ProcessState:
     intake: IntakeLocks = field(default_factory=IntakeLocks)
     knowledge: KnowledgeIndexes = field(default_factory=KnowledgeIndexes)
     questions: OpenQuestions = field(default_factory=OpenQuestions)
+    tool_files: ToolFiles = field(default_factory=ToolFiles)
+    """Files function tools made for replies still being written (drawings on the chat backend)."""
     run_id: str = field(default_factory=lambda: secrets.token_hex(8))
     """This process run's id, on each turn it journals: turns of other runs left running are lost."""
 

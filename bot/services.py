@@ -13,6 +13,7 @@ from openai import AsyncOpenAI, DefaultAioHttpClient
 
 from bot.assistants import AssistantDirectory
 from bot.config import AppConfig, Secrets
+from bot.conversation_files import ConversationFiles
 from bot.engine import Backend, ConversationEngine
 from bot.engine.chat_backend import ChatBackend
 from bot.engine.inline_images import ImageInliner
@@ -145,7 +146,12 @@ class Services:
         backends: dict[str, Backend] = {}
         if features.responses_backend.on:  # without a key, the engine says the backend is not configured
             backends["responses"] = ResponsesBackend(
-                openai_client, storage, tools, state.model_gate, max_tool_rounds=config.engine.max_tool_rounds
+                openai_client,
+                storage,
+                tools,
+                state.model_gate,
+                max_tool_rounds=config.engine.max_tool_rounds,
+                files=ConversationFiles(openai_client, storage.db),
             )
         backends |= {
             "chat": ChatBackend(
@@ -157,6 +163,7 @@ class Services:
                 history_token_budget=config.chat_backend.history_token_budget,
                 images=images,
                 context_tokens=config.chat_backend.context_tokens,
+                tool_files=state.tool_files,
             ),
         }
         engine = ConversationEngine(

@@ -20,6 +20,7 @@ import httpx2
 import openai
 from openai import AsyncOpenAI, omit
 
+from bot.conversation_files import ToolFiles
 from bot.engine.context_fit import CHARS_PER_TOKEN, ContextSizes, fit_request, schema_tokens
 from bot.engine.events import Completed, TextDelta, TurnEvent, Usage
 from bot.engine.inline_images import ImageInliner, InlinedImage
@@ -27,6 +28,7 @@ from bot.engine.openai_errors import context_window_of
 from bot.engine.tool_loop import CONTENT_FILTER, CUT_OFF, LENGTH_LIMIT, RoundResult, ToolLoop, Unfinished
 from bot.engine.tool_round import RequestedCall
 from bot.engine.turn import TurnRequest, UserTurn
+from bot.hosted_tools import offered_tools
 from bot.limits import ModelCallGate
 from bot.storage import HistoryMessage, Storage
 from bot.tooling import ToolRegistry, ToolResult
@@ -120,7 +122,10 @@ class ChatBackend:
         history_token_budget: int,
         images: ImageInliner,
         context_tokens: int | None = None,
+        tool_files: ToolFiles | None = None,
     ) -> None:
+        """`tool_files`: where function tools leave files for the reply (a drawing)."""
+        self._tool_files = tool_files if tool_files is not None else ToolFiles()
         self._client = client
         self._images = images
         self._contexts = ContextSizes(client, context_tokens)
@@ -141,7 +146,7 @@ class ChatBackend:
             window=window,
             history_budget=self._history_token_budget,
             fixed_tokens=estimate_tokens(system) + estimate_tokens(user),
-            tools=self._tools.schemas(settings.enabled_tools, "chat"),
+            tools=self._tools.schemas(offered_tools(settings), "chat"),
         )
         if window is not None:
             self._contexts.note_left_out(settings.model, window, fit.left_out)
@@ -149,8 +154,17 @@ class ChatBackend:
             record.key, record.generation, token_budget=fit.history_budget
         )
         rounds = _ChatRounds(
-            self._client, self._storage, request, system, history, fit.tools, user, self._contexts
+            self._client,
+            self._storage,
+            request,
+            system,
+            history,
+            fit.tools,
+            user,
+            self._contexts,
+            tool_files=self._tool_files,
         )
+        self._tool_files.take(record.key)  # an earlier, failed turn's leftovers are not this reply's
         async for event in self._loop.answer(rounds, request):
             yield event
 
@@ -168,8 +182,12 @@ class _ChatRounds:
         tools: list[dict[str, Any]],
         user: dict[str, Any],
         contexts: ContextSizes,
+        *,
+        tool_files: ToolFiles,
     ) -> None:
         self._contexts = contexts
+        self._tool_files = tool_files
+        """Where this turn's function tools leave files for the reply."""
         self._client = client
         self._storage = storage
         self._request = request
@@ -323,8 +341,9 @@ class _ChatRounds:
                 for stored in map(stored_form, self._new_messages)
             ],
         )
-        notes = (HISTORY_LEFT_OUT_NOTE,) if self._shortened else ()
-        return Completed(text=text, usage=usage, notes=notes)
+        notes = (*self._request.turn.notices, *((HISTORY_LEFT_OUT_NOTE,) if self._shortened else ()))
+        files = self._tool_files.take(record.key)
+        return Completed(text=text, usage=usage, files=files, notes=notes)
 
 
 class EmptyStreamError(openai.APIError):

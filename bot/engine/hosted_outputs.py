@@ -1,9 +1,10 @@
-"""What OpenAI's hosted tools did in one turn: code runs, web sources and generated files.
+"""What OpenAI's hosted tools did in one turn: code runs, web sources, generated files and drawings.
 
 The Responses backend hands each output item of the stream to `HostedOutputs`, which turns hosted
 calls into activity events and keeps what the reply should show; at the end of the turn
 `fetch_files` downloads the files the code interpreter made (cited with `container_file_citation`
-or returned as image outputs), each at most once and never more than a size cap into memory.
+or returned as image outputs) and decodes the images the image generation tool drew (base64 in the
+item's `result`), each at most once and never more than a size cap into memory.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from openai.types.responses import (
 )
 from openai.types.responses.response_code_interpreter_tool_call import OutputImage, OutputLogs
 from openai.types.responses.response_function_web_search import ActionSearch
+from openai.types.responses.response_output_item import ImageGenerationCall
 from openai.types.responses.response_output_text import (
     AnnotationContainerFileCitation,
     AnnotationURLCitation,
@@ -32,7 +34,7 @@ from openai.types.responses.response_output_text import (
 )
 
 from bot.engine.events import Citation, CodeRun, GeneratedFile, ToolFinished, ToolStarted, TurnEvent
-from bot.hosted_tools import CODE_INTERPRETER, WEB_SEARCH
+from bot.hosted_tools import CODE_INTERPRETER, IMAGE_GENERATION, WEB_SEARCH
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,21 @@ limit is larger, but a bot holding many such files in memory at once is not wort
 MAX_GENERATED_FILES = 10
 """Discord's attachments per message: more files are named, not downloaded."""
 IMAGE_SUFFIXES = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/webp": ".webp"}
+DRAWING_SUFFIXES = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "gif": ".gif", "svg": ".svg"}
+IMAGE_OUTPUT_TOKENS = {"low": 272, "medium": 1056, "high": 4160}
+"""Output tokens of one 1024x1024 image by quality (OpenAI's published figures for GPT image models).
+The image generation tool's cost is not in the response's usage, so the turn counts this for it."""
+MAX_REVISED_PROMPT_CHARS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class Drawing:
+    """An image the image generation tool drew: base64 as it came, and what it was drawn from."""
+
+    result: str
+    output_format: str
+    revised_prompt: str | None
+    quality: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +78,7 @@ class HostedOutputs:
     citations: list[Citation] = field(default_factory=list)
     container_files: dict[tuple[str, str], ContainerFileRef] = field(default_factory=dict)
     image_urls: list[str] = field(default_factory=list)
+    drawings: list[Drawing] = field(default_factory=list)
 
     def started(self, item: object) -> ToolStarted | None:
         """The activity line for a hosted call that just began (None for other items)."""
@@ -68,7 +86,23 @@ class HostedOutputs:
             return ToolStarted(item.id, CODE_INTERPRETER.name, CODE_INTERPRETER.activity)
         if isinstance(item, ResponseFunctionWebSearch):
             return ToolStarted(item.id, WEB_SEARCH.name, WEB_SEARCH.activity)
+        if isinstance(item, ImageGenerationCall):
+            return ToolStarted(item.id, IMAGE_GENERATION.name, IMAGE_GENERATION.activity)
         return None
+
+    def drawing_tokens(self) -> int:
+        """What the turn's drawings cost in output tokens (an estimate by quality; medium if unsaid)."""
+        return sum(
+            IMAGE_OUTPUT_TOKENS.get(d.quality or "", IMAGE_OUTPUT_TOKENS["medium"]) for d in self.drawings
+        )
+
+    def drawing_notes(self) -> tuple[str, ...]:
+        """The prompt each drawing was made from, when the tool says (one line each)."""
+        return tuple(
+            f"Image drawn from: {_clip(drawing.revised_prompt, MAX_REVISED_PROMPT_CHARS)}"
+            for drawing in self.drawings
+            if drawing.revised_prompt
+        )
 
     def finished(self, item: object) -> Iterator[TurnEvent]:
         """Events for a finished output item, keeping what the reply will show."""
@@ -89,6 +123,14 @@ class HostedOutputs:
             yield ToolFinished(
                 item.id, WEB_SEARCH.name, ok, _search_summary(item) if ok else "The web search failed"
             )
+        elif isinstance(item, ImageGenerationCall):
+            ok = item.status == "completed" and bool(item.result)
+            summary = "Drew an image" if ok else _drawing_problem(item)
+            yield ToolFinished(item.id, IMAGE_GENERATION.name, ok, summary)
+            if ok and item.result:
+                self.drawings.append(
+                    Drawing(item.result, item.output_format or "png", item.revised_prompt, item.quality)
+                )
         elif isinstance(item, ResponseOutputMessage):
             self._read_annotations(item)
 
@@ -109,6 +151,17 @@ class HostedOutputs:
                     )
 
 
+def _drawing_problem(item: ImageGenerationCall) -> str:
+    if item.error is not None and item.error.code == "moderation_blocked":
+        return "The image was refused under the image model's content policy"
+    return "The image could not be drawn"
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _search_summary(item: ResponseFunctionWebSearch) -> str:
     action = item.action
     if isinstance(action, ActionSearch):
@@ -125,7 +178,8 @@ async def fetch_files(
     max_bytes: int = MAX_GENERATED_FILE_BYTES,
     max_files: int = MAX_GENERATED_FILES,
 ) -> tuple[GeneratedFile, ...]:
-    """The turn's generated files: cited container files first, then image outputs not among them.
+    """The turn's generated files: cited container files first, then image outputs not among them,
+    then the drawings of the image generation tool.
 
     A file that cannot be had (too large, one too many, a failed download) is returned named, with
     its `problem`, so the reply can say so; nothing here raises for a file.
@@ -142,6 +196,20 @@ async def fetch_files(
         seen.add(digest)
         images += 1
         name = f"image-{images}{IMAGE_SUFFIXES.get(mime, '.png')}"
+        if len(fetched) >= max_files:
+            fetched.append(GeneratedFile(name, b"", "too_many"))
+        elif len(data) > max_bytes:
+            fetched.append(GeneratedFile(name, b"", "too_large", size_bytes=len(data)))
+        else:
+            fetched.append(GeneratedFile(name, data))
+    for number, drawing in enumerate(outputs.drawings, start=1):
+        name = f"drawing-{number}{DRAWING_SUFFIXES.get(drawing.output_format, '.png')}"
+        try:
+            data = base64.b64decode(drawing.result, validate=True)
+        except (binascii.Error, ValueError):
+            log.warning("Skipping a drawing with broken base64")
+            fetched.append(GeneratedFile(name, b"", "unavailable"))
+            continue
         if len(fetched) >= max_files:
             fetched.append(GeneratedFile(name, b"", "too_many"))
         elif len(data) > max_bytes:

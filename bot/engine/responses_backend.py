@@ -3,8 +3,10 @@
 OpenAI keeps the history: each turn sends only the new input with `conversation=<id>`, and the
 server appends input and output items to the conversation. Instructions and tools are ours and go
 with every call (they are not carried from turn to turn). Besides our function tools, a guild may
-switch on OpenAI's hosted tools (code interpreter, web search): they run inside the model call, and
-what they did (code, sources, files) is gathered from the stream and put on `Completed`.
+switch on OpenAI's hosted tools (code interpreter, web search, image generation): they run inside the
+model call, and what they did (code, sources, files, drawings) is gathered from the stream and put on
+`Completed`. Files a person attaches are uploaded first (`bot.conversation_files`): the code
+interpreter's container gets the conversation's files, and a PDF otherwise goes in as an `input_file`.
 
 Every call asks for `truncation: "auto"`, so OpenAI drops a long conversation's oldest items rather
 than refusing it. Should a context-length error come all the same (a server that does not truncate),
@@ -33,6 +35,8 @@ from openai.types.responses import (
     ResponseTextDeltaEvent,
 )
 
+from bot.config import IMAGE_TOOL
+from bot.conversation_files import ConversationFiles, UploadedFiles
 from bot.engine.events import Completed, TextDelta, TurnEvent, Usage
 from bot.engine.hosted_outputs import MAX_GENERATED_FILE_BYTES, HostedOutputs, fetch_files
 from bot.engine.openai_errors import is_context_length_error
@@ -40,7 +44,7 @@ from bot.engine.response_stream import build_validators, used_events
 from bot.engine.tool_loop import CONTENT_FILTER, CUT_OFF, LENGTH_LIMIT, RoundResult, ToolLoop, Unfinished
 from bot.engine.tool_round import RequestedCall
 from bot.engine.turn import TurnRequest, UserTurn
-from bot.hosted_tools import enabled_hosted_tools
+from bot.hosted_tools import CODE_INTERPRETER, enabled_hosted_tools, offered_tools
 from bot.limits import ModelCallGate
 from bot.storage import Storage
 from bot.tooling import ToolRegistry, ToolResult
@@ -67,9 +71,11 @@ SHORTENED_NOTE = "Earlier messages in this thread were shortened to make room."
 DROPPED_NOTE = "Earlier messages in this thread were dropped to make room."
 
 
-def user_input_item(turn: UserTurn) -> dict[str, Any]:
+def user_input_item(turn: UserTurn, input_file_ids: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The user's message: its text, its images, and the files uploaded to go in it (PDFs)."""
     content: list[dict[str, Any]] = [{"type": "input_text", "text": turn.labelled_text()}]
     content.extend({"type": "input_image", "image_url": url, "detail": "auto"} for url in turn.image_urls)
+    content.extend({"type": "input_file", "file_id": file_id} for file_id in input_file_ids)
     return {"type": "message", "role": "user", "content": content}
 
 
@@ -89,9 +95,12 @@ class ResponsesBackend:
         *,
         max_tool_rounds: int,
         max_file_bytes: int = MAX_GENERATED_FILE_BYTES,
+        files: ConversationFiles | None = None,
     ) -> None:
-        """`max_file_bytes`: a generated file larger than this is named in the reply, not downloaded."""
+        """`max_file_bytes`: a generated file larger than this is named in the reply, not downloaded;
+        `files`: uploads attachments and keeps the conversation's (None: attachments stay text)."""
         self._client = client
+        self._files = files
         self._storage = storage
         self._tools = tools
         self._gate = gate
@@ -110,9 +119,20 @@ class ResponsesBackend:
     async def answer(self, request: TurnRequest) -> AsyncIterator[TurnEvent]:
         settings = request.context.settings
         conversation_id = await self._conversation_id(request)
-        hosted_tools = enabled_hosted_tools(settings.enabled_tools)
-        tools = self._tools.schemas(settings.enabled_tools, "responses")
-        tools.extend(tool.definition() for tool in hosted_tools)
+        offered = offered_tools(settings)
+        hosted_tools = enabled_hosted_tools(offered)
+        uploaded = UploadedFiles()
+        file_ids: list[str] = []
+        if self._files is not None:
+            if request.turn.files:
+                uploaded = await self._files.upload(request.conversation, request.turn.files)
+            if CODE_INTERPRETER in hosted_tools:
+                file_ids = await self._files.container_file_ids(request.conversation)
+        # The image generation tool is hosted here; its function form is for the chat backend.
+        tools = self._tools.schemas([name for name in offered if name != IMAGE_TOOL], "responses")
+        tools.extend(
+            tool.definition(file_ids=file_ids, image_model=settings.image_model) for tool in hosted_tools
+        )
         rounds = _ResponsesRounds(
             self._client,
             self._storage,
@@ -122,6 +142,7 @@ class ResponsesBackend:
             tools=tools,
             include=[name for tool in hosted_tools for name in tool.include],
             max_file_bytes=self._max_file_bytes,
+            uploaded=uploaded,
         )
         try:
             async for event in self._loop.answer(rounds, request):
@@ -144,6 +165,7 @@ class _ResponsesRounds:
         tools: list[dict[str, Any]],
         include: list[str],
         max_file_bytes: int,
+        uploaded: UploadedFiles,
     ) -> None:
         self._client = client
         self._storage = storage
@@ -154,7 +176,8 @@ class _ResponsesRounds:
         self._include = include
         self._max_file_bytes = max_file_bytes
         self._hosted = HostedOutputs()
-        self._input_items: list[dict[str, Any]] = [user_input_item(request.turn)]
+        self._input_items: list[dict[str, Any]] = [user_input_item(request.turn, uploaded.input_file_ids)]
+        self._file_notices = (*request.turn.notices, *uploaded.notices)
         # function_call_output items sent but not yet known to be in the conversation: if the call
         # carrying them fails, they are added directly, so the conversation never holds a function
         # call without its output (OpenAI would refuse every later turn).
@@ -252,12 +275,12 @@ class _ResponsesRounds:
         files = await fetch_files(self._client, self._hosted, max_bytes=self._max_file_bytes)
         return Completed(
             text=text,
-            usage=usage,
+            usage=usage + Usage(0, self._hosted.drawing_tokens()),
             citations=tuple(self._hosted.citations),
             files=files,
             code_runs=tuple(self._hosted.code_runs),
             refusal=self._refusal,
-            notes=self._notes,
+            notes=(*self._file_notices, *self._notes, *self._hosted.drawing_notes()),
         )
 
     async def add_unsent_outputs(self) -> None:

@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from bot.config import GuildSettings
 from bot.storage.conversations import ConversationRecord
 from bot.tooling import Confirmer
+
+FileUse = Literal["code_interpreter", "input_file"]
+"""Where an attached file goes as a file: the code interpreter's container, or the message itself."""
+
+
+@dataclass(frozen=True, slots=True)
+class TurnFile:
+    """An attachment that reaches the model as a file (uploaded through the Files API), not as text."""
+
+    filename: str
+    content_type: str
+    data: bytes
+    use: FileUse
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +32,10 @@ class UserTurn:
     author_name: str
     image_urls: tuple[str, ...] = ()
     message_id: int | None = None
+    files: tuple[TurnFile, ...] = ()
+    notices: tuple[str, ...] = ()
+    """One sentence per attachment the turn could not use (too large, an unreadable type): shown with
+    the reply, so nothing a person attached is dropped silently."""
 
     def labelled_text(self) -> str:
         """The text with the speaker's name: several people may share one conversation."""

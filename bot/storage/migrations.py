@@ -328,6 +328,41 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     Migration(
+        10,
+        "conversation files: attachments uploaded to OpenAI for a conversation's code interpreter",
+        """
+        CREATE TABLE conversation_files (
+            id               INTEGER PRIMARY KEY AUTOINCREMENT,
+            conversation_key TEXT NOT NULL,
+            generation       INTEGER NOT NULL,          -- /reset starts a new one: older files are forgotten
+            file_id          TEXT NOT NULL,             -- OpenAI file-...
+            filename         TEXT NOT NULL,
+            size_bytes       INTEGER NOT NULL,
+            uploaded_at      REAL NOT NULL
+        );
+        CREATE INDEX conversation_files_by_key ON conversation_files (conversation_key, generation, id);
+        """,
+    ),
+    Migration(
+        11,
+        "run steps: the tools each turn ran, in order, for the reply's Steps button",
+        """
+        CREATE TABLE turn_steps (
+            turn_id          INTEGER NOT NULL,          -- turns.id
+            ordinal          INTEGER NOT NULL,          -- 0, 1, ... in the order the turn ran them
+            kind             TEXT NOT NULL,             -- function | hosted
+            name             TEXT NOT NULL,             -- the tool's name
+            arguments        TEXT NOT NULL,             -- in brief: clipped JSON, the code, the query
+            outcome          TEXT NOT NULL,             -- ok | error | declined | cancelled
+            result           TEXT NOT NULL,             -- the result or the error, in brief
+            started_at       REAL NOT NULL,             -- unix seconds
+            duration_s       REAL,                      -- NULL: not known
+            PRIMARY KEY (turn_id, ordinal)
+        );
+        CREATE INDEX turn_steps_by_time ON turn_steps (started_at);
+        """,
+    ),
+    Migration(
         12,
         "knowledge in an OpenAI vector store: each guild's store and the files added to it",
         """

@@ -1,0 +1,246 @@
+"""Files a person attaches in a conversation: which tool or part of the request each one reaches.
+
+With the code interpreter on (the `responses` backend), every attachment it can read is uploaded
+through the Files API and given to its container (`container.file_ids`), and the conversation keeps
+it, so a later turn ("now make the bars red") still has it. Without it, a PDF goes into the message as
+an `input_file` on `responses`, and as its text on `chat` (which cannot take files); text files are
+inlined and images sent as today. Whatever cannot be used (too large, an unreadable type, a failed
+upload) is said in one sentence the model reads and the person sees with the reply: never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Literal
+
+import openai
+from openai import AsyncOpenAI
+
+from bot.config import GuildSettings
+from bot.documents import DocumentError, parse_document
+from bot.engine.events import GeneratedFile
+from bot.engine.turn import TurnFile
+from bot.storage.conversation_files import ConversationFileStore
+from bot.storage.conversations import ConversationRecord
+from bot.storage.database import Database
+
+log = logging.getLogger(__name__)
+
+FILES_API_MAX_BYTES = 512 * 1024 * 1024
+"""The Files API's own limit per file; `[discord] max_attachment_mb` sets a lower one."""
+MAX_FILES_PER_MESSAGE = 10
+"""Discord's own attachment limit per message: more never arrive, but a forwarded list might."""
+MAX_CONVERSATION_FILES = 20
+"""The newest files of a conversation its code interpreter is given on each turn."""
+FILE_LIFETIME_S = 30 * 24 * 3600
+"""Uploads expire at OpenAI after this (the Files API's longest `expires_after`), so a forgotten
+conversation leaves nothing behind for ever; older files are no longer given to the container."""
+FILE_LIFETIME_MARGIN_S = 3600
+"""A file this close to its expiry is left out: it might be gone by the time the model runs."""
+
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+TEXT_SUFFIXES = frozenset(
+    {
+        ".txt", ".md", ".markdown", ".rst", ".log", ".csv", ".tsv", ".json", ".yaml", ".yml", ".toml",
+        ".ini", ".xml", ".html", ".css", ".py", ".js", ".ts", ".java", ".c", ".h", ".cpp", ".rs", ".go",
+        ".rb", ".sh", ".sql",
+    }
+)  # fmt: skip
+DOCUMENT_SUFFIXES = frozenset({".pdf", ".docx"})
+CODE_INTERPRETER_SUFFIXES = frozenset(
+    {
+        ".c", ".cs", ".cpp", ".csv", ".doc", ".docx", ".html", ".java", ".json", ".md", ".pdf", ".php",
+        ".pptx", ".py", ".rb", ".tex", ".txt", ".css", ".js", ".sh", ".ts", ".jpeg", ".jpg", ".gif",
+        ".pkl", ".png", ".tar", ".xlsx", ".xls", ".xml", ".zip", ".tsv", ".parquet", ".yaml", ".yml",
+        ".webp", ".toml", ".sql", ".log",
+    }
+)  # fmt: skip
+"""What OpenAI's code interpreter reads (its documented file types, and plain data formats)."""
+
+Route = Literal["image", "text", "code_interpreter", "input_file", "document_text", "refused"]
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentInfo:
+    """What is known of an attachment before downloading it."""
+
+    filename: str
+    content_type: str
+    size_bytes: int
+
+    @property
+    def media_type(self) -> str:
+        return self.content_type.split(";")[0].strip().lower()
+
+    @property
+    def suffix(self) -> str:
+        return PurePath(self.filename).suffix.lower()
+
+    @property
+    def is_image(self) -> bool:
+        return self.media_type in IMAGE_TYPES
+
+    @property
+    def is_text(self) -> bool:
+        return self.media_type.startswith("text/") or self.suffix in TEXT_SUFFIXES
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentPlan:
+    """Where one attachment goes: its routes (an image given to the code interpreter is also shown to
+    the model), or the sentence saying why it is not used."""
+
+    attachment: AttachmentInfo
+    routes: tuple[Route, ...]
+    refusal: str = ""
+
+
+def code_interpreter_on(settings: GuildSettings) -> bool:
+    """Whether this turn's files go to the code interpreter (a hosted tool: `responses` only)."""
+    return settings.backend == "responses" and "code_interpreter" in settings.enabled_tools
+
+
+def plan_attachments(
+    attachments: Sequence[AttachmentInfo], settings: GuildSettings, *, max_bytes: int
+) -> list[AttachmentPlan]:
+    """Each attachment's routes, by its type, the backend and the code interpreter, within the limits."""
+    limit = min(max_bytes, FILES_API_MAX_BYTES)
+    plans: list[AttachmentPlan] = []
+    for number, attachment in enumerate(attachments):
+        if number >= MAX_FILES_PER_MESSAGE:
+            plans.append(
+                _refused(attachment, f"at most {MAX_FILES_PER_MESSAGE} files of one message are read")
+            )
+        else:
+            plans.append(_plan(attachment, settings, limit))
+    return plans
+
+
+def _plan(attachment: AttachmentInfo, settings: GuildSettings, limit: int) -> AttachmentPlan:
+    as_file = attachment.size_bytes > limit
+    too_large = f"it is too large ({megabytes(attachment.size_bytes)}; the limit is {megabytes(limit)})"
+    if code_interpreter_on(settings) and attachment.suffix in CODE_INTERPRETER_SUFFIXES:
+        if as_file:
+            return _refused(attachment, too_large)
+        routes: tuple[Route, ...] = ("code_interpreter",)
+        return AttachmentPlan(attachment, ("image", *routes) if attachment.is_image else routes)
+    if attachment.is_image:
+        return AttachmentPlan(attachment, ("image",))
+    if attachment.is_text:
+        return AttachmentPlan(attachment, ("text",))
+    if attachment.suffix in DOCUMENT_SUFFIXES or attachment.media_type == "application/pdf":
+        if as_file:
+            return _refused(attachment, too_large)
+        pdf = attachment.suffix == ".pdf" or attachment.media_type == "application/pdf"
+        if pdf and settings.backend == "responses":
+            return AttachmentPlan(attachment, ("input_file",))
+        return AttachmentPlan(attachment, ("document_text",))
+    kind = attachment.suffix or attachment.media_type or "this type"
+    if attachment.suffix in CODE_INTERPRETER_SUFFIXES and settings.backend == "responses":
+        return _refused(attachment, f"{kind} files are read by the code interpreter, which is off here")
+    return _refused(attachment, f"the assistant cannot read {kind} files")
+
+
+def _refused(attachment: AttachmentInfo, why: str) -> AttachmentPlan:
+    return AttachmentPlan(attachment, ("refused",), f"{attachment.filename} was not read: {why}.")
+
+
+def megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+def file_line(file: TurnFile) -> str:
+    """What the model reads in the message about a file it is given (so it knows where to look)."""
+    if file.use == "code_interpreter":
+        return f"[Attached {file.filename}: given to the code interpreter as /mnt/data/{file.filename}]"
+    return f"[Attached {file.filename}: included as a file]"
+
+
+async def document_text(filename: str, content_type: str, data: bytes, budget: int) -> tuple[str, str | None]:
+    """A PDF's or DOCX's text as a block for the message (within `budget` characters), and the
+    sentence for the person when it could not be read (the block then says so to the model)."""
+    try:
+        document = await asyncio.to_thread(parse_document, filename, data, content_type)
+    except DocumentError as exc:
+        return f"[Attached {filename}: could not be read]", str(exc)
+    text = document.as_text()
+    cut = len(text) > budget
+    note = " (cut short)" if cut else ""
+    block = f"[Attached {filename}, its text{note}]\n```\n{text[:budget].replace('```', '` ``')}\n```"
+    return block, None
+
+
+@dataclass(frozen=True, slots=True)
+class UploadedFiles:
+    """A turn's uploads: `input_file` ids for the message, and sentences for what failed."""
+
+    input_file_ids: tuple[str, ...] = ()
+    notices: tuple[str, ...] = ()
+
+
+class ConversationFiles:
+    """Uploads a turn's files to OpenAI and remembers those of each conversation's code interpreter."""
+
+    def __init__(self, client: AsyncOpenAI, db: Database, *, max_files: int = MAX_CONVERSATION_FILES) -> None:
+        self._client = client
+        self._store = ConversationFileStore(db)
+        self._max_files = max_files
+
+    async def upload(self, record: ConversationRecord, files: Sequence[TurnFile]) -> UploadedFiles:
+        """Upload the turn's files; code interpreter files are kept with the conversation."""
+        results = await asyncio.gather(*(self._upload_one(file) for file in files))
+        input_ids: list[str] = []
+        notices: list[str] = []
+        for file, (file_id, problem) in zip(files, results, strict=True):
+            if file_id is None:
+                notices.append(f"{file.filename} could not be given to the model: {problem}")
+            elif file.use == "code_interpreter":
+                await self._store.add(record.key, record.generation, file_id, file.filename, len(file.data))
+            else:
+                input_ids.append(file_id)
+        return UploadedFiles(tuple(input_ids), tuple(notices))
+
+    async def _upload_one(self, file: TurnFile) -> tuple[str | None, str]:
+        """(the new file's id, "") or (None, why it failed)."""
+        try:
+            uploaded = await self._client.files.create(
+                file=(file.filename, file.data, file.content_type or "application/octet-stream"),
+                purpose="user_data",
+                expires_after={"anchor": "created_at", "seconds": FILE_LIFETIME_S},
+            )
+        except openai.APIStatusError as exc:
+            log.warning("Upload of %s refused: %s", file.filename, exc)
+            return None, f"OpenAI refused the upload (HTTP {exc.status_code})."
+        except openai.APIError as exc:
+            log.warning("Upload of %s failed: %r", file.filename, exc)
+            return None, "the upload to OpenAI failed."
+        return uploaded.id, ""
+
+    async def container_file_ids(self, record: ConversationRecord) -> list[str]:
+        """The conversation's newest files (not near their expiry), oldest first."""
+        files = await self._store.newest(record.key, record.generation, self._max_files)
+        fresh_after = time.time() - FILE_LIFETIME_S + FILE_LIFETIME_MARGIN_S
+        return [file.file_id for file in files if file.uploaded_at > fresh_after]
+
+
+class ToolFiles:
+    """Files function tools made for the reply of a turn in progress (a drawing on the chat backend),
+    by conversation: one turn runs at a time per conversation, and the backend takes them at its end."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, list[GeneratedFile]] = {}
+
+    def put(self, conversation_key: str, file: GeneratedFile) -> None:
+        self._files.setdefault(conversation_key, []).append(file)
+
+    def count(self, conversation_key: str) -> int:
+        return len(self._files.get(conversation_key, ()))
+
+    def take(self, conversation_key: str) -> tuple[GeneratedFile, ...]:
+        """The conversation's files, forgotten here (a failed turn's leftovers go with the next take)."""
+        return tuple(self._files.pop(conversation_key, ()))

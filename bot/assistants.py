@@ -410,6 +410,14 @@ class AssistantDirectory:
             choice = await self._store.start_conversation(thread_id, guild_id, parent_id)
         return _resolved(settings, _chosen(choice))
 
+    async def for_new_thread(
+        self, settings: GuildSettings, guild_id: int, thread_id: int, parent_id: int
+    ) -> Resolved:
+        """A thread about to open on a mention: its channel's assistant, recorded (one read, one write;
+        a thread recorded already keeps its own)."""
+        choice = await self._store.start_conversation(thread_id, guild_id, parent_id)
+        return _resolved(settings, _chosen(choice))
+
     async def for_dm(self, user_id: int) -> Resolved:
         """A DM: the bot's defaults, or the assistant the person picked, on its guild's settings."""
         choice = await self._store.choice(ChoiceScope.DM, user_id)

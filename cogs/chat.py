@@ -188,7 +188,7 @@ class ChatCog(commands.Cog):
             return await assistants.for_dm(author_id)
         guild_id = channel.guild.id
         if destination.thread_from is not None:  # a new thread: its id is the message's
-            return await assistants.for_thread(settings, guild_id, destination.channel_id, channel.id)
+            return await assistants.for_new_thread(settings, guild_id, destination.channel_id, channel.id)
         if isinstance(channel, discord.Thread):
             return await assistants.for_thread(settings, guild_id, channel.id, channel.parent_id)
         return await assistants.for_channel(settings, channel.id)

@@ -32,7 +32,7 @@ from bot.config import ALL_TOOLS, GuildSettings
 from bot.discord.app import send_ephemeral
 from bot.engine import conversation_key
 from bot.errors import UserFacingError
-from bot.storage.assistants import ChoiceScope
+from bot.storage.assistants import AssistantChange, ChoiceScope
 
 if TYPE_CHECKING:
     from bot.discord.app import AssistantBot
@@ -53,6 +53,15 @@ MODAL_TIMEOUT_S = 900.0  # an interaction token lives 15 minutes
 MAX_DM_GUILD_CHECKS = 10
 """Servers asked (one REST call each) whether a person is a member, per DM autocomplete."""
 INSTRUCTIONS_PREVIEW_CHARS = 300
+AUDIT_ENTRIES = 15
+EDITED_FIELDS = (
+    ("name", "name"),
+    ("model", "model"),
+    ("instructions", "instructions"),
+    ("tools", "enabled_tools"),
+    ("knowledge", "knowledge"),
+    ("avatar", "avatar_url"),
+)
 SERVER_WORDS = frozenset({"server", "default", "inherit"})
 NO_TOOL_WORDS = frozenset({"none", "off", "nothing"})
 NO_AVATAR_WORDS = frozenset({"none", "off", "remove"})
@@ -118,6 +127,26 @@ def summary(profile: AssistantProfile) -> str:
         f"**{_md(profile.name)}** · `{profile.model}` · tools: {tools_text(profile)} · "
         f"knowledge {'on' if profile.knowledge else 'off'}"
     )
+
+
+def change_line(change: AssistantChange) -> str:
+    """One audit row: when, who, and what changed."""
+    name = f"**{_md(change.name)}**"
+    if change.action == "create":
+        what = f"created {name}"
+    elif change.action == "delete":
+        what = f"deleted {name}"
+    elif change.action == "edit":
+        old, new = change.old or {}, change.new or {}
+        fields = [label for label, field in EDITED_FIELDS if old.get(field) != new.get(field)]
+        what = f"edited {name}: {', '.join(fields) or 'nothing'}"
+    else:
+        where = change.new or {}
+        place = f"<#{where.get('target')}>"
+        scope = "thread" if where.get("scope") == ChoiceScope.CONVERSATION.value else "channel"
+        chosen = "the default" if where.get("assistant") is None else name
+        what = f"put {scope} {place} on {chosen}"
+    return cut(f"<t:{int(change.at)}:R> <@{change.user_id}> {what}", 300)
 
 
 def _counted(count: int, thing: str) -> str:
@@ -229,14 +258,7 @@ class AssistantsCog(commands.Cog):
             return
         moved = [
             label
-            for label, field in (
-                ("name", "name"),
-                ("model", "model"),
-                ("instructions", "instructions"),
-                ("tools", "enabled_tools"),
-                ("knowledge", "knowledge"),
-                ("avatar", "avatar_url"),
-            )
+            for label, field in EDITED_FIELDS
             if getattr(before.profile, field) != getattr(after.profile, field)
         ]
         await self._say(
@@ -264,6 +286,24 @@ class AssistantsCog(commands.Cog):
             else " No channel used it."
         )
         await self._say(interaction, f"🗑️ Deleted **{_md(removed.change.name)}**.{after}")
+
+    # -- audit -----------------------------------------------------------------------------------
+
+    @assistant.command(name="audit", description="Recent changes to this server's assistants (Manage Server)")
+    async def audit(self, interaction: discord.Interaction) -> None:
+        guild_id = _guild_id(interaction)
+        _require_manage_guild(interaction, "see the assistants' changes")
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        changes = await self.assistants.audit(guild_id, limit=AUDIT_ENTRIES)
+        lines: list[str] = []
+        for change in changes:
+            line = change_line(change)
+            if sum(len(kept) + 1 for kept in lines) + len(line) > MAX_DESCRIPTION_CHARS:
+                break
+            lines.append(line)
+        embed = discord.Embed(title="Recent assistant changes", colour=ASSISTANT_COLOUR)
+        embed.description = "\n".join(lines) or "No assistant has been changed in this server yet."
+        await interaction.followup.send(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
     # -- list and show ---------------------------------------------------------------------------
 

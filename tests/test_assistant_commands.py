@@ -126,6 +126,13 @@ async def test_an_assistant_answers_in_its_channel_and_the_other_channel_keeps_t
             ("create", "Math Tutor", admin.id),
         ]
         assert audit[2].new is not None and audit[2].new["model"] == "gpt-5.4-mini"
+        shown = await command(h, "assistant audit", user=admin, channel=h.general)
+        lines = shown.embeds[0]["description"].splitlines()
+        assert [line.split("> ", 2)[-1] for line in lines] == [
+            f"put channel <#{maths(h).id}> on the default",
+            f"put channel <#{maths(h).id}> on **Math Tutor**",
+            "created **Math Tutor**",
+        ]
 
 
 async def test_a_member_without_manage_server_can_neither_make_nor_switch_assistants(
@@ -139,6 +146,7 @@ async def test_a_member_without_manage_server_can_neither_make_nor_switch_assist
             ("assistant edit", {"name": "Math Tutor", "model": "gpt-5.4"}, "edit assistants"),
             ("assistant delete", {"name": "Math Tutor"}, "delete assistants"),
             ("assistant use", {"name": "Math Tutor"}, "choose a channel's assistant"),
+            ("assistant audit", {}, "see the assistants' changes"),
         ]
         for name, options, what in attempts:
             refused = await command(h, name, options, user=bob, channel=h.general)
@@ -217,6 +225,12 @@ async def test_names_autocomplete_and_edit_opens_the_instructions_prefilled(
         )
         edited = await h.services.assistants.get(h.world.guild.id, "maths tutor")
         assert edited.profile.instructions == "Be Socratic." and edited.profile.knowledge
+        audit = await command(h, "assistant audit", user=admin, channel=h.general)
+        assert (
+            audit.embeds[0]["description"]
+            .splitlines()[0]
+            .endswith(f"<@{admin.id}> edited **Maths Tutor**: name, instructions, knowledge")
+        )
 
         shown_one = await command(
             h, "assistant show", {"name": "Maths Tutor"}, user=h.alice, channel=h.general

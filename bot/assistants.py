@@ -47,6 +47,7 @@ RESERVED_NAMES = frozenset({"everyone", "here", DEFAULT_NAME})
 FORBIDDEN_NAME_PARTS = ("discord", "clyde")  # Discord refuses webhook usernames containing these
 FORBIDDEN_NAME_CHARS = ("@", "#", ":", "```")  # mentions, and ':' separates guild and name in a DM pick
 MAX_ECHO_CHARS = 60
+MAX_ERROR_CHARS = 500
 
 assert KNOWLEDGE_TOOL in ALL_TOOLS, "the knowledge switch turns on the knowledge tool family"
 
@@ -196,6 +197,11 @@ class Removed:
 
 class AssistantError(UserFacingError):
     """An assistant cannot be made, changed, found or used as asked; one sentence says why."""
+
+    def __init__(self, message: str) -> None:
+        if len(message) > MAX_ERROR_CHARS:  # it may echo what was typed (a tool list of 6000 characters)
+            message = message[: MAX_ERROR_CHARS - 1] + "…"
+        super().__init__(message)
 
 
 def effective(settings: GuildSettings, profile: AssistantProfile | None) -> GuildSettings:

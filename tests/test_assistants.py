@@ -239,3 +239,30 @@ async def test_a_dm_pick_runs_on_its_guilds_settings_with_the_assistants_overrid
     assert await assistants.matching("100%", limit=5) == []  # LIKE's wildcards are taken literally
     await assistants.use_in_dm(MEMBER, None)
     assert (await assistants.for_dm(MEMBER)).assistant is None
+
+
+TYPED = st.one_of(
+    st.text(max_size=80),
+    st.sampled_from(
+        ["none", "server", "all", "code_interpreter", "rides, web_search", "https://x.io/a.png", ""]
+    ),
+    st.text(min_size=1, max_size=6).map(lambda piece: piece * 1000),
+)
+
+
+@given(
+    name=TYPED, model=TYPED, instructions=st.none() | TYPED, tools=st.none() | TYPED, avatar=st.none() | TYPED
+)
+def test_any_typed_options_make_a_profile_or_one_short_sentence(
+    name: str, model: str, instructions: str | None, tools: str | None, avatar: str | None
+) -> None:
+    fields = {"name": name, "model": model, "instructions": instructions, "enabled_tools": tools}
+    try:
+        profile = validate_profile({**fields, "avatar_url": avatar})
+    except AssistantError as exc:
+        message = str(exc)
+        assert message.startswith("`") and len(message) <= 500 and message.endswith((".", "…")), message
+        return
+    assert profile.name == check_name(name) and 1 <= len(profile.model) <= 100
+    assert profile.enabled_tools is None or set(profile.enabled_tools) <= set(ALL_TOOLS) - {KNOWLEDGE_TOOL}
+    effective(GuildSettings(), profile)  # always usable as settings

@@ -27,12 +27,21 @@ class HostedTool:
     include: tuple[str, ...] = ()
     """Extra response fields to ask for (`include=`), e.g. the code interpreter's logs and images."""
 
-    def definition(self, *, file_ids: Sequence[str] = (), image_model: str | None = None) -> dict[str, Any]:
+    def definition(
+        self,
+        *,
+        file_ids: Sequence[str] = (),
+        image_model: str | None = None,
+        vector_store_ids: Sequence[str] = (),
+    ) -> dict[str, Any]:
         """The tool as the Responses API takes it (a fresh dict: the SDK may keep a reference).
 
         `file_ids`: the conversation's uploaded files, given to the code interpreter's container;
-        `image_model`: the model the image generation tool draws with.
+        `image_model`: the model the image generation tool draws with; `vector_store_ids`: the stores
+        file search searches (the guild's).
         """
+        if self.name == "file_search":
+            return {"type": "file_search", "vector_store_ids": list(vector_store_ids)}
         if self.name == "code_interpreter":
             container: dict[str, Any] = {"type": "auto"}
             if file_ids:
@@ -50,6 +59,13 @@ CODE_INTERPRETER = HostedTool(
     include=("code_interpreter_call.outputs",),
 )
 WEB_SEARCH = HostedTool(name="web_search", item_type="web_search_call", activity="Searching the web…")
+FILE_SEARCH = HostedTool(
+    name="file_search",
+    item_type="file_search_call",
+    activity="Searching the knowledge base…",
+    include=("file_search_call.results",),
+)
+"""Not a name in `enabled_tools`: it serves `knowledge` for a guild whose `knowledge_store` is `openai`."""
 
 IMAGE_GENERATION = HostedTool(
     name=IMAGE_TOOL, item_type="image_generation_call", activity="Drawing an image…"
@@ -74,4 +90,7 @@ def enabled_hosted_tools(enabled: Iterable[str]) -> list[HostedTool]:
 
 def hosted_tool_for_item(item_type: str) -> HostedTool | None:
     """Which hosted tool an output item (`code_interpreter_call`, `web_search_call`...) belongs to."""
-    return next((tool for tool in (*ALL_HOSTED_TOOLS, IMAGE_GENERATION) if tool.item_type == item_type), None)
+    return next(
+        (tool for tool in (*ALL_HOSTED_TOOLS, IMAGE_GENERATION, FILE_SEARCH) if tool.item_type == item_type),
+        None,
+    )

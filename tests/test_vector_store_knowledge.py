@@ -15,17 +15,22 @@ from pathlib import Path
 import pytest
 
 from bot.config import GuildSettings, load_config
+from bot.discord.render.final_text import DEFAULT_MAX_FILE_BYTES, FinalTextLimits, completed_reply
+from bot.engine.events import Citation, Completed, ToolFinished, ToolStarted, Usage
 from bot.errors import ConfigError, UserFacingError
 from bot.features import OPENAI_KNOWLEDGE_STORE_OFF, Features
 from bot.guild_settings import InvalidSettingError, SettingsCache, SettingsService
+from bot.services import Services
 from bot.storage import Storage
 from bot.vector_knowledge import VectorKnowledge, VectorStoreGoneError
-from standins.openai import FakeOpenAI
+from standins.openai import FakeOpenAI, FileSearchCall, RecordedRequest, Reply
 from tests import conftest
-from tests.conftest import fake_secrets, make_config
+from tests.conftest import ServicesFactory, fake_secrets, make_config
+from tests.tool_support import Clock, run_turn, turn_context
+from tools import register_builtin_tools
 
 DATABASE_ENGINES = conftest.DATABASE_ENGINES
-GUILD = 4242
+GUILD = 42  # tests.tool_support's
 ADMIN = 7
 
 
@@ -221,3 +226,82 @@ async def test_a_store_deleted_at_openai_is_made_again_and_the_lost_files_named(
     )
     assert [e.filename for e in await knowledge.files(GUILD)] == ["menu.txt"]
     assert [stored.filename for stored in fake.files.values()] == ["menu.txt"]
+
+
+# ------------------------------------------------------------------------------ in conversations
+
+
+async def knowledge_services(make_services: ServicesFactory) -> Services:
+    """The core with the knowledge function tool registered, as the bot does."""
+    services = await make_services()
+    register_builtin_tools(
+        services.tools,
+        storage=services.storage,
+        config=services.config,
+        secrets_env={},
+        clock=Clock(),
+        knowledge=services.knowledge,
+    )
+    return services
+
+
+def function_names(request: RecordedRequest) -> set[str]:
+    return {tool["name"] for tool in request.json.get("tools", []) if tool.get("type") == "function"}
+
+
+async def test_a_guild_with_the_openai_store_searches_it_with_file_search_and_cites_the_file(
+    make_services: ServicesFactory, fake_openai: FakeOpenAI
+) -> None:
+    services = await knowledge_services(make_services)
+    local = await run_turn(services, "hello", turn_context(families=("knowledge",)))
+    assert isinstance(local[-1], Completed)
+    knowledge_functions = function_names(fake_openai.requests_to("/v1/responses")[-1])
+    assert knowledge_functions, "the local store offers the knowledge function tool"
+
+    openai_store = turn_context(families=("knowledge",), knowledge_store="openai")
+    await run_turn(services, "before any file", openai_store)
+    empty = fake_openai.requests_to("/v1/responses")[-1].json
+    assert "tools" not in empty, "no store yet: nothing to search, and not the local knowledge either"
+
+    added = await services.vector_knowledge.add_file(
+        guild_id=GUILD, user_id=MEMBER, filename="handbook.pdf", data=HANDBOOK
+    )
+    store_id = await services.vector_knowledge.store_id(GUILD)
+    fake_openai.responses.push(
+        Reply("You get 25 days of holiday.", hosted=[FileSearchCall(["holiday days"])])
+    )
+    events = await run_turn(services, "How much holiday do I get?", openai_store)
+
+    sent = fake_openai.requests_to("/v1/responses")[-1].json
+    assert sent["tools"] == [{"type": "file_search", "vector_store_ids": [store_id]}]
+    assert sent["include"] == ["file_search_call.results"]
+    [started] = [e for e in events if isinstance(e, ToolStarted)]
+    assert (started.name, started.label) == ("file_search", "Searching the knowledge base…")
+    [finished] = [e for e in events if isinstance(e, ToolFinished)]
+    assert (
+        finished.ok and finished.summary == "Searched the knowledge base for “holiday days”; 1 passages found"
+    )
+    completed = events[-1]
+    assert isinstance(completed, Completed)
+    assert completed.citations == (Citation("handbook.pdf", file_id=added.entry.file_id),)
+    reply = completed_reply(completed, FinalTextLimits(), max_file_bytes=DEFAULT_MAX_FILE_BYTES)
+    assert reply.text == "You get 25 days of holiday."
+    assert reply.appendix == "-# Sources\n-# 1. handbook.pdf"
+
+
+def test_file_sources_are_numbered_with_web_sources_and_web_links_stay_unembedded() -> None:
+    completed = Completed(
+        text="See https://example.com/a for more.",
+        usage=Usage(),
+        citations=(
+            Citation("Example", "https://example.com/a"),
+            Citation("handbook.pdf", file_id="file-1"),
+            Citation("handbook.pdf", file_id="file-1"),
+            Citation("handbook.pdf", file_id="file-2"),
+        ),
+    )
+    reply = completed_reply(completed, FinalTextLimits(), max_file_bytes=DEFAULT_MAX_FILE_BYTES)
+    assert reply.text == "See <https://example.com/a> for more."
+    assert reply.appendix == (
+        "-# Sources\n-# 1. [Example](<https://example.com/a>)\n-# 2. handbook.pdf\n-# 3. handbook.pdf"
+    )

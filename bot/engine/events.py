@@ -76,10 +76,12 @@ class ToolFinished:
 
 @dataclass(frozen=True, slots=True)
 class Citation:
-    """A source the answer cites (web search ``url_citation`` or a knowledge entry)."""
+    """A source the answer cites: a web page (``url_citation``) or a file of the guild's vector store
+    (``file_citation``: a file id and no url)."""
 
     title: str
-    url: str
+    url: str | None = None
+    file_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from pathlib import PurePosixPath
 from openai import AsyncOpenAI
 from openai.types.responses import (
     ResponseCodeInterpreterToolCall,
+    ResponseFileSearchToolCall,
     ResponseFunctionWebSearch,
     ResponseOutputMessage,
 )
@@ -29,12 +30,13 @@ from openai.types.responses.response_function_web_search import ActionSearch
 from openai.types.responses.response_output_item import ImageGenerationCall
 from openai.types.responses.response_output_text import (
     AnnotationContainerFileCitation,
+    AnnotationFileCitation,
     AnnotationURLCitation,
     ResponseOutputText,
 )
 
 from bot.engine.events import Citation, CodeRun, GeneratedFile, ToolFinished, ToolStarted, TurnEvent
-from bot.hosted_tools import CODE_INTERPRETER, IMAGE_GENERATION, WEB_SEARCH
+from bot.hosted_tools import CODE_INTERPRETER, FILE_SEARCH, IMAGE_GENERATION, WEB_SEARCH
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,8 @@ class HostedOutputs:
             return ToolStarted(item.id, CODE_INTERPRETER.name, CODE_INTERPRETER.activity)
         if isinstance(item, ResponseFunctionWebSearch):
             return ToolStarted(item.id, WEB_SEARCH.name, WEB_SEARCH.activity)
+        if isinstance(item, ResponseFileSearchToolCall):
+            return ToolStarted(item.id, FILE_SEARCH.name, FILE_SEARCH.activity)
         if isinstance(item, ImageGenerationCall):
             return ToolStarted(item.id, IMAGE_GENERATION.name, IMAGE_GENERATION.activity)
         return None
@@ -131,6 +135,10 @@ class HostedOutputs:
                 self.drawings.append(
                     Drawing(item.result, item.output_format or "png", item.revised_prompt, item.quality)
                 )
+        elif isinstance(item, ResponseFileSearchToolCall):
+            ok = item.status == "completed"
+            summary = _file_search_summary(item) if ok else "The knowledge base search failed"
+            yield ToolFinished(item.id, FILE_SEARCH.name, ok, summary, arguments=", ".join(item.queries))
         elif isinstance(item, ResponseOutputMessage):
             self._read_annotations(item)
 
@@ -142,6 +150,10 @@ class HostedOutputs:
                 if isinstance(annotation, AnnotationURLCitation):
                     citation = Citation(annotation.title, annotation.url)
                     if citation.url not in {c.url for c in self.citations}:
+                        self.citations.append(citation)
+                elif isinstance(annotation, AnnotationFileCitation):
+                    citation = Citation(annotation.filename, file_id=annotation.file_id)
+                    if citation.file_id not in {c.file_id for c in self.citations}:
                         self.citations.append(citation)
                 elif isinstance(annotation, AnnotationContainerFileCitation):
                     key = (annotation.container_id, annotation.file_id)
@@ -160,6 +172,12 @@ def _drawing_problem(item: ImageGenerationCall) -> str:
 def _clip(text: str, limit: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _file_search_summary(item: ResponseFileSearchToolCall) -> str:
+    query = ", ".join(f"“{query}”" for query in item.queries)
+    found = f"; {len(item.results)} passages found" if item.results is not None else ""
+    return f"Searched the knowledge base for {query}{found}" if query else "Searched the knowledge base"
 
 
 def _search_summary(item: ResponseFunctionWebSearch) -> str:

@@ -44,7 +44,7 @@ from bot.engine.response_stream import build_validators, used_events
 from bot.engine.tool_loop import CONTENT_FILTER, CUT_OFF, LENGTH_LIMIT, RoundResult, ToolLoop, Unfinished
 from bot.engine.tool_round import RequestedCall
 from bot.engine.turn import TurnRequest, UserTurn
-from bot.hosted_tools import CODE_INTERPRETER, enabled_hosted_tools, offered_tools
+from bot.hosted_tools import CODE_INTERPRETER, FILE_SEARCH, enabled_hosted_tools, offered_tools
 from bot.limits import ModelCallGate
 from bot.storage import Storage
 from bot.tooling import ToolRegistry, ToolResult
@@ -133,6 +133,9 @@ class ResponsesBackend:
         tools.extend(
             tool.definition(file_ids=file_ids, image_model=settings.image_model) for tool in hosted_tools
         )
+        include = [name for tool in hosted_tools for name in tool.include]
+        if settings.knowledge_store == "openai" and "knowledge" in offered:
+            tools, include = await self._knowledge_at_openai(request, tools, include)
         rounds = _ResponsesRounds(
             self._client,
             self._storage,
@@ -140,7 +143,7 @@ class ResponsesBackend:
             request,
             conversation_id,
             tools=tools,
-            include=[name for tool in hosted_tools for name in tool.include],
+            include=include,
             max_file_bytes=self._max_file_bytes,
             uploaded=uploaded,
         )
@@ -149,6 +152,20 @@ class ResponsesBackend:
                 yield event
         finally:
             await rounds.add_unsent_outputs()
+
+    async def _knowledge_at_openai(
+        self, request: TurnRequest, tools: list[dict[str, Any]], include: list[str]
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """For a guild keeping its knowledge in an OpenAI vector store: OpenAI's file search over it
+        instead of the knowledge function tool (neither before the store has its first file)."""
+        local = {schema.get("name") for schema in self._tools.schemas(["knowledge"], "responses")}
+        tools = [tool for tool in tools if tool.get("name") not in local]
+        guild_id = request.context.guild_id
+        store_id = None if guild_id is None else await self._storage.vector_stores.store_id(guild_id)
+        if store_id is None:
+            return tools, include
+        file_search = FILE_SEARCH.definition(vector_store_ids=[store_id])
+        return [*tools, file_search], [*include, *FILE_SEARCH.include]
 
 
 class _ResponsesRounds:

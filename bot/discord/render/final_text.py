@@ -94,12 +94,13 @@ def code_runs_section(runs: Sequence[CodeRun], limits: FinalTextLimits) -> str:
 
 
 def sources_section(citations: Sequence[Citation], max_sources: int) -> str:
-    """Numbered sources, each once, as links Discord does not embed."""
+    """Numbered sources, each once: web pages as links Discord does not embed, files by name."""
     unique: list[Citation] = []
     seen: set[str] = set()
     for citation in citations:
-        if citation.url not in seen:
-            seen.add(citation.url)
+        key = citation.url or citation.file_id or citation.title
+        if key not in seen:
+            seen.add(key)
             unique.append(citation)
     lines = ["-# Sources"]
     for number, citation in enumerate(unique[:max_sources], start=1):
@@ -179,7 +180,7 @@ def unembed_links(text: str, citations: Sequence[Citation]) -> str:
     """
     if "sandbox:" in text:
         text = _SANDBOX_LINK.sub(lambda match: f"`{match.group(1)}`" if match.group(1) else "", text)
-    for url in dict.fromkeys(c.url.strip() for c in citations):
+    for url in dict.fromkeys(c.url.strip() for c in citations if c.url):
         if not url.lower().startswith(("https://", "http://")) or url not in text:
             continue
         escaped = re.escape(url)
@@ -189,10 +190,11 @@ def unembed_links(text: str, citations: Sequence[Citation]) -> str:
 
 
 def source_link(citation: Citation) -> str:
-    """``[title](<url>)``: a masked link whose angle brackets keep Discord from embedding it."""
-    title = one_line(citation.title, MAX_SOURCE_TITLE_CHARS) or citation.url
+    """``[title](<url>)``: a masked link whose angle brackets keep Discord from embedding it; a file
+    (no url) by its name."""
+    title = one_line(citation.title, MAX_SOURCE_TITLE_CHARS) or citation.url or "file"
     title = title.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
-    url = citation.url.strip()
+    url = (citation.url or "").strip()
     if not url.lower().startswith(("https://", "http://")):
         return title
     safe_url = quote(url, safe=":/?#[]@!$&'*+,;=%~-._")

@@ -142,7 +142,10 @@ def _plan(attachment: AttachmentInfo, settings: GuildSettings, limit: int) -> At
         return AttachmentPlan(attachment, ("document_text",))
     kind = attachment.suffix or attachment.media_type or "this type"
     if attachment.suffix in CODE_INTERPRETER_SUFFIXES and settings.backend == "responses":
-        return _refused(attachment, f"{kind} files are read by the code interpreter, which is off here")
+        return _refused(
+            attachment,
+            f"the assistant cannot read {kind} files without the code interpreter, which is off here",
+        )
     return _refused(attachment, f"the assistant cannot read {kind} files")
 
 

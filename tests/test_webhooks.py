@@ -273,3 +273,14 @@ async def test_a_failed_post_that_landed_is_adopted_not_posted_twice(place: Plac
     assert [m.content for m in shown] == ["Only once."]
     assert [c.status for c in server.calls_of("channel_webhook_execute")] == [502]
     assert server.calls_of("messages_list"), "it looked for the message before posting again"
+
+
+async def test_a_post_that_failed_twice_and_landed_the_second_time_shows_once(place: Place) -> None:
+    server = place.server
+    sink = await place.sink(place.thread)
+    server.fail_next("channel_webhook_execute", 502)  # refused before storing
+    server.fail_next("channel_webhook_execute", 502, applied=True)  # stored, then answered 502
+    result = await place.reply(sink, [Started(), TextDelta("Once."), done("Once.")])
+    assert result.delivered
+    assert [m.content for m in server.webhook_messages(place.thread.id)] == ["Once."]
+    assert [c.status for c in server.calls_of("channel_webhook_execute")] == [502, 502]

@@ -107,9 +107,11 @@ class WebhookSink:
     ) -> PostResult:
         if self._fallback is not None:
             return await self._fallback_post(text, files, nonce, buttons)
-        if nonce is not None and nonce in self._uncertain:
-            landed = await self._landed(self._uncertain.pop(nonce))
+        attempts = self._uncertain.get(nonce) if nonce is not None else None
+        if nonce is not None and attempts is not None:
+            landed = await self._landed(attempts)
             if landed is not None:
+                del self._uncertain[nonce]
                 log.info(
                     "A post that failed in channel %s had landed; bringing it up to date", self._channel.id
                 )
@@ -137,6 +139,8 @@ class WebhookSink:
                     attempts.texts.add(text.strip())
                 return PostResult(None, self._failed("post", error))
             self._owners[message.id] = self._webhook
+            if nonce is not None:
+                self._uncertain.pop(nonce, None)
             return PostResult(message, WriteOutcome.OK)
 
     async def edit(

@@ -74,9 +74,8 @@ class ImageTool:
             input_tokens=result.input_tokens,
             output_tokens=result.output_tokens,
         )
-        self.files.put(
-            context.conversation_key, GeneratedFile(f"drawing-{context.call_id[-8:]}.png", result.images[0])
-        )
+        key = context.conversation_key
+        self.files.put(key, GeneratedFile(f"drawing-{self.files.count(key) + 1}.png", result.images[0]))
         data: dict[str, object] = {"attached": True, "size": result.size}
         if result.revised_prompt:
             data["drawn_from"] = result.revised_prompt

@@ -1,7 +1,14 @@
-"""/remember, /search and /forget: the server's knowledge, kept by the core's `KnowledgeBase`."""
+"""/remember, /search and /forget: the server's knowledge, kept by the core's `KnowledgeBase`.
+
+`/remember file:` reads a document (`bot/documents.py`) and indexes it with a message that counts the
+chunks while they are embedded; the file is one entry, cited by name and page in /search and in
+conversations, and forgotten whole.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
@@ -10,16 +17,23 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.config import GuildSettings
+from bot.documents import (
+    KIND_NAMES,
+    SUPPORTED_FORMATS,
+    DocumentTooLargeError,
+    ParsedDocument,
+    document_kind,
+    parse_document,
+)
 from bot.errors import UserFacingError
-from bot.knowledge import MAX_QUERY_CHARS, MAX_SEARCH_RESULTS, SearchResults
+from bot.knowledge import MAX_QUERY_CHARS, MAX_SEARCH_RESULTS, Remembered, SearchResults
+from bot.vector_knowledge import VectorSearchHit
 from cogs.deferral import public_thinking
 from cogs.embeds import add_fields, field_share
 
 if TYPE_CHECKING:
     from bot.discord.app import AssistantBot
 
-TEXT_FILE_SUFFIXES = (".txt", ".md", ".markdown")
-MAX_ATTACHMENT_BYTES = 1024 * 1024
 MAX_TEXT_OPTION_CHARS = 6000  # Discord's limit for a string option
 SNIPPET_CHARS = 700
 MAX_CHOICE_NAME_CHARS = 100
@@ -27,6 +41,7 @@ MAX_AUTOCOMPLETE_CHOICES = 25
 SEARCH_COLOUR = discord.Colour.blurple()
 NO_MENTIONS = discord.AllowedMentions.none()
 JUMP_URL_BASE = "https://discord.com/channels"
+MAX_FIELD_NAME_CHARS = 256  # Discord's limit for an embed field's name
 
 
 def _cut(text: str, limit: int) -> str:
@@ -45,7 +60,7 @@ def search_embed(query: str, results: SearchResults) -> discord.Embed:
         footer += f" · {results.skipped_entries} entries from another embedding model not searched"
     embed.set_footer(text=footer)
     names = [
-        f"{rank}. #{hit.entry.id} · {hit.score:.2f} · {hit.entry.title}"
+        _cut(f"{rank}. #{hit.entry.id} · {hit.score:.2f} · {hit.citation}", MAX_FIELD_NAME_CHARS)
         for rank, hit in enumerate(results.hits, 1)
     ]
     share = field_share(embed, names)  # ten long passages must share Discord's 6000 characters
@@ -56,6 +71,29 @@ def search_embed(query: str, results: SearchResults) -> discord.Embed:
         credit = f"— {source}, added by <@{entry.author_id}>"
         passage = _cut(hit.text, max(1, min(SNIPPET_CHARS, share - len(credit) - 1)))
         fields.append((name, f"{passage}\n{credit}", False))
+    return add_fields(embed, fields)
+
+
+def vector_search_embed(query: str, hits: list[VectorSearchHit]) -> discord.Embed:
+    """The OpenAI vector store's top passages as embed fields: entry, score, file and the passage."""
+    embed = discord.Embed(
+        title="Knowledge search",
+        description=_cut(f"Closest matches for **{discord.utils.escape_markdown(query)}**", 4000),
+        colour=SEARCH_COLOUR,
+    )
+    embed.set_footer(text="This server's OpenAI vector store")
+    names = [
+        _cut(
+            f"{rank}. {f'#{hit.entry.id} · ' if hit.entry else ''}{hit.score:.2f} · {hit.filename}",
+            MAX_CHOICE_NAME_CHARS * 2,
+        )
+        for rank, hit in enumerate(hits, 1)
+    ]
+    share = field_share(embed, names)
+    fields = [
+        (name, _cut(hit.text or "…", max(1, min(SNIPPET_CHARS, share))), False)
+        for name, hit in zip(names, hits, strict=True)
+    ]
     return add_fields(embed, fields)
 
 
@@ -73,9 +111,9 @@ class KnowledgeCog(commands.Cog):
         )
 
     @app_commands.guild_only()
-    @app_commands.command(name="remember", description="Add a note or a text file to this server's knowledge")
+    @app_commands.command(name="remember", description="Add a note or a document to this server's knowledge")
     @app_commands.describe(
-        text="The text to remember", file="A .txt or .md file to remember (instead of, or after, the text)"
+        text="The text to remember", file=f"A document to remember instead: {SUPPORTED_FORMATS}"
     )
     async def remember(
         self,
@@ -84,43 +122,119 @@ class KnowledgeCog(commands.Cog):
         file: discord.Attachment | None = None,
     ) -> None:
         guild_id = _guild_id(interaction)
-        self.bot.services.features.knowledge.require()
-        if text is None and file is None:
-            raise UserFacingError("Give some text or attach a .txt or .md file to remember.")
-        if file is not None:
-            if not file.filename.lower().endswith(TEXT_FILE_SUFFIXES):
-                raise UserFacingError("Only text files (.txt or .md) can be remembered.")
-            if file.size > MAX_ATTACHMENT_BYTES:
-                raise UserFacingError(
-                    f"That file is too big to remember (at most {MAX_ATTACHMENT_BYTES // 1024} KB)."
-                )
+        if (text is None) == (file is None):
+            raise UserFacingError(
+                "Give either some text or a file to remember (one of the two; remember each separately)."
+            )
         services = self.bot.services
+        if file is not None:
+            await self._remember_file(interaction, guild_id, file)
+            return
+        assert text is not None
+        services.features.knowledge.require()
         async with public_thinking(interaction):
-            parts = [text] if text else []
-            if file is not None:
-                try:
-                    parts.append((await file.read()).decode("utf-8-sig"))
-                except UnicodeDecodeError:
-                    raise UserFacingError(f"{file.filename} is not UTF-8 text.") from None
             settings = await services.settings.effective(guild_id)
             async with self._allowance(interaction, settings):
                 remembered = await self.knowledge.remember(
                     guild_id=guild_id,
                     author_id=interaction.user.id,
-                    text="\n\n".join(parts),
+                    text=text,
                     model=settings.embedding_model,
-                    source=file.filename if file is not None else "text",
                 )
         entry = remembered.entry
-        chunks = f"{entry.chunk_count} chunk{'s' if entry.chunk_count != 1 else ''}"
         message = await interaction.followup.send(
-            f"Remembered entry **#{entry.id}** ({discord.utils.escape_markdown(entry.title)}, {chunks}). "
-            "Find it with /search; remove it with /forget.",
-            allowed_mentions=NO_MENTIONS,
-            wait=True,
+            _remembered_sentence(remembered), allowed_mentions=NO_MENTIONS, wait=True
         )
         # A webhook message does not know its guild (its own jump_url says @me): build the link here.
         await self.knowledge.link(entry.id, f"{JUMP_URL_BASE}/{guild_id}/{message.channel.id}/{message.id}")
+
+    async def _remember_file(
+        self, interaction: discord.Interaction, guild_id: int, file: discord.Attachment
+    ) -> None:
+        """Read the document and index it with a progress message; or, where the guild keeps its
+        knowledge in an OpenAI vector store, hand the file to that store."""
+        services = self.bot.services
+        settings = await services.settings.effective(guild_id)
+        if settings.knowledge_store == "openai":
+            await self._add_to_vector_store(interaction, guild_id, file)
+            return
+        services.features.knowledge.require()
+        max_bytes = services.config.storage.knowledge_document_max_mb << 20
+        if file.size > max_bytes:  # refused before anything is downloaded
+            raise DocumentTooLargeError(
+                f"{file.filename} is too large to remember ({file.size / (1 << 20):.1f} MB; "
+                f"the limit is {max_bytes >> 20} MB)."
+            )
+        kind = document_kind(file.filename, file.content_type)
+        progress = self.bot.channel_writes.response_progress(interaction)
+        async with public_thinking(interaction):
+            try:
+                data = await file.read()
+                document = await asyncio.to_thread(
+                    parse_document, file.filename, data, file.content_type, max_bytes=max_bytes
+                )
+                async with self._allowance(interaction, settings):
+                    remembered = await self.knowledge.remember_document(
+                        document,
+                        guild_id=guild_id,
+                        author_id=interaction.user.id,
+                        model=settings.embedding_model,
+                        progress=_progress_shown(progress.show, document),
+                    )
+            except BaseException:
+                await progress.abandon()  # no progress edit may land after the placeholder is gone
+                raise
+        entry = remembered.entry
+        message = await progress.finish(
+            lambda: interaction.followup.send(
+                _remembered_sentence(remembered, KIND_NAMES[kind]), allowed_mentions=NO_MENTIONS, wait=True
+            )
+        )
+        await self.knowledge.link(entry.id, f"{JUMP_URL_BASE}/{guild_id}/{message.channel.id}/{message.id}")
+
+    async def _add_to_vector_store(
+        self, interaction: discord.Interaction, guild_id: int, file: discord.Attachment
+    ) -> None:
+        """`knowledge_store = "openai"`: the file goes to the guild's OpenAI vector store as it is."""
+        async with public_thinking(interaction):
+            data = await file.read()
+            added = await self.bot.services.vector_knowledge.add_file(
+                guild_id=guild_id, user_id=interaction.user.id, filename=file.filename, data=data
+            )
+        await interaction.followup.send(added.message, allowed_mentions=NO_MENTIONS)
+
+    async def _keeps_knowledge_at_openai(self, guild_id: int) -> bool:
+        """Whether the guild's `knowledge_store` is its OpenAI vector store."""
+        return (await self.bot.services.settings.effective(guild_id)).knowledge_store == "openai"
+
+    async def _search_vector_store(
+        self, interaction: discord.Interaction, guild_id: int, query: str, count: int
+    ) -> None:
+        """/search in the guild's OpenAI vector store: OpenAI ranks the passages of its files."""
+        async with public_thinking(interaction):
+            hits = await self.bot.services.vector_knowledge.search(
+                guild_id=guild_id, query=query, count=count
+            )
+            if not hits:
+                raise UserFacingError(
+                    "Nothing in this server's files matches that (add some with /remember)."
+                )
+        await interaction.followup.send(embed=vector_search_embed(query, hits), allowed_mentions=NO_MENTIONS)
+
+    async def _forget_vector_file(self, interaction: discord.Interaction, guild_id: int, entry: int) -> None:
+        """/forget of a file in the guild's OpenAI vector store (the interaction is acknowledged)."""
+        removed = await self.bot.services.vector_knowledge.forget(
+            guild_id=guild_id,
+            entry_id=entry,
+            user_id=interaction.user.id,
+            is_admin=interaction.permissions.manage_guild,
+        )
+        await interaction.followup.send(
+            f"Forgot entry #{removed.id} ({discord.utils.escape_markdown(removed.filename)}): it is out of"
+            " this server's OpenAI vector store.",
+            ephemeral=True,
+            allowed_mentions=NO_MENTIONS,
+        )
 
     @app_commands.guild_only()
     @app_commands.command(name="search", description="Search this server's knowledge")
@@ -133,6 +247,9 @@ class KnowledgeCog(commands.Cog):
     ) -> None:
         guild_id = _guild_id(interaction)
         services = self.bot.services
+        if await self._keeps_knowledge_at_openai(guild_id):
+            await self._search_vector_store(interaction, guild_id, query, count)
+            return
         services.features.knowledge.require()
         async with public_thinking(interaction):
             settings = await services.settings.effective(guild_id)
@@ -156,6 +273,9 @@ class KnowledgeCog(commands.Cog):
     async def forget(self, interaction: discord.Interaction, entry: int) -> None:
         guild_id = _guild_id(interaction)
         await interaction.response.defer(ephemeral=True, thinking=True)
+        if await self._keeps_knowledge_at_openai(guild_id):
+            await self._forget_vector_file(interaction, guild_id, entry)
+            return
         removed = await self.knowledge.forget(
             guild_id=guild_id,
             entry_id=entry,
@@ -177,6 +297,17 @@ class KnowledgeCog(commands.Cog):
         if interaction.guild_id is None:
             return []
         author = None if interaction.permissions.manage_guild else interaction.user.id
+        if await self._keeps_knowledge_at_openai(interaction.guild_id):
+            files = await self.bot.services.vector_knowledge.files(
+                interaction.guild_id,
+                author_id=author,
+                matching=current.strip().lstrip("#"),
+                limit=MAX_AUTOCOMPLETE_CHOICES,
+            )
+            return [
+                app_commands.Choice(name=_cut(f"#{f.id} · {f.filename}", MAX_CHOICE_NAME_CHARS), value=f.id)
+                for f in files
+            ]
         entries = await self.knowledge.entries(
             interaction.guild_id,
             author_id=author,
@@ -189,6 +320,35 @@ class KnowledgeCog(commands.Cog):
             )
             for e in entries
         ]
+
+
+def _remembered_sentence(remembered: Remembered, kind: str | None = None) -> str:
+    """What /remember answers: the entry number (for /forget) and what it holds."""
+    entry = remembered.entry
+    title = discord.utils.escape_markdown(entry.title)
+    chunks = f"{entry.chunk_count} chunk{'s' if entry.chunk_count != 1 else ''}"
+    if kind is None:
+        return (
+            f"Remembered entry **#{entry.id}** ({title}, {chunks}). "
+            "Find it with /search; remove it with /forget."
+        )
+    if entry.page_count:
+        chunks = f"{entry.page_count} page{'s' if entry.page_count != 1 else ''}, {chunks}"
+    return (
+        f"Remembered entry **#{entry.id}**: the {kind} **{title}** ({chunks}). "
+        f"Find it with /search; remove all of it with /forget entry:{entry.id}."
+    )
+
+
+def _progress_shown(show: Callable[[str], None], document: ParsedDocument) -> Callable[[int, int], None]:
+    """The count after each embedding batch but the last (a document of one batch shows none)."""
+    name = discord.utils.escape_markdown(document.filename)
+
+    def shown(done: int, total: int) -> None:
+        if done < total:
+            show(f"Indexing {name}: {done}/{total} chunks…")
+
+    return shown
 
 
 def _guild_id(interaction: discord.Interaction) -> int:

@@ -469,9 +469,9 @@ async def test_knowledge_commands_refuse_clearly_and_privately(
     async with running_bot(tmp_path, fake_openai, extensions=COGS) as h:
         alice = h.alice
         pdf = await command(h, "remember", {"file": Upload("notes.pdf", b"%PDF-1.7")}, alice)
-        assert pdf.ephemeral and "Only text files" in pdf.content
+        assert pdf.ephemeral and "notes.pdf is not a valid PDF" in pdf.content
         nothing = await command(h, "remember", {}, alice)
-        assert nothing.ephemeral and "Give some text" in nothing.content
+        assert nothing.ephemeral and "Give either some text or a file" in nothing.content
         empty = await command(h, "search", {"query": "anything"}, alice)
         assert empty.ephemeral and "Nothing in this server's knowledge matches" in empty.content
         assert fake_openai.requests_to("/v1/embeddings")  # the query was embedded, after acknowledging

@@ -34,12 +34,13 @@ DESCRIPTION = (
     "Search what members of this server asked the bot to remember (/remember): notes, documents, "
     "rules, FAQs. Returns the closest passages with a similarity score (0-1; below ~0.3 is rarely "
     "relevant) and their source. Use it before answering questions about this server or its people, "
-    "and cite what you use as [title](url) (or 'entry #id' when there is no url)."
+    "and cite what you use as [title](url) (or 'entry #id' when there is no url); a passage from a "
+    "file by its `cite` (file, page and section, e.g. handbook.pdf, p. 12)."
 )
 
 
 def hit_json(hit: SearchHit) -> dict[str, object]:
-    return {
+    data: dict[str, object] = {
         "entry_id": hit.entry.id,
         "score": round(hit.score, SCORE_DECIMALS),
         "title": hit.entry.title,
@@ -47,6 +48,9 @@ def hit_json(hit: SearchHit) -> dict[str, object]:
         "url": hit.entry.jump_url,
         "text": hit.text,
     }
+    if hit.entry.file_type is not None:  # a document: where in it the passage is
+        data.update(page=hit.page, section=list(hit.headings), cite=hit.citation)
+    return data
 
 
 def search_knowledge_tool(knowledge: KnowledgeBase) -> Tool[SearchKnowledgeArgs]:

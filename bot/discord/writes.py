@@ -8,6 +8,7 @@ never pick write priorities or rate-limit routes themselves.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -17,6 +18,7 @@ from bot.discord.confirmation import QuestionWrites
 from bot.discord.render.scheduler import EDIT_ROUTE, POST_ROUTE, THREAD_ROUTE, WriteKind, WriteScheduler
 
 NO_MENTIONS = discord.AllowedMentions.none()
+log = logging.getLogger(__name__)
 
 
 class ChannelWrites:
@@ -58,6 +60,10 @@ class ChannelWrites:
             route=POST_ROUTE,
         )
 
+    def response_progress(self, interaction: discord.Interaction) -> ResponseProgress:
+        """Progress edits of a command's deferred response while slow work runs, then its answer."""
+        return ResponseProgress(self._scheduler, interaction)
+
     def question_writes(self, channel: Callable[[], Awaitable[discord.abc.Messageable]]) -> QuestionWrites:
         """A confirmation's post (in `channel()`, awaited when the question is asked) and its closing edit."""
 
@@ -82,3 +88,51 @@ class ChannelWrites:
             )
 
         return QuestionWrites(post, edit)
+
+
+class ResponseProgress:
+    """A slow command's deferred response ("Indexing handbook.pdf: 40/120 chunks"), then its answer.
+
+    Progress edits are REFRESH writes, the answer a FINAL one, all on one target: the scheduler keeps
+    the latest queued edit only, runs one at a time, and lets the answer replace a waiting edit, so a
+    late progress edit can never overwrite the answer. A failed progress edit is logged, never raised.
+    """
+
+    def __init__(self, scheduler: WriteScheduler, interaction: discord.Interaction) -> None:
+        self._scheduler = scheduler
+        self._interaction = interaction
+        self._channel = interaction.channel_id or 0
+        self._target = ("response", interaction.id)
+        self._pending: asyncio.Future[object] | None = None
+
+    def show(self, content: str) -> None:
+        """Queue an edit to `content` (replacing one still waiting); returns at once."""
+        interaction = self._interaction
+        future = self._scheduler.submit(
+            WriteKind.REFRESH,
+            self._channel,
+            lambda: interaction.edit_original_response(content=content, allowed_mentions=NO_MENTIONS),
+            route=EDIT_ROUTE,
+            target=self._target,
+        )
+        future.add_done_callback(_log_failed_progress)
+        self._pending = future
+
+    async def finish(self, send: Callable[[], Awaitable[discord.WebhookMessage]]) -> discord.WebhookMessage:
+        """Send the answer (e.g. the followup that replaces the placeholder) after any edit under way."""
+        result = await self._scheduler.perform(
+            WriteKind.FINAL, self._channel, send, route=EDIT_ROUTE, target=self._target
+        )
+        assert isinstance(result, discord.WebhookMessage)
+        return result
+
+    async def abandon(self) -> None:
+        """The work failed: drop a waiting edit and let one under way end (before the placeholder goes)."""
+        self._scheduler.cancel(self._target)
+        if self._pending is not None and not self._pending.done():
+            await asyncio.wait([self._pending])
+
+
+def _log_failed_progress(future: asyncio.Future[object]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.info("A progress edit failed: %s", future.exception())

@@ -16,7 +16,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import discord
@@ -25,9 +25,13 @@ from discord.ext import commands
 
 from bot.assistants import Resolved
 from bot.config import GuildSettings
+from bot.discord.attachments import user_turn
 from bot.discord.confirmation import DiscordConfirmer
-from bot.discord.render import ReplyStreamer
+from bot.discord.render import MessageSink, ReplyStreamer, speaker_header
 from bot.discord.render.discord_sink import DiscordSink
+from bot.discord.render.webhook_sink import WebhookSink
+from bot.discord.steps import steps_buttons
+from bot.discord.webhooks import ChannelWebhooks, Speakable
 from bot.engine import TurnContext, UserTurn, conversation_key
 from bot.engine.events import Flagged, TurnEvent
 from bot.engine.turn import Speaker
@@ -42,13 +46,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_THREAD_NAME_CHARS = 100
-MAX_TEXT_ATTACHMENT_BYTES = 2 * 1024 * 1024
-IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
-TEXT_SUFFIXES = (
-    ".txt", ".md", ".markdown", ".rst", ".log", ".csv", ".tsv", ".json", ".yaml", ".yml", ".toml", ".ini",
-    ".xml", ".html", ".css", ".py", ".js", ".ts", ".java", ".c", ".h", ".cpp", ".rs", ".go", ".rb", ".sh",
-    ".sql",
-)  # fmt: skip
 ANSWERED_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 UNDELIVERED_NOTE = "⚠️ Discord would not let me finish writing this answer, so it is incomplete above."
 Channel = discord.TextChannel | discord.Thread | discord.DMChannel | discord.VoiceChannel
@@ -91,6 +88,8 @@ class Destination:
 class ChatCog(commands.Cog):
     def __init__(self, bot: AssistantBot) -> None:
         self.bot = bot
+        self._webhooks = ChannelWebhooks(bot, bot.writes)
+        """The bot's webhook per channel, for named assistants' replies (kept for the process)."""
         self.services = bot.services
         self._reported_interruptions = False
 
@@ -109,7 +108,7 @@ class ChatCog(commands.Cog):
                 if destination is None or not await self._claim(message):
                     return
                 answering = await self._assistant_for(destination, settings, message.author.id)
-                turn = await self._user_turn(message)
+                turn = await self._user_turn(message, answering.settings)
                 if not turn.text and not turn.image_urls:
                     return
                 place = self._place(destination)  # a new thread: created meanwhile, through the budget
@@ -217,27 +216,16 @@ class ChatCog(commands.Cog):
         log.warning("Could not open a thread in #%s (%r); answering in the channel", channel, result)
         return ReplyTarget(channel, reply_to=message)
 
-    async def _user_turn(self, message: discord.Message) -> UserTurn:
-        text = self._clean_text(message)
-        images: list[str] = []
-        inlined: list[str] = []
-        budget = self.services.config.discord.max_text_attachment_chars
-        for attachment in message.attachments:
-            kind = (attachment.content_type or "").split(";")[0].strip().lower()
-            if kind in IMAGE_TYPES:
-                images.append(attachment.url)
-            elif kind.startswith("text/") or attachment.filename.lower().endswith(TEXT_SUFFIXES):
-                block, budget = await _inline_text(attachment, budget)
-                inlined.append(block)
-            else:
-                inlined.append(f"[Attached {attachment.filename}: a file the assistant cannot read]")
-        full_text = "\n\n".join(part for part in [text, *inlined] if part)
-        return UserTurn(
-            text=full_text,
-            author_id=message.author.id,
-            author_name=message.author.display_name,
-            image_urls=tuple(images),
-            message_id=message.id,
+    async def _user_turn(self, message: discord.Message, settings: GuildSettings) -> UserTurn:
+        """The message and its attachments, under the answering assistant's settings (its backend and
+        tools decide where each file goes)."""
+        config = self.services.config.discord
+        return await user_turn(
+            message,
+            self._clean_text(message),
+            settings,
+            text_budget=config.max_text_attachment_chars,
+            max_file_bytes=config.max_attachment_mb * 1024 * 1024,
         )
 
     def _clean_text(self, message: discord.Message) -> str:
@@ -282,8 +270,22 @@ class ChatCog(commands.Cog):
         # The turn runs meanwhile: its events (streamed text too) wait in order in the engine's queue.
         # Waiting here, not in the writes, keeps the budget's slots for writes that can go.
         target = await asyncio.shield(place)
-        sink = DiscordSink(target.channel, reply_to=target.reply_to)
-        streamer = ReplyStreamer(sink, self.bot.writes, config=self.bot.stream_config, reply_key=message.id)
+        sink: MessageSink = DiscordSink(target.channel, reply_to=target.reply_to)
+        config = self.bot.stream_config
+        if speaker is not None:  # a named assistant: under its name through a webhook, else a header line
+            channel = target.channel
+            webhook = await self._webhooks.webhook_for(channel) if isinstance(channel, Speakable) else None
+            if webhook is not None and isinstance(channel, Speakable):
+                sink = WebhookSink(channel, webhook, speaker, self._webhooks)
+            else:
+                config = replace(config, header=speaker_header(speaker.name))
+        streamer = ReplyStreamer(
+            sink,
+            self.bot.writes,
+            config=config,
+            reply_key=message.id,
+            buttons_for=steps_buttons,  # a reply whose turn ran tools: what it did, on request
+        )
         result = await streamer.render(events)
         if result.message_ids:
             self.bot.metrics.time_to_final_write_s.observe(time.monotonic() - taken_at)
@@ -398,25 +400,6 @@ class ChatCog(commands.Cog):
 
 def _allowed(settings: GuildSettings, *channel_ids: int | None) -> bool:
     return not settings.channels or any(cid in settings.channels for cid in channel_ids if cid is not None)
-
-
-async def _inline_text(attachment: discord.Attachment, budget: int) -> tuple[str, int]:
-    """A text attachment as a fenced block, within the remaining character budget."""
-    if budget <= 0:
-        return f"[Attached {attachment.filename}: not read, the text limit was reached]", budget
-    if attachment.size > MAX_TEXT_ATTACHMENT_BYTES:
-        return f"[Attached {attachment.filename}: too large to read ({attachment.size} bytes)]", budget
-    try:
-        data = await attachment.read()
-    except discord.HTTPException:
-        return f"[Attached {attachment.filename}: could not be downloaded]", budget
-    text = data.decode("utf-8", errors="replace")
-    cut = len(text) > budget
-    text = text[:budget]
-    note = " (cut short)" if cut else ""
-    return f"[Attached {attachment.filename}{note}]\n```\n{text.replace('```', '` ``')}\n```", budget - len(
-        text
-    )
 
 
 def thread_name(text: str, author: str) -> str:

@@ -24,18 +24,26 @@ from bot.config import AppConfig, Secrets
 from bot.discord.confirmation import AnswerButton
 from bot.discord.endpoint import gateway_advice, use_gateway_of, use_rest_base
 from bot.discord.health import HealthServer
-from bot.discord.render import SchedulerConfig, StreamConfig, WriteScheduler, rate_limit_trace_config
+from bot.discord.render import (
+    MAX_MESSAGE_CHARS,
+    SchedulerConfig,
+    StreamConfig,
+    WriteScheduler,
+    rate_limit_trace_config,
+)
 from bot.discord.render.scheduler.shared_budget import process_share, shared_write_budget
 from bot.discord.shards import IdentifyPacing
+from bot.discord.steps import StepsButton
 from bot.discord.writes import ChannelWrites
 from bot.engine.engine import RESTARTING
 from bot.errors import ConfigError, DatabaseUnavailableError, DiscordRefusedError, UserFacingError
 from bot.metrics import BotMetrics
 from bot.services import Services
-from bot.storage import ShardSet
+from bot.storage import ShardSet, TurnStepStore
 from bot.tooling import OpenQuestions
 from tools import register_builtin_tools
 from tools.geocoding import CACHE_TTL_S as GEOCODE_CACHE_TTL_S
+from tools.images import register_image_tools
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +151,11 @@ class AssistantBot(commands.AutoShardedBot):
         """The confirmations waiting for a click (`AnswerButton` finds its question here)."""
         return self.services.state.questions
 
+    @property
+    def turn_steps(self) -> TurnStepStore:
+        """The turns' recorded steps (`StepsButton` reads a reply's here)."""
+        return self.services.storage.turn_steps
+
     async def setup_hook(self) -> None:
         # One GET /gateway/bot for the gateway, the shard count (discord.py would ask again) and the limits.
         advice = await use_gateway_of(self.http, self.secrets.discord_api_base_url)
@@ -162,8 +175,9 @@ class AssistantBot(commands.AutoShardedBot):
             # Without an embedding server the tool would only say it is off, at the cost of its schema.
             knowledge=self.services.knowledge if self.services.features.knowledge.on else None,
         )
-        # Every confirmation click is answered, also on questions asked before a restart.
-        self.add_dynamic_items(AnswerButton)
+        register_image_tools(self.services)
+        # Every confirmation and Steps click is answered, also on messages from before a restart.
+        self.add_dynamic_items(AnswerButton, StepsButton)
         for extension in self._extensions:
             await self.load_extension(extension)
         if self.config.discord.sync_commands:
@@ -171,12 +185,13 @@ class AssistantBot(commands.AutoShardedBot):
 
     async def _register_run(self) -> None:
         """This process in the database's runs, with its shards (a warning if another live process
-        runs any of them), kept alive by a heartbeat until the bot stops; old message claims and
-        expired geocoder answers go."""
+        runs any of them), kept alive by a heartbeat until the bot stops; old message claims, expired
+        geocoder answers and old turns' steps go."""
         storage, run_id = self.services.storage, self.services.state.run_id
         await storage.runs.register(run_id, ShardSet.of(self.shard_ids, self.shard_count or 1))
         await storage.message_claims.prune()
         await storage.geocode_cache.prune(fetched_before=time.time() - GEOCODE_CACHE_TTL_S)
+        await storage.turn_steps.prune()
         self._heartbeat = asyncio.create_task(storage.runs.beat_until(run_id, self._stopping))
 
     async def _start_health_server(self) -> None:
@@ -353,7 +368,11 @@ class AssistantTree(app_commands.CommandTree[AssistantBot]):
 
 
 async def send_ephemeral(interaction: discord.Interaction, message: str) -> None:
-    """Answer the invoking user privately, whether or not the interaction was acknowledged yet."""
+    """Answer the invoking user privately, whether or not the interaction was acknowledged yet.
+
+    Cut to Discord's 2,000 characters: a refusal may quote what was typed, and a 400 would lose it."""
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[: MAX_MESSAGE_CHARS - 1] + "…"
     try:
         if interaction.response.is_done():
             await interaction.followup.send(

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
 import openai
@@ -33,6 +34,7 @@ from bot.engine.events import (
 )
 from bot.engine.lanes import Ticket
 from bot.engine.openai_errors import describe_error
+from bot.engine.run_steps import StepRecorder
 from bot.engine.turn import TurnContext, TurnRequest, UserTurn
 from bot.errors import DatabaseUnavailableError
 from bot.limits import GateFullError, budget_problem, cooldown_problem
@@ -284,7 +286,11 @@ class ConversationEngine:
             self._count_ending(admitted)
             emit(admitted)
             return
-        final = await self._answer(admitted, request, emit, started_at)
+        steps = StepRecorder(self._storage.turn_steps, request.turn_id)
+        final = await self._answer(admitted, request, emit, started_at, steps)
+        await asyncio.shield(steps.close())  # before the answer ends: its Steps button finds them all
+        if isinstance(final, Completed):
+            final = replace(final, turn_id=request.turn_id, steps=steps.count)
         self._count_ending(final)
         usage = final.usage if isinstance(final, Completed | Failed) else Usage()
         emit(final)  # first: the reply's last writes need not wait for the journal's transaction
@@ -358,11 +364,12 @@ class ConversationEngine:
             metrics.turn_ended_otherwise("interrupted" if final.reason == "shutdown" else "cancelled")
 
     async def _answer(
-        self, backend: Backend, request: TurnRequest, emit: _Emit, started_at: float
+        self, backend: Backend, request: TurnRequest, emit: _Emit, started_at: float, steps: StepRecorder
     ) -> TurnEvent:
         """The backend's events until its terminal one, which is returned: also the one a timeout, a
         cancellation, a full model-call gate or an error ends the turn with. The first text's delay
-        from `started_at` (monotonic) goes to the time-to-first-token histogram."""
+        from `started_at` (monotonic) goes to the time-to-first-token histogram; the tools' steps are
+        recorded as they end (`steps`)."""
         final: TurnEvent
         text = ""
         first_token = True
@@ -379,6 +386,7 @@ class ConversationEngine:
                             self._metrics.time_to_first_token_s.observe(time.monotonic() - started_at)
                         text += event.text
                     emit(event)
+                    await steps.observe(event)
         except asyncio.CancelledError:
             final = Cancelled(text, reason=self._cancel_reason(asyncio.current_task()))
         except TimeoutError:

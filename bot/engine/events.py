@@ -54,6 +54,8 @@ class ToolStarted:
     label: str
     arguments: str = ""
     """The call's arguments as the model sent them (function calls; a hosted call's come at its end)."""
+    function_call: bool = False
+    """A call of the bot's own function tools (run by the tool loop), not a hosted tool's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,8 @@ class ToolFinished:
     """Why a function call did not succeed (`ToolResult.error_code`: e.g. "declined")."""
     duration_s: float | None = None
     """How long the call ran, where measured (a function call); None: from its events' times."""
+    function_call: bool = False
+    """A call of the bot's own function tools (run by the tool loop), not a hosted tool's."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 
 from bot.engine.events import CodeRun, ToolFinished, ToolStarted, TurnEvent
 from bot.errors import DatabaseUnavailableError
-from bot.hosted_tools import ALL_HOSTED_TOOLS
 from bot.storage.turn_steps import StepKind, StepOutcome, TurnStep, TurnStepStore
 
 log = logging.getLogger(__name__)
@@ -31,6 +30,7 @@ NO_OUTPUT = "(no output)"
 class _Open:
     """A call that started and has not finished yet."""
 
+    kind: StepKind
     name: str
     arguments: str
     started_at: float
@@ -62,7 +62,10 @@ class StepRecorder:
                 return
             await self._write(step)
         if isinstance(event, ToolStarted):
-            self._open[event.call_id] = _Open(event.name, event.arguments, time.time(), time.monotonic())
+            opened = _Open(
+                _kind(event.function_call), event.name, event.arguments, time.time(), time.monotonic()
+            )
+            self._open[event.call_id] = opened
         elif isinstance(event, ToolFinished):
             step = self._finished(event)
             if step.kind == "hosted":
@@ -82,7 +85,7 @@ class StepRecorder:
         for call in unfinished.values():
             await self._write(
                 TurnStep(
-                    kind=_kind(call.name),
+                    kind=call.kind,
                     name=call.name,
                     arguments=call.arguments,
                     outcome="cancelled",
@@ -100,7 +103,7 @@ class StepRecorder:
         # Without a started event, it began its duration ago.
         started_at = opened.started_at if opened is not None else time.time() - (duration_s or 0.0)
         return TurnStep(
-            kind=_kind(event.name),
+            kind=_kind(event.function_call),
             name=event.name,
             arguments=event.arguments or (opened.arguments if opened is not None else ""),
             outcome=_outcome(event),
@@ -120,8 +123,8 @@ class StepRecorder:
         self.count += 1
 
 
-def _kind(name: str) -> StepKind:
-    return "hosted" if name in {tool.name for tool in ALL_HOSTED_TOOLS} else "function"
+def _kind(function_call: bool) -> StepKind:
+    return "function" if function_call else "hosted"
 
 
 def _outcome(event: ToolFinished) -> StepOutcome:

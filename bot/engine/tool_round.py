@@ -59,6 +59,7 @@ async def run_tool_round(
             detail=result_in_brief(result),
             error_code=result.error_code,
             duration_s=duration_s,
+            function_call=True,
         )
 
     async def call_tool(call: RequestedCall) -> tuple[ToolResult, float]:
@@ -75,14 +76,18 @@ async def run_tool_round(
     acting = [call for call in calls if has_side_effect(call)]
 
     for call in read_only:
-        yield ToolStarted(call.call_id, call.name, registry.activity(call.name), call.arguments)
+        yield ToolStarted(
+            call.call_id, call.name, registry.activity(call.name), call.arguments, function_call=True
+        )
     if read_only:
         for call, timed in zip(
             read_only, await asyncio.gather(*(call_tool(call) for call in read_only)), strict=True
         ):
             yield finished(call, timed)
     for call in acting:
-        yield ToolStarted(call.call_id, call.name, registry.activity(call.name), call.arguments)
+        yield ToolStarted(
+            call.call_id, call.name, registry.activity(call.name), call.arguments, function_call=True
+        )
         yield finished(call, await call_tool(call))
 
 

@@ -20,6 +20,7 @@ from bot.storage.rides import RideStore
 from bot.storage.runs import RunRegistry, ShardSet
 from bot.storage.settings import GuildSettingsStore, SettingChange
 from bot.storage.tool_calls import CallClaim, ToolCallLedger
+from bot.storage.turn_steps import RecordedSteps, TurnStep, TurnStepStore
 from bot.storage.turns import InterruptedTurn, TurnJournal
 from bot.storage.usage import UsageStore, UsageTotals, utc_day
 from bot.storage.vector_stores import VectorStoreFileEntry, VectorStoreRegistry
@@ -39,11 +40,14 @@ __all__ = [
     "InterruptedTurn",
     "KnowledgeEntry",
     "MessageClaims",
+    "RecordedSteps",
     "RunRegistry",
     "SettingChange",
     "ShardSet",
     "Storage",
     "StoredChunk",
+    "TurnStep",
+    "TurnStepStore",
     "UsageTotals",
     "VectorStoreFileEntry",
     "utc_day",
@@ -64,6 +68,7 @@ class Storage:
         self.knowledge = KnowledgeStore(db)
         self.bookings = BookingStore(db)
         self.rides = RideStore(db)
+        self.turn_steps = TurnStepStore(db)
         self.assistants = AssistantStore(db)
         self.geocode_cache = GeocodeCache(db)
         self.runs = RunRegistry(db)

@@ -1,0 +1,370 @@
+"""Run steps: what a turn's tools did, recorded as it runs and shown by the reply's Steps button.
+
+The store runs on SQLite and PostgreSQL; the recording runs through the real engine and both backends
+against the stand-in OpenAI; the button runs end to end on the stand-in Discord, also after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import discord
+
+from bot.discord.render.discord_sink import button_view
+from bot.discord.render.stream import ReplyButton
+from bot.discord.steps import (
+    NO_STEPS,
+    STEPS_ID,
+    may_see,
+    steps_buttons,
+    steps_description,
+    steps_id,
+)
+from bot.engine.events import (
+    Cancelled,
+    CodeRun,
+    Completed,
+    TextDelta,
+    ToolFinished,
+    ToolStarted,
+    TurnEvent,
+    Usage,
+)
+from bot.engine.run_steps import CANCELLED_RESULT, StepRecorder
+from bot.services import Services
+from bot.storage import Storage
+from bot.storage.turn_steps import ARGUMENTS_CHARS, RESULT_CHARS, RecordedSteps, TurnStep
+from bot.tooling import ConfirmationOutcome, ConfirmationRequest
+from standins.discord import CALLBACK_MESSAGE, FakeDiscord, StoredMessage
+from standins.discord.models import walk_components
+from standins.openai import CodeInterpreterCall, FakeOpenAI, FunctionCall, Reply
+from tests import conftest
+from tests.conftest import ServicesFactory
+from tests.harness import FAST_BUCKET, Harness, build_world, running_bot
+from tests.tool_support import (
+    CHANNEL,
+    GUILD,
+    KEY,
+    Clock,
+    ScriptedConfirmer,
+    run_turn,
+    services_with_tools,
+    turn_context,
+)
+
+DATABASE_ENGINES = conftest.DATABASE_ENGINES
+WAIT_S = 10.0
+CODE = "print(sum(x * x for x in range(5)))"
+LOGS = "30\n"
+BOOKING = {"restaurant": "Trattoria Roma", "party_size": 4, "time": "2026-05-05T20:00", "notes": None}
+
+
+def step(name: str = "find_restaurants", **overrides: Any) -> TurnStep:
+    values: dict[str, Any] = {
+        "kind": "function",
+        "name": name,
+        "arguments": "{}",
+        "outcome": "ok",
+        "result": "done",
+        "started_at": time.time(),
+        "duration_s": 0.25,
+    }
+    return TurnStep(**{**values, **overrides})
+
+
+async def a_turn(storage: Storage, *, guild_id: int | None = GUILD, channel_id: int = CHANNEL) -> int:
+    return await storage.turns.start(
+        conversation_key=f"channel:{channel_id}",
+        guild_id=guild_id,
+        channel_id=channel_id,
+        user_id=7,
+        message_id=None,
+        run_id="run",
+    )
+
+
+def final(events: list[TurnEvent]) -> Completed:
+    last = events[-1]
+    assert isinstance(last, Completed), last
+    return last
+
+
+# ------------------------------------------------------------------------------ the store
+
+
+async def test_steps_come_back_in_order_clipped_with_where_the_turn_was(storage: Storage) -> None:
+    turn_id = await a_turn(storage)
+    other = await a_turn(storage, guild_id=None, channel_id=55)
+    long_arguments = json.dumps({"notes": "x" * 500})
+    await storage.turn_steps.add(turn_id, 1, step("book_restaurant", outcome="declined", duration_s=None))
+    await storage.turn_steps.add(turn_id, 0, step(arguments=long_arguments, result="line\n" * 200))
+    await storage.turn_steps.add(other, 0, step("code_interpreter", kind="hosted"))
+
+    recorded = await storage.turn_steps.of_turn(turn_id)
+    assert recorded is not None
+    assert (recorded.turn_id, recorded.guild_id, recorded.channel_id) == (turn_id, GUILD, CHANNEL)
+    first, second = recorded.steps
+    assert first.name == "find_restaurants" and second.name == "book_restaurant"
+    assert len(first.arguments) == ARGUMENTS_CHARS and first.arguments.endswith("…")
+    assert len(first.result) == RESULT_CHARS and "\n" not in first.result
+    assert (second.outcome, second.duration_s) == ("declined", None)
+    dm = await storage.turn_steps.of_turn(other)
+    assert dm is not None and dm.guild_id is None and dm.steps[0].kind == "hosted"
+
+
+async def test_a_turn_without_steps_has_no_record_and_old_steps_are_pruned(storage: Storage) -> None:
+    quiet = await a_turn(storage)
+    assert await storage.turn_steps.of_turn(quiet) is None
+    assert await storage.turn_steps.of_turn(10_000) is None
+    old = await a_turn(storage)
+    await storage.turn_steps.add(old, 0, step(started_at=time.time() - 100 * 24 * 3600))
+    recent = await a_turn(storage)
+    await storage.turn_steps.add(recent, 0, step())
+    assert await storage.turn_steps.prune() == 1
+    assert await storage.turn_steps.of_turn(old) is None
+    assert await storage.turn_steps.of_turn(recent) is not None
+
+
+# ------------------------------------------------------------------------------ recorded by the engine
+
+
+async def recorded_steps(services: Services, done: Completed) -> tuple[TurnStep, ...]:
+    assert done.turn_id is not None
+    recorded = await services.storage.turn_steps.of_turn(done.turn_id)
+    assert recorded is not None
+    assert len(recorded.steps) == done.steps
+    return recorded.steps
+
+
+async def test_each_call_of_a_turn_is_recorded_in_order_hosted_and_declined_too(
+    make_services: ServicesFactory, fake_openai: FakeOpenAI
+) -> None:
+    services = await services_with_tools(make_services, Clock())
+    fake_openai.responses.push(
+        Reply(
+            "Let me look.",
+            hosted=[CodeInterpreterCall(CODE, LOGS)],
+            calls=[
+                FunctionCall("find_restaurants", {"cuisine": "italian"}),
+                FunctionCall("find_restaurants", {"cuisine": "italian", "stars": 5}),
+            ],
+        ),
+        Reply(calls=[FunctionCall("book_restaurant", BOOKING)]),
+        Reply("You said no, so nothing is booked."),
+    )
+    confirmer = ScriptedConfirmer(ConfirmationOutcome.DECLINED)
+    context = turn_context(confirmer, families=("restaurants", "code_interpreter"))
+    done = final(await run_turn(services, "find an italian place and book it", context))
+
+    assert done.steps == 4
+    code, found, invalid, booking = await recorded_steps(services, done)
+    assert (code.kind, code.name, code.outcome) == ("hosted", "code_interpreter", "ok")
+    assert (code.arguments, code.result) == (CODE, "30")
+    assert code.duration_s is not None
+    assert (found.kind, found.outcome) == ("function", "ok")
+    assert json.loads(found.arguments)["cuisine"] == "italian"
+    assert found.result.startswith("Found ") and "Trattoria Roma" in found.result
+    assert invalid.outcome == "error" and "stars" in invalid.result and '"stars":5' in invalid.arguments
+    assert (booking.name, booking.outcome) == ("book_restaurant", "declined")
+    assert "declined" in booking.result and "Trattoria Roma" in booking.arguments
+    for recorded in (found, invalid, booking):
+        assert recorded.duration_s is not None and recorded.duration_s >= 0
+    assert code.started_at <= found.started_at <= booking.started_at
+
+
+async def test_the_chat_backend_records_its_calls_the_same_way(
+    make_services: ServicesFactory, fake_openai: FakeOpenAI
+) -> None:
+    services = await services_with_tools(make_services, Clock())
+    fake_openai.chat.push(
+        Reply(calls=[FunctionCall("find_restaurants", {"cuisine": "sushi"})]),
+        Reply("Nothing with sushi, sorry."),
+    )
+    done = final(await run_turn(services, "sushi?", turn_context(backend="chat")))
+    [only] = await recorded_steps(services, done)
+    assert (only.kind, only.name, only.outcome, only.arguments) == (
+        "function",
+        "find_restaurants",
+        "ok",
+        '{"cuisine":"sushi"}',
+    )
+
+
+async def test_a_turn_without_tools_records_no_steps(
+    make_services: ServicesFactory, fake_openai: FakeOpenAI
+) -> None:
+    services = await make_services()
+    fake_openai.responses.push(Reply("Hello!"))
+    done = final(await run_turn(services, "hi", turn_context(families=())))
+    assert done.turn_id is not None and done.steps == 0
+    assert await services.storage.turn_steps.of_turn(done.turn_id) is None
+    assert steps_buttons(done) == ()
+
+
+async def test_a_call_cut_short_by_stop_is_recorded_as_cancelled(
+    make_services: ServicesFactory, fake_openai: FakeOpenAI
+) -> None:
+    services = await services_with_tools(make_services, Clock())
+    fake_openai.responses.push(Reply(calls=[FunctionCall("book_restaurant", BOOKING)]))
+    asked = asyncio.Event()
+
+    class NeverAnswers:
+        async def confirm(self, request: ConfirmationRequest, *, timeout_s: float) -> ConfirmationOutcome:
+            asked.set()
+            await asyncio.Event().wait()  # the person never clicks: /stop ends the turn
+            raise AssertionError("unreachable")
+
+    context = turn_context(families=("restaurants",))
+    context = type(context)(context.guild_id, context.channel_id, context.settings, NeverAnswers())
+    turn = asyncio.create_task(run_turn(services, "book it", context))
+    await asyncio.wait_for(asked.wait(), WAIT_S)
+    assert services.engine.cancel(KEY)
+    events = await turn
+    assert isinstance(events[-1], Cancelled)
+    async with services.storage.db.read() as connection:  # the cancelled turn's id: the only turn
+        [row] = await connection.execute_fetchall("SELECT id FROM turns")
+    recorded = await services.storage.turn_steps.of_turn(row["id"])
+    assert recorded is not None
+    [cut] = recorded.steps
+    assert (cut.name, cut.outcome, cut.result) == ("book_restaurant", "cancelled", CANCELLED_RESULT)
+    assert "Trattoria Roma" in cut.arguments and cut.duration_s is not None
+
+
+async def test_hosted_calls_take_their_time_from_their_events_and_wait_for_their_code(
+    storage: Storage,
+) -> None:
+    """Straight through the recorder: a web search, an image and a code run the stream reported."""
+    turn_id = await a_turn(storage)
+    recorder = StepRecorder(storage.turn_steps, turn_id)
+    for event in (
+        ToolStarted("ws_1", "web_search", "Searching the web…"),
+        ToolFinished("ws_1", "web_search", True, "Searched the web for “pizza”"),
+        TextDelta("Here"),
+        ToolStarted("ig_1", "image_generation", "Drawing…"),
+        ToolFinished("ig_1", "image_generation", False, "The image could not be made"),
+        ToolStarted("ci_1", "code_interpreter", "Running code…"),
+        ToolFinished("ci_1", "code_interpreter", True, ""),
+    ):
+        await recorder.observe(event)
+    assert recorder.count == 2  # the code run waits for its code and logs
+    await recorder.observe(CodeRun("ci_1", CODE, LOGS))
+    await recorder.observe(ToolStarted("ws_2", "web_search", "Searching the web…"))
+    await recorder.close()  # a search the turn never saw end
+    assert recorder.count == 4
+
+    recorded = await storage.turn_steps.of_turn(turn_id)
+    assert recorded is not None
+    search, image, code, unfinished = recorded.steps
+    assert {s.kind for s in recorded.steps} == {"hosted"}
+    assert (search.outcome, search.result) == ("ok", "Searched the web for “pizza”")
+    assert (image.outcome, image.result) == ("error", "The image could not be made")
+    assert (code.arguments, code.result) == (CODE, "30")
+    assert (unfinished.name, unfinished.outcome) == ("web_search", "cancelled")
+    assert all(s.duration_s is not None and s.duration_s >= 0 for s in recorded.steps)
+
+
+# ------------------------------------------------------------------------------ how the steps read
+
+
+def test_the_steps_read_in_order_and_a_long_list_ends_with_how_many_more() -> None:
+    steps = [
+        step(arguments='{"cuisine":"italian"}', result="Found 2 restaurants", duration_s=1.24),
+        step("book_restaurant", outcome="declined", result="The user declined; nothing was done."),
+        step("code_interpreter", kind="hosted", arguments="print(`1`)", result="1", duration_s=0.004),
+    ]
+    text = steps_description(steps)
+    assert text.startswith('**1. find\\_restaurants** · 1.2 s\n`{"cuisine":"italian"}`\n✅ Found 2')
+    assert "**2. book\\_restaurant** · 0.2 s" in text and "⚠️ declined: The user declined" in text
+    assert "**3. code\\_interpreter (hosted)** · 4 ms\n`print(ˋ1ˋ)`\n✅ 1" in text
+
+    many = [step(result="r" * 300) for _ in range(40)]
+    cut = steps_description(many)
+    assert len(cut) <= 4096 and cut.endswith(" more")
+    shown = cut.count("**") // 2
+    assert cut.endswith(f"… and {40 - shown} more") and 0 < shown < 40
+
+
+def test_who_may_see_a_turns_steps() -> None:
+    in_guild = RecordedSteps(1, GUILD, CHANNEL, (step(),))
+    assert may_see(in_guild, guild_id=GUILD, channel_id=999)  # anywhere the reply shows in its guild
+    assert not may_see(in_guild, guild_id=GUILD + 1, channel_id=CHANNEL)
+    assert not may_see(in_guild, guild_id=None, channel_id=CHANNEL)
+    in_dm = RecordedSteps(2, None, 55, (step(),))
+    assert may_see(in_dm, guild_id=None, channel_id=55)
+    assert not may_see(in_dm, guild_id=None, channel_id=56)
+    assert not may_see(in_dm, guild_id=GUILD, channel_id=55)
+
+
+def test_steps_ids_fit_discord_and_parse_back() -> None:
+    custom_id = steps_id(2**63 - 1)
+    assert len(custom_id) <= 100
+    match = STEPS_ID.fullmatch(custom_id)
+    assert match is not None and int(match["turn"]) == 2**63 - 1
+    [button] = steps_buttons(Completed("ok", Usage(), turn_id=12, steps=3))
+    assert button.custom_id == "steps:12"
+    assert steps_buttons(Completed("ok", Usage(), turn_id=None, steps=3)) == ()
+
+
+# ------------------------------------------------------------------------------ the button on Discord
+
+
+def steps_custom_ids(message: StoredMessage) -> list[str]:
+    return [
+        str(c["custom_id"])
+        for c in walk_components(message.components)
+        if str(c.get("custom_id", "")).startswith("steps:")
+    ]
+
+
+async def press_steps(h: Harness, message: StoredMessage, *, user: Any) -> dict[str, Any]:
+    """Press the message's Steps button as `user`; the bot's answer, which only they see."""
+    [custom_id] = steps_custom_ids(message)
+    click = await h.discord.click_button(message.id, custom_id, user=user)
+    answer = await h.discord.wait_for_response(click, timeout=WAIT_S)
+    assert answer.type == CALLBACK_MESSAGE and answer.ephemeral
+    return answer.data
+
+
+async def test_a_reply_that_ran_tools_shows_its_steps_also_after_a_restart(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.responses.push(
+        Reply("Hello there."),
+        Reply("Let me look.", calls=[FunctionCall("find_restaurants", {"cuisine": "italian"})]),
+        Reply("Trattoria Roma is italian."),
+    )
+    async with FakeDiscord(rate_limits={"message_create": FAST_BUCKET}) as server:
+        world = build_world(server)
+        async with running_bot(tmp_path, fake_openai, discord=server, world=world) as h:
+            await server.user_message(world.general.id, world.alice, f"{h.bot_mention} hi", mentions_bot=True)
+            greeting = await server.wait_for_message(lambda m: "Hello there." in m.content, timeout=WAIT_S)
+            thread_id = greeting.channel_id
+            await server.user_message(thread_id, world.alice, "any italian place?")
+            answer = await server.wait_for_message(
+                lambda m: "Trattoria Roma is italian." in m.content and bool(m.components), timeout=WAIT_S
+            )
+            assert steps_custom_ids(server.message(greeting.id)) == []  # no tools, no button
+            assert answer.id == server.bot_messages(thread_id)[-1].id  # on the reply's last message
+
+            shown = await press_steps(h, answer, user=world.bob)  # anyone who sees the reply
+            [embed] = shown["embeds"]
+            description = embed["description"]
+            assert description.startswith("**1. find\\_restaurants** · ")
+            assert '`{"cuisine":"italian"}`\n✅ Found ' in description
+            assert "Trattoria Roma" in description
+            assert steps_custom_ids(server.message(answer.id))  # the reply itself is unchanged
+
+        async with running_bot(tmp_path, fake_openai, discord=server, world=world) as h:
+            again = await press_steps(h, server.message(answer.id), user=world.alice)
+            assert again["embeds"][0]["description"] == description
+
+            # A Steps button whose turn has no records left (pruned, or an unknown turn).
+            channel = h.bot.get_channel(world.general.id)
+            assert isinstance(channel, discord.TextChannel)
+            await channel.send("An old reply", view=button_view([ReplyButton("Steps", steps_id(10_000))]))
+            old = await server.wait_for_message(lambda m: m.content == "An old reply", timeout=WAIT_S)
+            assert (await press_steps(h, old, user=world.alice))["content"] == NO_STEPS

@@ -172,10 +172,8 @@ class GuildSettings(_Strict):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: 'America'
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/Paris)") from exc
+        if not is_time_zone(value):
+            raise ValueError(unknown_time_zone(value))
         return value
 
 

@@ -670,3 +670,74 @@ def test_the_largest_answers_still_fit_in_a_discord_embed(live: Live) -> None:
     )
     assert not answer.ephemeral and answer.embeds == 1, answer
     live.assert_no_errors()
+
+
+RESTAURANT_NAMES = ["Trattoria Roma", "trattoria roma", "Sakura", "🦆 Duck House", "x" * 100]
+OPENING_HOURS = [
+    "daily 11:00-22:00",
+    "mon-fri 12:00-14:30,18:00-23:00; sat-sun 12:00-23:00",
+    "sun 23:00-01:00",
+    "mon 25:00-26:00",
+    "always",
+]
+
+
+@settings(LIVE, max_examples=60)
+@given(data=st.data())
+def test_restaurants_through_discord(live: Live, data: st.DataObject) -> None:
+    general = live.h.general
+    user = data.draw(st.sampled_from([live.h.world.admin, live.h.world.admin, live.h.alice]), label="user")
+    text = option_text(MAX_TEXT_OPTION_CHARS)
+    name = data.draw(st.one_of(st.sampled_from(RESTAURANT_NAMES), option_text(200)), label="name")
+    action = data.draw(
+        st.sampled_from(["add", "add", "edit", "remove", "import", "list", "audit", "autocomplete"]),
+        label="action",
+    )
+    if action == "add":
+        options: dict[str, Any] = {
+            "name": name,
+            "cuisine": data.draw(st.one_of(st.just("italian"), text), label="cuisine"),
+            "area": data.draw(st.one_of(st.just("Old Town"), text), label="area"),
+            "opening_hours": data.draw(st.one_of(st.sampled_from(OPENING_HOURS), text), label="hours"),
+            "tables_per_slot": data.draw(st.integers(0, 50), label="tables"),
+        }
+        if data.draw(st.booleans(), label="with timezone"):
+            options["timezone"] = data.draw(st.one_of(st.sampled_from(TYPED), text), label="timezone")
+    elif action == "edit":
+        options = {"name": name}
+        for field_name in ("new_name", "cuisine", "area", "opening_hours", "timezone"):
+            if data.draw(st.booleans(), label=f"with {field_name}"):
+                options[field_name] = data.draw(text, label=field_name)
+        if data.draw(st.booleans(), label="with tables"):
+            options["tables_per_slot"] = data.draw(st.integers(0, 50), label="tables")
+    elif action == "remove":
+        options = {"name": name}
+    elif action == "import":
+        header = "name,cuisine,area,opening_hours,tables_per_slot\n"
+        body = data.draw(
+            st.one_of(
+                st.just((header + "Pizza Uno,italian,Docks,daily 11:00-22:00,3\n").encode()),
+                st.text(max_size=300).map(lambda t: (header + t).encode("utf-8")),
+                st.binary(max_size=300),
+                st.just(b""),
+            ),
+            label="csv",
+        )
+        options = {"file": Upload("restaurants.csv", body, content_type="text/csv")}
+    else:
+        options = {}
+    if action == "autocomplete":
+        typed = data.draw(st.text(max_size=100), label="typed")
+        command = data.draw(st.sampled_from(["restaurants edit", "restaurants remove"]), label="command")
+        live.run(autocomplete(live, command, {"name": typed}, "name", user=user, channel=general))
+    else:
+        answer = live.run(invoke(live, f"restaurants {action}", options, user=user, channel=general))
+        assert answer.ephemeral, answer  # everything /restaurants says is private
+        if answer.content.startswith(("✅ Added ", "✏️ ")):
+            event("changed")  # the restaurant's record line, not a sentence
+            assert GENERIC_FAILURE not in answer.content and len(answer.content) <= 2000, answer
+        else:
+            check_answer(answer, lambda a: False)
+        if action in ("add", "edit", "remove", "import", "audit") and user is live.h.alice:
+            assert "Manage Server" in answer.content or "permission" in answer.content.lower(), answer
+    live.assert_no_errors()

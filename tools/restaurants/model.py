@@ -6,11 +6,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bot.storage.bookings import RestaurantFields
+from bot.time_zones import is_time_zone, unknown_time_zone
 from bot.tooling import ToolContext
 from tools.common import local_iso, required_text
 from tools.hours import OpeningHours
@@ -72,10 +73,8 @@ class RestaurantEntry(BaseModel):
         if value is None or value.strip().lower() in SERVER_ZONE_WORDS:
             return None
         name = value.strip()
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {name!r} (use an IANA name like Europe/Paris)") from None
+        if not is_time_zone(name):
+            raise ValueError(unknown_time_zone(name))
         return name
 
     def fields(self) -> RestaurantFields:

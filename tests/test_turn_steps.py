@@ -41,7 +41,7 @@ from bot.storage.turn_steps import ARGUMENTS_CHARS, RESULT_CHARS, RecordedSteps,
 from bot.tooling import ConfirmationOutcome, ConfirmationRequest
 from standins.discord import CALLBACK_MESSAGE, FakeDiscord, StoredMessage
 from standins.discord.models import walk_components
-from standins.openai import CodeInterpreterCall, FakeOpenAI, FunctionCall, Reply
+from standins.openai import CodeInterpreterCall, FakeOpenAI, FunctionCall, Reply, WebSearchCall
 from tests import conftest
 from tests.conftest import ServicesFactory
 from tests.harness import FAST_BUCKET, Harness, build_world, running_bot
@@ -174,6 +174,20 @@ async def test_each_call_of_a_turn_is_recorded_in_order_hosted_and_declined_too(
     for recorded in (found, invalid, booking):
         assert recorded.duration_s is not None and recorded.duration_s >= 0
     assert code.started_at <= found.started_at <= booking.started_at
+
+
+async def test_a_web_search_is_recorded_with_its_query(
+    make_services: ServicesFactory, fake_openai: FakeOpenAI
+) -> None:
+    services = await make_services()
+    fake_openai.responses.push(
+        Reply("Pizza is popular.", hosted=[WebSearchCall("best pizza in town")]),
+    )
+    done = final(await run_turn(services, "pizza?", turn_context(families=("web_search",))))
+    [search] = await recorded_steps(services, done)
+    assert (search.kind, search.name, search.outcome) == ("hosted", "web_search", "ok")
+    assert search.arguments == "best pizza in town"
+    assert search.result == "Searched the web for “best pizza in town”"
 
 
 async def test_the_chat_backend_records_its_calls_the_same_way(

@@ -124,13 +124,14 @@ class HostedOutputs:
             yield run
         elif isinstance(item, ResponseFunctionWebSearch):
             ok = item.status == "completed"
-            yield ToolFinished(
-                item.id, WEB_SEARCH.name, ok, _search_summary(item) if ok else "The web search failed"
-            )
+            summary = _search_summary(item) if ok else "The web search failed"
+            yield ToolFinished(item.id, WEB_SEARCH.name, ok, summary, arguments=_search_query(item))
         elif isinstance(item, ImageGenerationCall):
             ok = item.status == "completed" and bool(item.result)
             summary = "Drew an image" if ok else _drawing_problem(item)
-            yield ToolFinished(item.id, IMAGE_GENERATION.name, ok, summary)
+            yield ToolFinished(
+                item.id, IMAGE_GENERATION.name, ok, summary, arguments=item.revised_prompt or ""
+            )
             if ok and item.result:
                 self.drawings.append(
                     Drawing(item.result, item.output_format or "png", item.revised_prompt, item.quality)
@@ -180,13 +181,17 @@ def _file_search_summary(item: ResponseFileSearchToolCall) -> str:
     return f"Searched the knowledge base for {query}{found}" if query else "Searched the knowledge base"
 
 
-def _search_summary(item: ResponseFunctionWebSearch) -> str:
+def _search_query(item: ResponseFunctionWebSearch) -> str:
+    """What the web search looked for ("" when its action was not a search, e.g. opening a page)."""
     action = item.action
     if isinstance(action, ActionSearch):
-        query = action.query or ", ".join(action.queries or ())
-        if query:
-            return f"Searched the web for “{query}”"
-    return "Searched the web"
+        return action.query or ", ".join(action.queries or ())
+    return ""
+
+
+def _search_summary(item: ResponseFunctionWebSearch) -> str:
+    query = _search_query(item)
+    return f"Searched the web for “{query}”" if query else "Searched the web"
 
 
 async def fetch_files(

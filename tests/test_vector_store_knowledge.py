@@ -23,9 +23,11 @@ from bot.guild_settings import InvalidSettingError, SettingsCache, SettingsServi
 from bot.services import Services
 from bot.storage import Storage
 from bot.vector_knowledge import VectorKnowledge, VectorStoreGoneError
+from standins.discord import FakeUser, StoredMessage
 from standins.openai import FakeOpenAI, FileSearchCall, RecordedRequest, Reply
 from tests import conftest
 from tests.conftest import ServicesFactory, fake_secrets, make_config
+from tests.harness import Harness, running_bot
 from tests.tool_support import Clock, run_turn, turn_context
 from tools import register_builtin_tools
 
@@ -305,3 +307,53 @@ def test_file_sources_are_numbered_with_web_sources_and_web_links_stay_unembedde
     assert reply.appendix == (
         "-# Sources\n-# 1. [Example](<https://example.com/a>)\n-# 2. handbook.pdf\n-# 3. handbook.pdf"
     )
+
+
+# ------------------------------------------------------------------------------ /search and /forget
+
+
+async def slash(h: Harness, name: str, options: dict[str, object], user: FakeUser) -> StoredMessage:
+    """Run a slash command and return the message that answers it."""
+    record = await h.discord.slash_command(name, options, user=user, channel_id=h.general.id)
+    await h.discord.wait_for(lambda: bool(record.followup_ids))
+    return h.discord.message(record.followup_ids[-1])
+
+
+async def test_search_and_forget_use_the_guilds_vector_store(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    async with running_bot(tmp_path, fake_openai, extensions=("cogs.knowledge",)) as h:
+        alice, bob, admin = h.alice, h.world.bob, h.world.admin
+        guild_id = h.general.guild_id or 0
+        await h.services.settings.set(guild_id, "knowledge_store", "openai", user_id=admin.id)
+        knowledge = h.services.vector_knowledge
+        handbook = await knowledge.add_file(
+            guild_id=guild_id, user_id=alice.id, filename="handbook.pdf", data=HANDBOOK
+        )
+        await knowledge.add_file(guild_id=guild_id, user_id=bob.id, filename="menu.txt", data=MENU)
+
+        found = await slash(h, "search", {"query": "holiday leave days", "count": 2}, bob)
+        [field] = found.data["embeds"][0]["fields"]  # the menu shares no word with the query
+        assert field["name"] == f"1. #{handbook.entry.id} · 1.00 · handbook.pdf"
+        assert field["value"] == "Holiday leave is 25 days a year."
+        assert not fake_openai.requests_to("/v1/embeddings"), "the store searches; nothing is embedded here"
+
+        typing = await h.discord.autocomplete(
+            "forget", {"entry": ""}, focused="entry", user=alice, channel_id=h.general.id
+        )
+        await h.discord.wait_for(lambda: typing.acknowledged)
+        assert [c["name"] for c in typing.autocomplete_choices or []] == [
+            f"#{handbook.entry.id} · handbook.pdf"
+        ]
+
+        refused = await slash(h, "forget", {"entry": handbook.entry.id}, bob)
+        assert refused.ephemeral and "only they or an admin" in refused.content
+        forgotten = await slash(h, "forget", {"entry": handbook.entry.id}, alice)
+        assert forgotten.ephemeral
+        assert forgotten.content == (
+            f"Forgot entry #{handbook.entry.id} (handbook.pdf): it is out of this server's OpenAI"
+            " vector store."
+        )
+        [store] = fake_openai.vector_stores.values()
+        assert [fake_openai.files[f].filename for f in store.files] == ["menu.txt"]
+        assert handbook.entry.file_id not in fake_openai.files
+        nothing = await slash(h, "search", {"query": "holiday leave"}, bob)
+        assert nothing.ephemeral and "Nothing in this server's files matches that" in nothing.content

@@ -6,6 +6,7 @@ refused webhook falling back to the bot's own messages, and a failed post that l
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.discord.logs import REDACT_WEBHOOK_TOKENS
 from bot.discord.render.scheduler import (
     DELETE_ROUTE,
     EDIT_ROUTE,
@@ -284,3 +286,23 @@ async def test_a_post_that_failed_twice_and_landed_the_second_time_shows_once(pl
     assert result.delivered
     assert [m.content for m in server.webhook_messages(place.thread.id)] == ["Once."]
     assert [c.status for c in server.calls_of("channel_webhook_execute")] == [502, 502]
+
+
+def test_webhook_and_interaction_tokens_are_blanked_in_discord_py_debug_lines() -> None:
+    secret = "aBc-123_XYZ.secret"
+    lines = [
+        (
+            "Webhook ID %s with %s %s has returned status code %s",
+            (7, "POST", f"https://d/api/v10/webhooks/7/{secret}?wait=1", 200),
+        ),
+        (
+            "%s %s has received %s",
+            ("POST", "https://d/api/v10/channels/1/webhooks", {"id": "7", "token": secret}),
+        ),
+        ("plain %s", ("nothing secret",)),
+    ]
+    for message, args in lines:
+        record = logging.LogRecord("discord.http", logging.DEBUG, __file__, 1, message, args, None)
+        assert REDACT_WEBHOOK_TOKENS.filter(record)
+        assert secret not in record.getMessage()
+    assert record.getMessage() == "plain nothing secret"

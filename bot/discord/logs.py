@@ -6,6 +6,7 @@ Set up once at start (`python -m bot`), before the client exists, so its filters
 from __future__ import annotations
 
 import logging
+import re
 
 import discord
 
@@ -31,9 +32,31 @@ class DropVoiceWarnings(logging.Filter):
 
 DROP_VOICE_WARNINGS = DropVoiceWarnings()
 
+_WEBHOOK_URL_TOKEN = re.compile(r"(/webhooks/\d+/)[^/?\s'\"]+")
+_TOKEN_FIELD = re.compile(r"""(['"]token['"]\s*:\s*['"])[^'"]+""")
+TOKEN_LOGGERS = ("discord.http", "discord.webhook.async_")
+"""discord.py's loggers that write request URLs and response bodies at DEBUG."""
+
+
+class RedactWebhookTokens(logging.Filter):
+    """A webhook's token (in its URL, or in the body that created it) lets anyone post as it, and an
+    interaction's lets anyone answer it: discord.py's DEBUG lines carry both, so they are blanked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _TOKEN_FIELD.sub(r"\1<token>", _WEBHOOK_URL_TOKEN.sub(r"\1<token>", message))
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+REDACT_WEBHOOK_TOKENS = RedactWebhookTokens()
+
 
 def setup_logging(level: LogLevel) -> None:
     """discord.py's handler on the root logger at `level`; per-request lines only at DEBUG."""
     discord.utils.setup_logging(level=logging.getLevelNamesMapping()[level])
     logging.getLogger("discord.client").addFilter(DROP_VOICE_WARNINGS)  # before the client warns
+    for name in TOKEN_LOGGERS:
+        logging.getLogger(name).addFilter(REDACT_WEBHOOK_TOKENS)
     logging.getLogger(MODEL_HTTP_LOGGER).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)

@@ -741,3 +741,65 @@ def test_restaurants_through_discord(live: Live, data: st.DataObject) -> None:
         if action in ("add", "edit", "remove", "import", "audit") and user is live.h.alice:
             assert "Manage Server" in answer.content or "permission" in answer.content.lower(), answer
     live.assert_no_errors()
+
+
+ASSISTANT_NAMES = ["Math Tutor", "math tutor", "Concierge", "default", "Clyde", "🦆", "x" * 32, "y" * 40]
+AVATARS = ["https://cdn.example.org/a.png", "http://insecure.example.org/a.png", "none", "javascript:x"]
+
+
+@settings(LIVE, max_examples=60)
+@given(data=st.data())
+def test_assistants_through_discord(live: Live, data: st.DataObject) -> None:
+    user = data.draw(st.sampled_from([live.h.world.admin, live.h.world.admin, live.h.alice]), label="user")
+    channel = data.draw(st.sampled_from([live.h.general, live.h.general, live.dm]), label="channel")
+    if channel is live.dm:
+        user = live.h.alice
+    text = option_text(MAX_TEXT_OPTION_CHARS)
+    name = data.draw(st.one_of(st.sampled_from(ASSISTANT_NAMES), option_text(100)), label="name")
+    action = data.draw(
+        st.sampled_from(
+            ["create", "create", "edit", "delete", "list", "show", "use", "audit", "autocomplete"]
+        ),
+        label="action",
+    )
+    options: dict[str, Any] = {}
+    if action == "create":
+        options = {
+            "name": name,
+            "model": data.draw(st.one_of(st.just("gpt-5.5"), option_text(100)), label="model"),
+        }
+        if data.draw(st.booleans(), label="with instructions"):
+            options["instructions"] = data.draw(text, label="instructions")
+        if data.draw(st.booleans(), label="with tools"):
+            options["tools"] = data.draw(st.one_of(st.sampled_from(TYPED), text), label="tools")
+        if data.draw(st.booleans(), label="with knowledge"):
+            options["knowledge"] = data.draw(st.booleans(), label="knowledge")
+        if data.draw(st.booleans(), label="with avatar"):
+            options["avatar"] = data.draw(st.one_of(st.sampled_from(AVATARS), text), label="avatar")
+    elif action == "edit":
+        options = {"name": name}
+        if data.draw(st.booleans(), label="with tools"):
+            options["tools"] = data.draw(st.one_of(st.sampled_from(TYPED), text), label="tools")
+        if data.draw(st.booleans(), label="with avatar"):
+            options["avatar"] = data.draw(st.one_of(st.sampled_from(AVATARS), text), label="avatar")
+        if data.draw(st.booleans(), label="with new name"):
+            options["new_name"] = data.draw(option_text(100), label="new name")
+    elif action in ("delete", "show", "use"):
+        options = {"name": name}
+    if action == "autocomplete":
+        typed = data.draw(st.text(max_size=100), label="typed")
+        command = data.draw(
+            st.sampled_from(["assistant use", "assistant show", "assistant edit", "assistant delete"]),
+            label="command",
+        )
+        live.run(autocomplete(live, command, {"name": typed}, "name", user=user, channel=channel))
+    else:
+        answer = live.run(invoke(live, f"assistant {action}", options, user=user, channel=channel))
+        event(f"{action}: {answer.content[:14]}")
+        assert GENERIC_FAILURE not in answer.content, answer
+        if answer.ephemeral and not answer.modal and not answer.embeds:
+            if not answer.content.startswith(("✅", "✏️", "🗑️", "🔁", "Nothing changed")):
+                assert_sentence(answer.content)
+            if action in ("create", "delete", "audit") and user is live.h.alice:
+                assert "Manage Server" in answer.content or "server" in answer.content.lower(), answer
+    live.assert_no_errors()

@@ -1,7 +1,8 @@
 """Every reply shows which assistant answers, end to end: the real bot, discord.py and the stand-in
 Discord and OpenAI. Where the bot may manage webhooks, two assistants in one channel's two threads
 answer under their own names through the channel's one webhook; without Manage Webhooks the reply
-starts with a header line; the default assistant is the bot itself, as always."""
+starts with a header line; the default assistant is the bot itself, as always; a confirmation's
+question stays the bot's own while the answer around it shows under the assistant."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from typing import Any
 from bot.discord.render.stream import speaker_header
 from standins.discord import FakeChannel, FakeDiscord, StoredMessage, permission_bits
 from standins.discord.constants import DEFAULT_BOT_PERMISSIONS
-from standins.openai import FakeOpenAI
-from tests.command_support import WAIT_S, run
+from standins.openai import FakeOpenAI, FunctionCall, Reply
+from tests.command_support import WAIT_S, answer_buttons, answer_id_of, run
 from tests.harness import FAST_BUCKET, Harness, build_world, running_bot
 
 WEBHOOK_PERMISSIONS = DEFAULT_BOT_PERMISSIONS | permission_bits(["manage_webhooks"])
@@ -25,6 +26,8 @@ TUTOR: dict[str, Any] = {
     "knowledge": False,
     "avatar": "https://example.com/tutor.png",
 }
+# Open every day from 11:30 to 23:00, so "tomorrow at 8pm" is bookable whatever the real date.
+BOOKING = {"restaurant": "Pizzeria Napoli", "party_size": 4, "time": "tomorrow at 8pm", "notes": None}
 CONCIERGE: dict[str, Any] = {
     "name": "Concierge",
     "model": "gpt-5.4-mini",
@@ -110,3 +113,26 @@ async def test_the_default_assistant_is_the_bot_itself(tmp_path: Path, fake_open
         assert not reply.content.startswith("-# 🤖")
         assert h.discord.webhook_messages(thread.id) == []
         assert h.discord.calls_of("webhooks_list") == h.discord.calls_of("webhook_create") == []
+
+
+async def test_a_confirmation_is_the_bots_own_while_the_answer_shows_under_the_assistant(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with bot_with(tmp_path, fake_openai, permissions=WEBHOOK_PERMISSIONS) as h:
+        await setup_assistant(h, CONCIERGE)  # the server's tools: booking included
+        h.openai.responses.push(
+            Reply(calls=[FunctionCall("book_restaurant", BOOKING)]), Reply("Result: booked for four.")
+        )
+        await h.discord.user_message(
+            h.general.id, h.alice, f"{h.bot_mention} a table for 4 at Pizzeria Napoli tomorrow at 8pm"
+        )
+        prompt = await h.discord.wait_for_message(lambda m: bool(m.components), timeout=WAIT_S)
+        assert prompt.webhook_id is None and answer_buttons(prompt) == {"confirm": False, "cancel": False}
+        thread = h.discord.channels[prompt.channel_id]
+        await h.discord.click_button(prompt.id, answer_id_of(prompt, "confirm"), user=h.alice)
+        await h.discord.wait_for(
+            lambda: any("Result: booked" in m.content for m in h.discord.webhook_messages(thread.id)),
+            timeout=WAIT_S,
+        )
+        assert {m.author_name for m in h.discord.webhook_messages(thread.id)} == {"Concierge"}
+        assert answer_buttons(h.discord.message(prompt.id)) == {"confirm": True, "cancel": True}

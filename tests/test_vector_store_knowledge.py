@@ -23,11 +23,12 @@ from bot.guild_settings import InvalidSettingError, SettingsCache, SettingsServi
 from bot.services import Services
 from bot.storage import Storage
 from bot.vector_knowledge import VectorKnowledge, VectorStoreGoneError
-from standins.discord import FakeUser, StoredMessage
+from standins.discord import FakeUser, StoredMessage, Upload
 from standins.openai import FakeOpenAI, FileSearchCall, RecordedRequest, Reply
 from tests import conftest
 from tests.conftest import ServicesFactory, fake_secrets, make_config
 from tests.harness import Harness, running_bot
+from tests.test_hosted_tools import ask_in_a_thread
 from tests.tool_support import Clock, run_turn, turn_context
 from tools import register_builtin_tools
 
@@ -357,3 +358,32 @@ async def test_search_and_forget_use_the_guilds_vector_store(tmp_path: Path, fak
         assert handbook.entry.file_id not in fake_openai.files
         nothing = await slash(h, "search", {"query": "holiday leave"}, bob)
         assert nothing.ephemeral and "Nothing in this server's files matches that" in nothing.content
+
+
+# ------------------------------------------------------------------------------ end to end
+
+
+async def test_a_remembered_file_is_searched_in_a_conversation_and_cited(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    defaults = {"enabled_tools": ["knowledge"], "knowledge_store": "openai"}
+    async with running_bot(tmp_path, fake_openai, defaults=defaults) as h:
+        added = await slash(h, "remember", {"file": Upload("handbook.pdf", HANDBOOK)}, h.alice)
+        assert added.content.startswith("Added **handbook.pdf** (75 B) to this server's OpenAI vector store")
+        [store] = fake_openai.vector_stores.values()
+        assert store.metadata == {"guild_id": str(h.general.guild_id)}
+
+        fake_openai.responses.push(
+            Reply(
+                "You get 25 days of holiday a year.",
+                hosted=[FileSearchCall(["holiday days"])],
+                delta_delay_s=0.02,
+            )
+        )
+        [message] = await ask_in_a_thread(h, "how much holiday do I get?", until="-# 1.")
+        assert message.content == "You get 25 days of holiday a year.\n\n-# Sources\n-# 1. handbook.pdf"
+        first_post = h.discord.calls_of("message_create")[-1].json["content"]
+        assert "Searching the knowledge base…" in first_post
+        sent = fake_openai.requests_to("/v1/responses")[-1].json
+        assert {"type": "file_search", "vector_store_ids": [store.id]} in sent["tools"]
+        assert not function_names(fake_openai.requests_to("/v1/responses")[-1]) & {"search_knowledge"}

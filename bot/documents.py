@@ -267,11 +267,18 @@ def text_sections(text: str) -> list[Section]:
 # ---------------------------------------------------------------------------------------- Markdown
 
 
+_FRONT_MATTER = re.compile(r"\A(?:---|\+\+\+)[ \t]*\n.*?\n(?:---|\.\.\.|\+\+\+)[ \t]*(?:\n|\Z)", re.DOTALL)
+
+
 def markdown_sections(text: str) -> list[Section]:
     """Sections under the document's ATX and setext headings (CommonMark: none inside code blocks,
     quotes or lists). The body keeps its Markdown; the headings become the path."""
     lines = text.splitlines()
-    tokens = MarkdownIt("commonmark").parse(text)
+    front_matter = _FRONT_MATTER.match(text)
+    source = text
+    if front_matter:  # metadata, kept as text; its closing `---` would make a setext heading of it
+        source = "\n" * len(front_matter.group(0).splitlines()) + text[front_matter.end() :]
+    tokens = MarkdownIt("commonmark").parse(source)
     sections: list[Section] = []
     path: list[tuple[int, str]] = []
     body_start = 0

@@ -235,6 +235,14 @@ class SearchResults:
         return sum(space.entries for space in self.other_spaces)
 
 
+class EmbeddingFailedError(UserFacingError):
+    """Embedding stopped part way; `tokens` were spent on the batches that were embedded before."""
+
+    def __init__(self, message: str, tokens: int = 0) -> None:
+        super().__init__(message)
+        self.tokens = tokens
+
+
 class KnowledgeSpaceMismatchError(UserFacingError):
     """Everything the guild stored was embedded in another space than the one searches use now."""
 
@@ -365,7 +373,13 @@ class KnowledgeBase:
     ) -> Remembered:
         """Embed (in batches) and store the chunks as one entry; the index learns them at once."""
         client, model, space = self._embedding_model(model)
-        embedded = await self._embed(client, [chunk.embedding_input() for chunk in chunks], model, progress)
+        try:
+            embedded = await self._embed(
+                client, [chunk.embedding_input() for chunk in chunks], model, progress
+            )
+        except EmbeddingFailedError as exc:  # a large file's first batches were paid for: they count
+            await self._record_usage(guild_id, author_id, exc.tokens)
+            raise
         key: SpaceKey = (guild_id, space, embedded.dims)
         async with self._indexes.lock(key):
             entry, chunk_ids = await self._storage.knowledge.add(
@@ -481,18 +495,21 @@ class KnowledgeBase:
             try:
                 response = await client.embeddings.create(model=model, input=batch)
             except openai.OpenAIError as exc:
-                raise UserFacingError(_embedding_error(exc, model)) from exc
+                raise EmbeddingFailedError(_embedding_error(exc, model), tokens) from exc
             if len(response.data) != len(batch):
-                raise UserFacingError("The embedding model answered for fewer texts than it was sent.")
+                raise EmbeddingFailedError(
+                    "The embedding model answered for fewer texts than it was sent.", tokens
+                )
             rows.extend(item.embedding for item in sorted(response.data, key=lambda item: item.index))
             tokens += response.usage.prompt_tokens if response.usage else 0
             if progress is not None:
                 progress(len(rows), len(texts))
         dims = {len(row) for row in rows}
         if len(dims) != 1 or 0 in dims:
-            raise UserFacingError(
+            raise EmbeddingFailedError(
                 f"The embedding model `{model}` returned vectors of different sizes ({sorted(dims)}), "
-                "which cannot be searched together; nothing was stored."
+                "which cannot be searched together; nothing was stored.",
+                tokens,
             )
         return _Embedded(np.asarray(rows, dtype=np.float32), tokens)
 

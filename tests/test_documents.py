@@ -154,6 +154,15 @@ def test_markdown_atx_and_setext_headings_but_not_in_code_or_quotes() -> None:
     ]
 
 
+def test_markdown_front_matter_is_text_not_a_heading() -> None:
+    text = "---\ntitle: Guide\ntags: [a]\n---\n# Setup\nx"
+    assert [(s.headings, s.text) for s in markdown_sections(text)] == [
+        ((), "---\ntitle: Guide\ntags: [a]\n---"),
+        (("Setup",), "x"),
+    ]
+    assert markdown_sections("---\na rule, not front matter\n\n# Title\nbody")[-1].headings == ("Title",)
+
+
 def test_html_drops_scripts_and_styles_and_keeps_text_as_shown() -> None:
     html = (
         "<html><head><title>Page</title><style>p{color:red}</style></head><body>"

@@ -13,11 +13,11 @@ import pytest
 from bot.documents import parse_document
 from bot.engine import TurnContext, UserTurn
 from bot.engine.events import Completed, ToolFinished
-from bot.knowledge import KnowledgeBase
+from bot.knowledge import EmbeddingFailedError, KnowledgeBase
 from bot.storage import Storage
 from bot.storage.knowledge import DocumentFile, NewChunk
 from standins.discord import CALLBACK_MESSAGE, FakeUser, StoredMessage, Upload
-from standins.openai import FakeOpenAI, FunctionCall, Reply
+from standins.openai import FakeOpenAI, FunctionCall, HttpError, Reply
 from tests import conftest
 from tests.conftest import ServicesFactory
 from tests.conftest import settings as guild_settings
@@ -118,6 +118,22 @@ async def test_a_document_is_one_entry_found_with_its_page_and_forgotten_whole(
     assert await services.storage.knowledge.vector_count(GUILD, SMALL, 1536) == 0
     after = await knowledge.search(guild_id=GUILD, query="fire drill assembly point", count=3, model=SMALL)
     assert after.hits == []
+
+
+async def test_a_file_that_fails_part_way_stores_nothing_but_counts_the_batches_paid_for(
+    make_services: ServicesFactory, fake_openai: FakeOpenAI
+) -> None:
+    services = await make_services(openai={"max_retries": 0})
+    knowledge = KnowledgeBase(services.openai, services.storage, services.state.knowledge, batch_size=4)
+    document = parse_document("handbook.pdf", handbook(), None)
+    fake_openai.embeddings.push(None, None, HttpError(400, "Too many tokens", code="invalid_request_error"))
+    with pytest.raises(EmbeddingFailedError) as failed:
+        await knowledge.remember_document(document, guild_id=GUILD, author_id=ALICE, model=SMALL)
+    assert "Too many tokens" in str(failed.value)
+    assert len(fake_openai.requests_to("/v1/embeddings")) == 3
+    assert await services.storage.knowledge.entries(GUILD) == []
+    usage = await services.storage.usage.user_total(GUILD, ALICE, since_day="2000-01-01")
+    assert usage.input_tokens == failed.value.tokens > 0  # the two batches embedded before the failure
 
 
 async def test_the_knowledge_tool_cites_the_file_page_and_section_in_a_conversation(

@@ -43,6 +43,8 @@ class FakeDiscord(UserActivity, WebhookRoutes, ChannelRoutes, CommandRoutes, Gui
     the bot connects: the bot learns it from READY and GUILD_CREATE), act as users with
     ``user_message`` / ``dm_message`` / ``slash_command`` / ``click_button`` / ``submit_modal``, and
     read ``calls``, ``messages_in``, ``interactions``, ``rate_limit_hits``. Wait with ``wait_for``.
+    Channel webhooks: ``webhooks_in``, ``webhook_messages`` (each with its ``author_name``), and
+    ``add_webhook`` / ``delete_webhook`` as a person would in the server's settings.
     """
 
     def __init__(

@@ -218,7 +218,7 @@ def parse_document(
     document = ParsedDocument(filename, kind, len(data), kept, pages)
     if document.chars > max_chars:
         raise DocumentTooLargeError(
-            f"{filename} has too much text to remember at once ({document.chars:,} characters; the limit is "
+            f"{filename} has too much text to read at once ({document.chars:,} characters; the limit is "
             f"{max_chars:,}): split it into smaller files."
         )
     return document
@@ -326,7 +326,7 @@ _HEADING_TAGS = {f"h{level}": level for level in range(1, 7)}
 _PARAGRAPH_TAGS = frozenset(
     {
         "p", "div", "section", "article", "header", "footer", "nav", "aside", "main", "ul", "ol", "dl",
-        "table", "blockquote", "pre", "form", "fieldset", "figure", "figcaption", "hr", "address",
+        "table", "blockquote", "form", "fieldset", "figure", "figcaption", "hr", "address",
         "details", "summary", "caption", "body",
     }
 )  # fmt: skip
@@ -350,7 +350,6 @@ class _HtmlSections(HTMLParser):
         self._skipping: list[str] = []  # open skipped tags
         self._pre = 0
         self._cell_in_row = 0
-        self._body_seen = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "body" and "head" in self._skipping:
@@ -574,7 +573,7 @@ def _pdf_sections(filename: str, data: bytes, *, max_pages: int, max_chars: int)
         chars += len(text)
         if chars > max_chars * 2:  # stop early: far over the limit whatever blank lines go
             raise DocumentTooLargeError(
-                f"{filename} has too much text to remember at once (more than {max_chars:,} characters): "
+                f"{filename} has too much text to read at once (more than {max_chars:,} characters): "
                 "split it into smaller files."
             )
         pages.append(_PageText(text))

@@ -91,7 +91,7 @@ def test_pdf_page_and_character_limits() -> None:
     with pytest.raises(DocumentTooLargeError, match=r"long.pdf has 3 pages; the bot reads at most 2"):
         parse_document("long.pdf", pdf_bytes(HANDBOOK_PAGES), None, max_pages=2)
     with pytest.raises(
-        DocumentTooLargeError, match=r"wordy.pdf has too much text to remember at once .*split it"
+        DocumentTooLargeError, match=r"wordy.pdf has too much text to read at once .*split it"
     ):
         parse_document("wordy.pdf", pdf_bytes(HANDBOOK_PAGES), None, max_chars=20)
 

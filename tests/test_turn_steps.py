@@ -7,6 +7,7 @@ against the stand-in OpenAI; the button runs end to end on the stand-in Discord,
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -219,11 +220,20 @@ async def test_a_turn_without_tools_records_no_steps(
     assert steps_buttons(done) == ()
 
 
-async def test_a_call_cut_short_by_stop_is_recorded_as_cancelled(
+async def test_steps_are_kept_as_calls_end_and_a_call_cut_short_is_recorded_cancelled(
     make_services: ServicesFactory, fake_openai: FakeOpenAI
 ) -> None:
+    """A search ends, then a booking waits for a click that never comes: the search's step is already
+    kept while the turn runs (a crash now would keep it); /stop records the booking as cancelled."""
     services = await services_with_tools(make_services, Clock())
-    fake_openai.responses.push(Reply(calls=[FunctionCall("book_restaurant", BOOKING)]))
+    fake_openai.responses.push(
+        Reply(
+            calls=[
+                FunctionCall("find_restaurants", {"cuisine": "italian"}),
+                FunctionCall("book_restaurant", BOOKING),
+            ]
+        )
+    )
     asked = asyncio.Event()
 
     class NeverAnswers:
@@ -232,18 +242,21 @@ async def test_a_call_cut_short_by_stop_is_recorded_as_cancelled(
             await asyncio.Event().wait()  # the person never clicks: /stop ends the turn
             raise AssertionError("unreachable")
 
-    context = turn_context(families=("restaurants",))
-    context = type(context)(context.guild_id, context.channel_id, context.settings, NeverAnswers())
-    turn = asyncio.create_task(run_turn(services, "book it", context))
+    context = dataclasses.replace(turn_context(families=("restaurants",)), confirmer=NeverAnswers())
+    turn = asyncio.create_task(run_turn(services, "find an italian place and book it", context))
     await asyncio.wait_for(asked.wait(), WAIT_S)
+    async with services.storage.db.read() as connection:  # the running turn's id: the only turn
+        [row] = await connection.execute_fetchall("SELECT id FROM turns")
+    so_far = await services.storage.turn_steps.of_turn(row["id"])
+    assert so_far is not None and [s.name for s in so_far.steps] == ["find_restaurants"]
+
     assert services.engine.cancel(KEY)
     events = await turn
     assert isinstance(events[-1], Cancelled)
-    async with services.storage.db.read() as connection:  # the cancelled turn's id: the only turn
-        [row] = await connection.execute_fetchall("SELECT id FROM turns")
     recorded = await services.storage.turn_steps.of_turn(row["id"])
     assert recorded is not None
-    [cut] = recorded.steps
+    found, cut = recorded.steps
+    assert found == so_far.steps[0]
     assert (cut.name, cut.outcome, cut.result) == ("book_restaurant", "cancelled", CANCELLED_RESULT)
     assert "Trattoria Roma" in cut.arguments and cut.duration_s is not None
 

@@ -118,7 +118,8 @@ async def test_execute_in_a_thread_posts_under_the_username_and_reaches_the_gate
     call = server.calls_of("channel_webhook_execute")[0]
     assert call.channel_id == world.thread.id and call.query["thread_id"] == str(world.thread.id)
     assert server.bot_messages(world.thread.id) == []  # it is the webhook's message, not the bot's
-    assert await webhook.send("without waiting", thread=thread) is None  # 204: no message body
+    await webhook.send("without waiting", thread=thread)  # no wait: 204, no message body
+    assert server.calls_of("channel_webhook_execute")[-1].status == 204
     assert [m.content for m in server.webhook_messages(world.thread.id)][-1] == "without waiting"
 
 

@@ -29,6 +29,7 @@ import pydantic
 from bot.config import (
     FUNCTION_TOOL_FAMILIES,
     HOSTED_TOOLS,
+    IMAGE_TOOL,
     PROVIDER_SETTINGS,
     GuildSettings,
     ProviderConfig,
@@ -370,7 +371,7 @@ def expected(name: str) -> str:
     if kind == "bool":
         return "say `on` or `off`"
     if kind == "tools":
-        tools = ", ".join(FUNCTION_TOOL_FAMILIES + HOSTED_TOOLS)
+        tools = ", ".join((*FUNCTION_TOOL_FAMILIES, *HOSTED_TOOLS, IMAGE_TOOL))
         return f"list tools from {tools} (or say `all`, `none`, `+tool`, `-tool`)"
     if kind == "ids":
         return "list channels like #general #help, or say `all`"

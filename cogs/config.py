@@ -21,7 +21,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.config import FUNCTION_TOOL_FAMILIES, HOSTED_TOOLS, GuildSettings
+from bot.config import FUNCTION_TOOL_FAMILIES, HOSTED_TOOLS, IMAGE_TOOL, GuildSettings
 from bot.discord.app import send_ephemeral
 from bot.errors import UserFacingError
 from bot.guild_settings import (
@@ -376,7 +376,8 @@ def _value_suggestions(
         return [(option, option) for option in choices_of(name)]
     if kind == "tools":
         enabled = settings.enabled_tools
-        usable = FUNCTION_TOOL_FAMILIES + (HOSTED_TOOLS if settings.backend == "responses" else ())
+        hosted = HOSTED_TOOLS if settings.backend == "responses" else ()
+        usable = (*FUNCTION_TOOL_FAMILIES, *hosted, IMAGE_TOOL)
         options = [("all", "all"), ("none", "none")]
         if enabled:
             options.append((f"keep: {', '.join(enabled)}", ", ".join(enabled)))

@@ -8,7 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.config import FUNCTION_TOOL_FAMILIES, HOSTED_TOOLS, GuildSettings
+from bot.config import FUNCTION_TOOL_FAMILIES, HOSTED_TOOLS, IMAGE_TOOL, GuildSettings
 from bot.features import Feature
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ TOOL_LABELS = {
     "knowledge": "look things up in this server's knowledge",
     "code_interpreter": "run Python code (calculations, charts, files)",
     "web_search": "search the web and cite sources",
+    IMAGE_TOOL: "draw pictures in the conversation",
 }
 # Optional commands, each listed only when its extension is loaded.
 COMMAND_LINES = (
@@ -97,12 +98,21 @@ class HelpCog(commands.Cog):
     def _tools(self, settings: GuildSettings) -> str:
         """The tools switched on here that this bot really offers (hosted ones need `responses`)."""
         features = self.bot.services.features
-        installed = {tool.family for tool in self.bot.services.tools.enabled(FUNCTION_TOOL_FAMILIES)}
+        installed = {
+            tool.family for tool in self.bot.services.tools.enabled((*FUNCTION_TOOL_FAMILIES, IMAGE_TOOL))
+        }
         if not features.knowledge.on:
             installed.discard("knowledge")
         hosted = settings.backend == "responses" and features.hosted_tools.on
+        # Drawings: OpenAI's hosted tool on `responses`, the installed function on `chat`.
+        drawing = settings.images_enabled and (
+            hosted if settings.backend == "responses" else IMAGE_TOOL in installed
+        )
+        installed.discard(IMAGE_TOOL)
         usable = [
-            tool for tool in settings.enabled_tools if tool in installed or (tool in HOSTED_TOOLS and hosted)
+            tool
+            for tool in settings.enabled_tools
+            if tool in installed or (tool in HOSTED_TOOLS and hosted) or (tool == IMAGE_TOOL and drawing)
         ]
         if not usable:
             return "Answer questions and chat; no tools are switched on here."

@@ -19,6 +19,7 @@ from bot.config import GuildSettings
 from bot.conversation_files import (
     MAX_FILES_PER_MESSAGE,
     AttachmentInfo,
+    ConversationFiles,
     plan_attachments,
 )
 from bot.engine import UserTurn
@@ -30,7 +31,7 @@ from tests.conftest import ServicesFactory, settings
 from tests.document_files import docx_bytes, pdf_bytes
 from tests.harness import Harness, running_bot
 from tests.test_chat_e2e import wait_for_thread
-from tests.tool_support import KEY, turn_context
+from tests.tool_support import CHANNEL, GUILD, KEY, turn_context
 
 WAIT_S = 10.0
 CSV = b"month,total\nJan,3\nFeb,5\n"
@@ -305,3 +306,18 @@ async def test_the_chat_backend_reads_a_pdfs_and_a_docxs_text(
     assert "[page 1]\n\nGround floor: kitchen and hall." in sent and "First floor: two bedrooms." in sent
     assert "# Budget" in sent and "Ten thousand euros." in sent
     assert fake_openai.files == {}
+
+
+async def test_only_the_newest_files_are_given_to_the_container(
+    make_services: ServicesFactory, fake_openai: FakeOpenAI
+) -> None:
+    services = await make_services()
+    files = ConversationFiles(services.openai, services.storage.db, max_files=2)
+    record = await services.storage.conversations.get_or_create(
+        KEY, backend="responses", guild_id=GUILD, channel_id=CHANNEL
+    )
+    for number in range(3):
+        csv = TurnFile(f"part{number}.csv", "text/csv", CSV, "code_interpreter")
+        assert (await files.upload(record, [csv])).notices == ()
+    by_name = {stored.filename: stored.id for stored in fake_openai.files.values()}
+    assert await files.container_file_ids(record) == [by_name["part1.csv"], by_name["part2.csv"]]

@@ -185,3 +185,31 @@ async def test_draw_me_the_plan_end_to_end_attaches_the_image(
         assert "Here is the plan." in message.content and "Image drawn from: A floor plan" in message.content
         used = await h.services.storage.usage.guild_total(h.world.guild.id, since_day=utc_day())
         assert used.output_tokens >= IMAGE_OUTPUT_TOKENS["medium"]
+
+
+async def test_draw_me_the_plan_on_the_chat_backend_end_to_end(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.chat.push(
+        Reply(calls=[FunctionCall("generate_image", {"prompt": "a floor plan", "shape": "square"})]),
+        Reply("Here is the plan."),
+    )
+    fake_openai.images.push(ImageReply(rgb=(9, 8, 7), size=(4, 4)))
+    defaults = {"backend": "chat", "enabled_tools": ["image_generation"]}
+    async with running_bot(tmp_path, fake_openai, defaults=defaults) as h:
+        await h.discord.user_message(
+            h.general.id, h.alice, f"{h.bot_mention} draw me the plan", mentions_bot=True
+        )
+        thread = await wait_for_thread(h)
+
+        def with_image() -> bool:
+            return any(m.data.get("attachments") for m in h.discord.bot_messages(thread.id))
+
+        await h.discord.wait_for(with_image, timeout=WAIT_S)
+        [message] = [m for m in h.discord.bot_messages(thread.id) if m.data.get("attachments")]
+        [attachment] = message.data["attachments"]
+        assert attachment["filename"] == "drawing-1.png"
+        assert read_png(h.discord.file_bytes(int(attachment["id"]))).first_pixel == (9, 8, 7)
+        assert "Here is the plan." in message.content
+        used = await h.services.storage.usage.guild_total(h.world.guild.id, since_day=utc_day())
+        assert used.output_tokens >= 1056  # the stand-in's image tokens

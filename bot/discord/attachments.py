@@ -65,8 +65,7 @@ async def user_turn(
         for use in uses:
             file = TurnFile(attachment.filename, kind, data, use)
             files.append(file)
-            if not (use == "code_interpreter" and "image" in plan.routes):
-                inlined.append(file_line(file))
+            inlined.append(file_line(file))
         if "document_text" in plan.routes:
             block, problem = await document_text(attachment.filename, kind, data, max(budget, 0))
             budget -= len(block)

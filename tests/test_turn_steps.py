@@ -19,6 +19,7 @@ from bot.discord.render.discord_sink import button_view
 from bot.discord.render.stream import ReplyButton
 from bot.discord.steps import (
     NO_STEPS,
+    NOT_HERE,
     STEPS_ID,
     may_see,
     steps_buttons,
@@ -366,6 +367,9 @@ async def test_a_reply_that_ran_tools_shows_its_steps_also_after_a_restart(
     )
     async with FakeDiscord(rate_limits={"message_create": FAST_BUCKET}) as server:
         world = build_world(server)
+        elsewhere = server.add_guild("Elsewhere")
+        lobby = server.add_text_channel(elsewhere.id, "lobby")
+        server.add_member(elsewhere.id, world.alice)
         async with running_bot(tmp_path, fake_openai, discord=server, world=world) as h:
             await server.user_message(world.general.id, world.alice, f"{h.bot_mention} hi", mentions_bot=True)
             greeting = await server.wait_for_message(lambda m: "Hello there." in m.content, timeout=WAIT_S)
@@ -395,3 +399,11 @@ async def test_a_reply_that_ran_tools_shows_its_steps_also_after_a_restart(
             await channel.send("An old reply", view=button_view([ReplyButton("Steps", steps_id(10_000))]))
             old = await server.wait_for_message(lambda m: m.content == "An old reply", timeout=WAIT_S)
             assert (await press_steps(h, old, user=world.alice))["content"] == NO_STEPS
+
+            # The same turn's button in another guild shows nothing of it.
+            other = h.bot.get_channel(lobby.id)
+            assert isinstance(other, discord.TextChannel)
+            [answer_id] = steps_custom_ids(answer)
+            await other.send("Copied", view=button_view([ReplyButton("Steps", answer_id)]))
+            copied = await server.wait_for_message(lambda m: m.content == "Copied", timeout=WAIT_S)
+            assert (await press_steps(h, copied, user=world.alice))["content"] == NOT_HERE

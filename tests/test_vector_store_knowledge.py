@@ -17,6 +17,7 @@ import pytest
 from bot.config import GuildSettings, load_config
 from bot.discord.render.final_text import DEFAULT_MAX_FILE_BYTES, FinalTextLimits, completed_reply
 from bot.engine.events import Citation, Completed, ToolFinished, ToolStarted, Usage
+from bot.engine.responses_backend import LOST_VECTOR_STORE_NOTE
 from bot.errors import ConfigError, UserFacingError
 from bot.features import OPENAI_KNOWLEDGE_STORE_OFF, Features
 from bot.guild_settings import InvalidSettingError, SettingsCache, SettingsService
@@ -387,3 +388,24 @@ async def test_a_remembered_file_is_searched_in_a_conversation_and_cited(
         sent = fake_openai.requests_to("/v1/responses")[-1].json
         assert {"type": "file_search", "vector_store_ids": [store.id]} in sent["tools"]
         assert not function_names(fake_openai.requests_to("/v1/responses")[-1]) & {"search_knowledge"}
+
+
+async def test_a_store_deleted_at_openai_leaves_conversations_answering_with_a_note(
+    make_services: ServicesFactory, fake_openai: FakeOpenAI
+) -> None:
+    services = await knowledge_services(make_services)
+    await services.vector_knowledge.add_file(guild_id=GUILD, user_id=MEMBER, filename="menu.txt", data=MENU)
+    store_id = await services.vector_knowledge.store_id(GUILD)
+    assert store_id is not None
+    del fake_openai.vector_stores[store_id]  # deleted in OpenAI's dashboard
+    fake_openai.responses.push(Reply("I could not look that up."))
+    events = await run_turn(
+        services, "what is on Friday?", turn_context(families=("knowledge",), knowledge_store="openai")
+    )
+    completed = events[-1]
+    assert isinstance(completed, Completed), completed
+    assert completed.text == "I could not look that up."
+    assert completed.notes == (LOST_VECTOR_STORE_NOTE,)
+    refused, answered = fake_openai.requests_to("/v1/responses")
+    assert refused.status == 400 and answered.status == 200
+    assert "tools" not in answered.json and "include" not in answered.json

@@ -69,6 +69,10 @@ VERBATIM_MESSAGE_CHARS = 400
 SUMMARISED_NOTE = "Earlier messages in this thread were summarised to make room."
 SHORTENED_NOTE = "Earlier messages in this thread were shortened to make room."
 DROPPED_NOTE = "Earlier messages in this thread were dropped to make room."
+LOST_VECTOR_STORE_NOTE = (
+    "This server's OpenAI vector store was deleted at OpenAI, so its files were not searched; the next"
+    " /remember file: makes a new one."
+)
 
 
 def user_input_item(turn: UserTurn, input_file_ids: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -201,6 +205,7 @@ class _ResponsesRounds:
         self._unsent_outputs: list[dict[str, Any]] = []
         self._notes: tuple[str, ...] = ()  # set when the turn moved to a fresh conversation (once per turn)
         self._refusal = False
+        self._store_notes: tuple[str, ...] = ()  # the guild's vector store was gone: searched without it
 
     async def stream_round(self, round_number: int) -> AsyncIterator[TurnEvent | RoundResult]:
         """One `responses.create` call: text deltas and hosted tool activity out; function calls, what
@@ -236,7 +241,9 @@ class _ResponsesRounds:
             try:
                 stream = await stack.enter_async_context(create())
             except openai.BadRequestError as exc:
-                if not repair or is_context_length_error(exc) or not await self._answer_dangling_calls():
+                if not await self._without_lost_vector_store() and (
+                    not repair or is_context_length_error(exc) or not await self._answer_dangling_calls()
+                ):
                     raise
                 stream = await stack.enter_async_context(create())
             async for event in used_events(stream):  # see bot.engine.response_stream: CPU
@@ -297,8 +304,25 @@ class _ResponsesRounds:
             files=files,
             code_runs=tuple(self._hosted.code_runs),
             refusal=self._refusal,
-            notes=(*self._file_notices, *self._notes, *self._hosted.drawing_notes()),
+            notes=(*self._file_notices, *self._notes, *self._store_notes, *self._hosted.drawing_notes()),
         )
+
+    async def _without_lost_vector_store(self) -> bool:
+        """After a 400: if a vector store file_search names is gone at OpenAI (deleted in its dashboard),
+        the turn goes on without file search and the answer says so; False if none is gone."""
+        searched = [tool for tool in self._tools if tool.get("type") == "file_search"]
+        if not searched or self._store_notes:
+            return False
+        for store_id in searched[0].get("vector_store_ids", ()):
+            try:
+                await self._client.vector_stores.retrieve(store_id)
+            except openai.NotFoundError:
+                log.warning("Vector store %s is gone at OpenAI; answering without file search", store_id)
+                self._tools = [tool for tool in self._tools if tool.get("type") != "file_search"]
+                self._include = [name for name in self._include if name not in FILE_SEARCH.include]
+                self._store_notes = (LOST_VECTOR_STORE_NOTE,)
+                return True
+        return False
 
     async def add_unsent_outputs(self) -> None:
         """After the turn: outputs sent with a call that failed are added to the conversation directly."""

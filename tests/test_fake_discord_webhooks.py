@@ -183,6 +183,10 @@ async def test_buttons_are_sent_by_the_applications_webhook_only(world: World, b
     with pytest.raises(discord.HTTPException) as refused:
         await partial.send("Click", view=view, wait=True)
     assert refused.value.status == 400 and refused.value.code == 50035
+    plain = await partial.send("No buttons here", wait=True)
+    assert server.message(plain.id).author_name == "Alice's feed"
+    assert "application_id" not in server.message(plain.id).data
+    assert server.message(sent.id).data["application_id"] == str(server.application_id)
 
 
 async def test_a_deleted_webhook_answers_unknown_webhook(world: World, bot: StandInBot) -> None:

@@ -263,6 +263,8 @@ class WebhookRoutes(InteractionRoutes):
             webhook_id=webhook.id,
             tts=bool(body.get("tts", False)),
         )
+        if webhook.application_id is None:
+            message.data.pop("application_id", None)  # a person's webhook: no application behind it
         avatar_url = body.get("avatar_url")
         if avatar_url:
             # Discord fetches the image and shows it under an avatar hash of its own.

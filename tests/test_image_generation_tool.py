@@ -16,9 +16,11 @@ from bot.services import Services
 from bot.storage import utc_day
 from standins.openai import FakeOpenAI, FunctionCall, ImageGenerationCall, ImageReply, Reply
 from standins.png import encode_png, read_png
+from tests.command_support import run
 from tests.conftest import ServicesFactory, settings
 from tests.harness import running_bot
 from tests.test_chat_e2e import wait_for_thread
+from tests.test_usage_help import config_set
 from tests.tool_support import ALICE, GUILD, KEY, turn_context
 from tools.images import register_image_tools
 
@@ -213,3 +215,14 @@ async def test_draw_me_the_plan_on_the_chat_backend_end_to_end(
         assert "Here is the plan." in message.content
         used = await h.services.storage.usage.guild_total(h.world.guild.id, since_day=utc_day())
         assert used.output_tokens >= 1056  # the stand-in's image tokens
+
+
+async def test_help_lists_drawing_only_where_images_are_enabled(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with running_bot(tmp_path, fake_openai, defaults={"enabled_tools": ["image_generation"]}) as h:
+        on = await run(h, "help", user=h.alice)
+        assert "draw pictures in the conversation" in on.field("What I can do for you")
+        await config_set(h, "images_enabled", "off")
+        off = await run(h, "help", user=h.alice)
+        assert "draw pictures" not in off.field("What I can do for you")

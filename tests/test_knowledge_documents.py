@@ -242,6 +242,31 @@ async def test_remember_a_pdf_with_progress_then_search_cites_its_page_and_forge
         assert await h.services.storage.knowledge.vector_count(guild_id, SMALL, 1536) == 0
         empty = await settled(h, "search", {"query": "fire drill"}, h.world.bob)
         assert empty.ephemeral and "Nothing in this server's knowledge matches" in empty.content
+        assert h.discord.message(answer.id).content == answer.content  # no late count overwrote it
+
+
+async def test_a_file_that_fails_while_its_count_shows_ends_with_a_private_sentence(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with running_bot(tmp_path, fake_openai, extensions=COGS) as h:
+        record = await h.discord.slash_command(
+            "remember", {"file": Upload("handbook.pdf", handbook(200))}, user=h.alice, channel_id=h.general.id
+        )
+
+        def counting() -> bool:
+            message = h.discord.messages.get(record.original_message_id or 0)
+            return message is not None and "Indexing handbook.pdf: 96/200 chunks…" in message.content
+
+        async def fail_once_counting(body: dict[str, Any]) -> HttpError:
+            await h.discord.wait_for(counting)
+            return HttpError(400, "This input is not allowed.", code="invalid_request_error")
+
+        fake_openai.embeddings.push(None, fail_once_counting)
+        await h.discord.wait_for(lambda: bool(record.followup_ids))
+        refused = h.discord.message(record.followup_ids[-1])
+        assert refused.ephemeral and "This input is not allowed" in refused.content
+        assert h.discord.message(record.original_message_id or 0).deleted  # the count went with it
+        assert await h.services.storage.knowledge.entries(h.general.guild_id or 0) == []
 
 
 async def test_word_and_markdown_files_are_remembered_with_their_headings(

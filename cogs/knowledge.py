@@ -27,6 +27,7 @@ from bot.documents import (
 )
 from bot.errors import UserFacingError
 from bot.knowledge import MAX_QUERY_CHARS, MAX_SEARCH_RESULTS, Remembered, SearchResults
+from bot.storage import KnowledgeEntry
 from bot.vector_knowledge import VectorSearchHit
 from cogs.deferral import public_thinking
 from cogs.embeds import add_fields, field_share
@@ -316,7 +317,7 @@ class KnowledgeCog(commands.Cog):
         )
         return [
             app_commands.Choice(
-                name=_cut(f"#{e.id} · {e.title} ({e.source})", MAX_CHOICE_NAME_CHARS), value=e.id
+                name=_cut(f"#{e.id} · {e.title} ({_what_it_is(e)})", MAX_CHOICE_NAME_CHARS), value=e.id
             )
             for e in entries
         ]
@@ -337,6 +338,16 @@ def _remembered_sentence(remembered: Remembered, kind: str | None = None) -> str
     return (
         f"Remembered entry **#{entry.id}**: the {kind} **{title}** ({chunks}). "
         f"Find it with /search; remove all of it with /forget entry:{entry.id}."
+    )
+
+
+def _what_it_is(entry: KnowledgeEntry) -> str:
+    """How the autocomplete describes an entry: "PDF, 200 pages" for a file, a note's source else."""
+    kind = KIND_NAMES.get(entry.file_type) if entry.file_type else None  # type: ignore[call-overload]
+    if kind is None:
+        return entry.source
+    return (
+        f"{kind}, {entry.page_count} page{'s' if entry.page_count != 1 else ''}" if entry.page_count else kind
     )
 
 

@@ -449,7 +449,7 @@ async def test_remember_search_and_forget_through_discord(tmp_path: Path, fake_o
             "forget", {"entry": "dep"}, focused="entry", user=h.world.admin, channel_id=h.general.id
         )
         await h.discord.wait_for(lambda: typing.acknowledged)
-        assert [c["name"] for c in typing.autocomplete_choices or []] == ["#3 · deploy.md (deploy.md)"]
+        assert [c["name"] for c in typing.autocomplete_choices or []] == ["#3 · deploy.md (Markdown file)"]
 
         refused = await command(h, "forget", {"entry": 1}, bob)
         assert refused.ephemeral and "only they or an admin" in refused.content

@@ -237,6 +237,13 @@ async def test_remember_a_pdf_with_progress_then_search_cites_its_page_and_forge
         assert entry is not None and entry.jump_url is not None and entry.jump_url.endswith(f"/{answer.id}")
         assert entry.file_bytes == len(handbook(pages)) and entry.page_count == pages
 
+        typing = await h.discord.autocomplete(
+            "forget", {"entry": "hand"}, focused="entry", user=h.alice, channel_id=h.general.id
+        )
+        await h.discord.wait_for(lambda: typing.acknowledged)
+        assert [c["name"] for c in typing.autocomplete_choices or []] == [
+            f"#1 · handbook.pdf (PDF, {pages} pages)"
+        ]
         forgotten = await settled(h, "forget", {"entry": 1}, h.alice)
         assert forgotten.content.startswith(f"Forgot entry #1 (handbook.pdf) and its {pages} chunks.")
         assert await h.services.storage.knowledge.vector_count(guild_id, SMALL, 1536) == 0

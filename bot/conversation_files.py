@@ -127,8 +127,11 @@ def _plan(attachment: AttachmentInfo, settings: GuildSettings, limit: int) -> At
     if code_interpreter_on(settings) and attachment.suffix in CODE_INTERPRETER_SUFFIXES:
         if as_file:
             return _refused(attachment, too_large)
-        routes: tuple[Route, ...] = ("code_interpreter",)
-        return AttachmentPlan(attachment, ("image", *routes) if attachment.is_image else routes)
+        # The model still sees what it could see without the tool: an image, a text file's text.
+        shown: tuple[Route, ...] = (
+            ("image",) if attachment.is_image else ("text",) if attachment.is_text else ()
+        )
+        return AttachmentPlan(attachment, (*shown, "code_interpreter"))
     if attachment.is_image:
         return AttachmentPlan(attachment, ("image",))
     if attachment.is_text:

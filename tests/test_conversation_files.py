@@ -8,7 +8,6 @@ the end-to-end tests add the real bot and the stand-in Discord.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,7 @@ def info(filename: str, content_type: str = "", size: int = 100) -> AttachmentIn
 # --------------------------------------------------------------------------------------- planning
 
 
-def test_with_the_code_interpreter_every_file_it_reads_is_uploaded_and_images_still_shown() -> None:
+def test_with_the_code_interpreter_every_file_it_reads_is_uploaded_and_text_and_images_still_shown() -> None:
     plans = plan_attachments(
         [
             info("sales.csv", "text/csv"),
@@ -59,7 +58,7 @@ def test_with_the_code_interpreter_every_file_it_reads_is_uploaded_and_images_st
         max_bytes=25 * MB,
     )
     assert [plan.routes for plan in plans] == [
-        ("code_interpreter",),
+        ("text", "code_interpreter"),
         ("code_interpreter",),
         ("code_interpreter",),
         ("image", "code_interpreter"),
@@ -103,7 +102,7 @@ def test_too_large_and_too_many_files_are_refused_with_their_sentence() -> None:
         max_bytes=25 * MB,
     )
     assert plans[0].refusal == "big.csv was not read: it is too large (30.0 MB; the limit is 25.0 MB)."
-    assert [plan.routes for plan in plans[1:MAX_FILES_PER_MESSAGE]] == [("code_interpreter",)] * 9
+    assert [plan.routes for plan in plans[1:MAX_FILES_PER_MESSAGE]] == [("text", "code_interpreter")] * 9
     assert plans[-1].refusal == "f9.csv was not read: at most 10 files of one message are read."
 
 
@@ -250,9 +249,9 @@ async def test_plot_this_csv_end_to_end_with_a_second_turn_and_reset(
         assert uploaded.filename == "sales.csv" and uploaded.data == CSV
         first = fake_openai.requests_to("/v1/responses")[0].json
         assert container_of(first)["file_ids"] == [uploaded.id]
-        assert "[Attached sales.csv: given to the code interpreter as /mnt/data/sales.csv]" in json.dumps(
-            first["input"]
-        ).replace("\\n", "\n")
+        sent = first["input"][0]["content"][0]["text"]
+        assert "[Attached sales.csv: given to the code interpreter as /mnt/data/sales.csv]" in sent
+        assert "[Attached sales.csv]\n```\nmonth,total\nJan,3" in sent  # and its text, as without the tool
 
         await h.discord.user_message(thread_id, h.alice, "now make the bars red")
         await reply_saying(h, "echo: alice: now make the bars red")

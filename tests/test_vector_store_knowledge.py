@@ -8,6 +8,7 @@ shapes; the storage tests run on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -131,6 +132,29 @@ async def test_a_file_goes_to_a_store_made_once_and_kept_in_the_database(
     ]
     assert [e.filename for e in await knowledge.files(GUILD, author_id=MEMBER)] == ["handbook.txt"]
     assert [e.filename for e in await knowledge.files(GUILD, matching="MEN")] == ["menu.txt"]
+
+
+async def test_files_added_at_once_to_a_new_guild_share_one_store(
+    vector_knowledge: tuple[VectorKnowledge, FakeOpenAI],
+) -> None:
+    knowledge, fake = vector_knowledge
+    await asyncio.gather(
+        *(
+            knowledge.add_file(guild_id=GUILD, user_id=MEMBER, filename=f"part-{n}.txt", data=MENU)
+            for n in range(4)
+        )
+    )
+    [store] = fake.vector_stores.values()
+    assert len(store.files) == 4 and len(await knowledge.files(GUILD)) == 4
+
+
+async def test_the_first_process_to_record_a_store_keeps_it(storage: Storage) -> None:
+    """Two processes that each made a store for the guild: the second learns the first's (and deletes
+    its own at OpenAI)."""
+    assert await storage.vector_stores.claim_store(GUILD, "vs_first") == "vs_first"
+    assert await storage.vector_stores.claim_store(GUILD, "vs_second") == "vs_first"
+    assert await storage.vector_stores.store_id(GUILD) == "vs_first"
+    assert await storage.vector_stores.store_id(GUILD + 1) is None
 
 
 async def test_a_file_openai_cannot_process_is_one_sentence_and_leaves_nothing(

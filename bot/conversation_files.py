@@ -27,7 +27,6 @@ from bot.engine.events import GeneratedFile
 from bot.engine.turn import TurnFile
 from bot.storage.conversation_files import ConversationFileStore
 from bot.storage.conversations import ConversationRecord
-from bot.storage.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -192,9 +191,11 @@ class UploadedFiles:
 class ConversationFiles:
     """Uploads a turn's files to OpenAI and remembers those of each conversation's code interpreter."""
 
-    def __init__(self, client: AsyncOpenAI, db: Database, *, max_files: int = MAX_CONVERSATION_FILES) -> None:
+    def __init__(
+        self, client: AsyncOpenAI, store: ConversationFileStore, *, max_files: int = MAX_CONVERSATION_FILES
+    ) -> None:
         self._client = client
-        self._store = ConversationFileStore(db)
+        self._store = store
         self._max_files = max_files
 
     async def upload(self, record: ConversationRecord, files: Sequence[TurnFile]) -> UploadedFiles:

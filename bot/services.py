@@ -151,7 +151,7 @@ class Services:
                 tools,
                 state.model_gate,
                 max_tool_rounds=config.engine.max_tool_rounds,
-                files=ConversationFiles(openai_client, storage.db),
+                files=ConversationFiles(openai_client, storage.conversation_files),
             )
         backends |= {
             "chat": ChatBackend(

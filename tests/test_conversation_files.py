@@ -24,14 +24,17 @@ from bot.conversation_files import (
 from bot.engine import UserTurn
 from bot.engine.events import Completed, TurnEvent
 from bot.engine.turn import TurnFile
+from bot.storage import Storage
 from standins.discord import StoredMessage, Upload
 from standins.openai import CodeInterpreterCall, FakeOpenAI, HttpError, Reply
+from tests import conftest
 from tests.conftest import ServicesFactory, settings
 from tests.document_files import docx_bytes, pdf_bytes
 from tests.harness import Harness, running_bot
 from tests.test_chat_e2e import wait_for_thread
 from tests.tool_support import CHANNEL, GUILD, KEY, turn_context
 
+DATABASE_ENGINES = conftest.DATABASE_ENGINES
 WAIT_S = 10.0
 CSV = b"month,total\nJan,3\nFeb,5\n"
 MB = 1024 * 1024
@@ -311,7 +314,7 @@ async def test_only_the_newest_files_are_given_to_the_container(
     make_services: ServicesFactory, fake_openai: FakeOpenAI
 ) -> None:
     services = await make_services()
-    files = ConversationFiles(services.openai, services.storage.db, max_files=2)
+    files = ConversationFiles(services.openai, services.storage.conversation_files, max_files=2)
     record = await services.storage.conversations.get_or_create(
         KEY, backend="responses", guild_id=GUILD, channel_id=CHANNEL
     )
@@ -320,3 +323,22 @@ async def test_only_the_newest_files_are_given_to_the_container(
         assert (await files.upload(record, [csv])).notices == ()
     by_name = {stored.filename: stored.id for stored in fake_openai.files.values()}
     assert await files.container_file_ids(record) == [by_name["part1.csv"], by_name["part2.csv"]]
+
+
+async def test_the_store_keeps_files_per_generation_newest_last_and_prunes_expired_ones(
+    storage: Storage,
+) -> None:
+    files = storage.conversation_files
+    for number in range(3):
+        await files.add(KEY, 1, f"file-{number}", f"part{number}.csv", 10 + number)
+    await files.add(KEY, 2, "file-new", "fresh.csv", 5)
+    await files.add("channel:other", 1, "file-other", "other.csv", 5)
+    kept = await files.newest(KEY, 1, 2)
+    assert [(f.file_id, f.filename, f.size_bytes) for f in kept] == [
+        ("file-1", "part1.csv", 11),
+        ("file-2", "part2.csv", 12),
+    ]
+    assert [f.file_id for f in await files.newest(KEY, 2, 10)] == ["file-new"]
+    assert await files.prune(older_than_s=3600) == 0
+    assert await files.prune(older_than_s=-1) == 5  # everything is older than a moment from now
+    assert await files.newest(KEY, 1, 10) == []

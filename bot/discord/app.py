@@ -21,6 +21,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.config import AppConfig, Secrets
+from bot.conversation_files import FILE_LIFETIME_S as CONVERSATION_FILE_LIFETIME_S
 from bot.discord.confirmation import AnswerButton
 from bot.discord.endpoint import gateway_advice, use_gateway_of, use_rest_base
 from bot.discord.health import HealthServer
@@ -186,12 +187,13 @@ class AssistantBot(commands.AutoShardedBot):
     async def _register_run(self) -> None:
         """This process in the database's runs, with its shards (a warning if another live process
         runs any of them), kept alive by a heartbeat until the bot stops; old message claims, expired
-        geocoder answers and old turns' steps go."""
+        geocoder answers, old turns' steps and conversation files expired at OpenAI go."""
         storage, run_id = self.services.storage, self.services.state.run_id
         await storage.runs.register(run_id, ShardSet.of(self.shard_ids, self.shard_count or 1))
         await storage.message_claims.prune()
         await storage.geocode_cache.prune(fetched_before=time.time() - GEOCODE_CACHE_TTL_S)
         await storage.turn_steps.prune()
+        await storage.conversation_files.prune(older_than_s=CONVERSATION_FILE_LIFETIME_S)
         self._heartbeat = asyncio.create_task(storage.runs.beat_until(run_id, self._stopping))
 
     async def _start_health_server(self) -> None:

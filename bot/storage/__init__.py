@@ -11,6 +11,7 @@ from pathlib import Path
 from bot.storage.assistants import AssistantStore
 from bot.storage.bookings import BookingStore
 from bot.storage.claims import MessageClaims
+from bot.storage.conversation_files import ConversationFile, ConversationFileStore
 from bot.storage.conversations import ConversationRecord, ConversationStore
 from bot.storage.database import ConversationLocks, Database, HeldConversation
 from bot.storage.geocode_cache import CachedLookup, CachedPlace, GeocodeCache
@@ -30,6 +31,8 @@ __all__ = [
     "CachedLookup",
     "CachedPlace",
     "CallClaim",
+    "ConversationFile",
+    "ConversationFileStore",
     "ConversationLocks",
     "ConversationRecord",
     "Database",
@@ -60,6 +63,7 @@ class Storage:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.conversations = ConversationStore(db)
+        self.conversation_files = ConversationFileStore(db)
         self.history = HistoryStore(db)
         self.usage = UsageStore(db)
         self.settings = GuildSettingsStore(db)

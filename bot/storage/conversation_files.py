@@ -34,6 +34,14 @@ class ConversationFileStore:
                 (key, generation, file_id, filename, size_bytes, time.time()),
             )
 
+    async def prune(self, *, older_than_s: float) -> int:
+        """Forget files uploaded more than `older_than_s` ago (expired at OpenAI); returns how many."""
+        async with self._db.autocommit() as connection:
+            cursor = await connection.execute(
+                "DELETE FROM conversation_files WHERE uploaded_at < ?", (time.time() - older_than_s,)
+            )
+            return cursor.rowcount
+
     async def newest(self, key: str, generation: int, limit: int) -> list[ConversationFile]:
         """The conversation's newest `limit` files, oldest of them first."""
         async with self._db.read() as connection:

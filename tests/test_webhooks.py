@@ -18,18 +18,21 @@ from hypothesis import strategies as st
 
 from bot.discord.logs import REDACT_WEBHOOK_TOKENS
 from bot.discord.render.scheduler import (
-    DELETE_ROUTE,
-    EDIT_ROUTE,
     POST_ROUTE,
+    WEBHOOK_DELETE_ROUTE,
+    WEBHOOK_EDIT_ROUTE,
+    WEBHOOK_POST_ROUTE,
     WriteScheduler,
     parse_rate_limit,
 )
 from bot.discord.render.split import MAX_MESSAGE_CHARS, split_message
 from bot.discord.render.stream import (
+    WEBHOOK_ROUTES,
     ReplyButton,
     ReplyStreamer,
     StreamConfig,
     StreamResult,
+    WriteRoutes,
     speaker_header,
 )
 from bot.discord.render.webhook_sink import WebhookSink
@@ -39,7 +42,7 @@ from bot.engine.turn import Speaker
 from standins.discord import FakeChannel, FakeDiscord, FakeUser, permission_bits
 from standins.discord.constants import DEFAULT_BOT_PERMISSIONS
 from tests.test_fake_discord import StandInBot, running
-from tests.test_stream import FakeSink, done, model, run_virtual, stream, streamed
+from tests.test_stream import Call, FakeSink, done, model, run_virtual, stream, streamed
 
 TUTOR = Speaker("Math Tutor", "https://example.com/tutor.png")
 HEADER = speaker_header(TUTOR.name)
@@ -124,11 +127,51 @@ def test_webhook_responses_are_learnt_per_webhook() -> None:
     post = parse_rate_limit("POST", "/api/v10/webhooks/77/tok-en_1", 200, headers)
     edit = parse_rate_limit("PATCH", "/api/v10/webhooks/77/tok/messages/9", 200, headers)
     delete = parse_rate_limit("DELETE", "/api/v10/webhooks/77/tok/messages/9", 204, headers)
-    assert post is not None and (post.channel, post.route, post.limit) == (77, POST_ROUTE, 5)
-    assert edit is not None and (edit.channel, edit.route) == (77, EDIT_ROUTE)
-    assert delete is not None and (delete.channel, delete.route) == (77, DELETE_ROUTE)
+    assert post is not None and (post.channel, post.route, post.limit) == (77, WEBHOOK_POST_ROUTE, 5)
+    assert edit is not None and (edit.channel, edit.route) == (77, WEBHOOK_EDIT_ROUTE)
+    assert delete is not None and (delete.channel, delete.route) == (77, WEBHOOK_DELETE_ROUTE)
     limited = parse_rate_limit("POST", "/api/v10/webhooks/77/tok", 429, {"Retry-After": "1"})
-    assert limited is not None and limited.channel == 77 and limited.route == POST_ROUTE
+    assert limited is not None and limited.channel == 77 and limited.route == WEBHOOK_POST_ROUTE
+    in_channel = parse_rate_limit("POST", "/api/v10/channels/77/messages", 200, headers)
+    assert in_channel is not None and in_channel.route == POST_ROUTE
+
+
+@dataclass
+class WebhookFakeSink(FakeSink):
+    """A recording sink whose writes use a webhook's buckets, as ``WebhookSink``'s do."""
+
+    @property
+    def write_routes(self) -> WriteRoutes:
+        return WEBHOOK_ROUTES
+
+
+def test_replies_through_one_webhook_share_its_buckets_of_5_per_2_seconds() -> None:
+    text = " ".join(f"word{i}" for i in range(400))
+
+    async def main() -> list[Call]:
+        scheduler = WriteScheduler()
+        sinks = [WebhookFakeSink(channel_id=500) for _ in range(4)]  # four threads, one webhook
+        try:
+            await asyncio.gather(
+                *(
+                    ReplyStreamer(sink, scheduler).render(
+                        model([Started(), *streamed(text, 100, 10.0), done(text)])
+                    )
+                    for sink in sinks
+                )
+            )
+        finally:
+            await scheduler.close()
+        assert all(sink.messages() == split_message(text) for sink in sinks)
+        return sorted((c for sink in sinks for c in sink.calls if c.op == "edit"), key=lambda c: c.at)
+
+    edits = run_virtual(main)
+    starts = [c.at for c in edits]
+    for i, at in enumerate(starts):
+        in_window = [t for t in starts[i:] if t < at + 2.0 - 1e-9]
+        assert len(in_window) <= 5, "Discord's bucket: 5 edits per 2 s per webhook"
+    busiest_5s = max(len([t for t in starts if at <= t < at + 5.0]) for at in starts)
+    assert busiest_5s > 5, "paced by the webhook's bucket, not a channel's 5 per 5 s"
 
 
 # -- the webhook sink against the stand-in ----------------------------------------------------------

@@ -27,7 +27,7 @@ import secrets
 from collections.abc import AsyncIterable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from bot.discord.render.final_text import FinalTextLimits, completed_reply, one_line, with_note
 from bot.discord.render.scheduler import (
@@ -36,6 +36,9 @@ from bot.discord.render.scheduler import (
     POST_ROUTE,
     SKIPPED,
     TYPING_ROUTE,
+    WEBHOOK_DELETE_ROUTE,
+    WEBHOOK_EDIT_ROUTE,
+    WEBHOOK_POST_ROUTE,
     WriteKind,
     WriteScheduler,
 )
@@ -162,6 +165,29 @@ class MessageSink(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class WriteRoutes:
+    """The scheduler routes of a reply's posts, edits and deletes: which of Discord's buckets they use."""
+
+    post: str
+    edit: str
+    delete: str
+
+
+CHANNEL_ROUTES = WriteRoutes(POST_ROUTE, EDIT_ROUTE, DELETE_ROUTE)
+"""The bot's own messages: the channel's buckets."""
+WEBHOOK_ROUTES = WriteRoutes(WEBHOOK_POST_ROUTE, WEBHOOK_EDIT_ROUTE, WEBHOOK_DELETE_ROUTE)
+"""Messages through a webhook: the webhook's buckets (its sink's ``channel_id`` is the webhook's id)."""
+
+
+@runtime_checkable
+class RoutedSink(Protocol):
+    """A sink whose writes use other buckets than a channel's (a webhook's); others use CHANNEL_ROUTES."""
+
+    @property
+    def write_routes(self) -> WriteRoutes: ...
+
+
+@dataclass(frozen=True, slots=True)
 class StreamConfig:
     """How a reply is shown; the edit interval and budgets belong to the scheduler's config."""
 
@@ -238,6 +264,7 @@ class ReplyStreamer:
         self._config = config or StreamConfig()
         self._key: Hashable = reply_key if reply_key is not None else object()
         self._channel = sink.channel_id
+        self._routes = sink.write_routes if isinstance(sink, RoutedSink) else CHANNEL_ROUTES
         self._splitter = StreamSplitter(self._config.max_message_chars)
         self._chunks: list[str] = []
         self._has_text = False
@@ -488,9 +515,9 @@ class ReplyStreamer:
         slot.queued = kind
         slot.generation += 1
         generation = slot.generation
-        route = POST_ROUTE if slot.handle is None else EDIT_ROUTE
+        route = self._routes.post if slot.handle is None else self._routes.edit
         if self._final_parts is not None and slot.index >= len(self._final_parts):
-            route = DELETE_ROUTE
+            route = self._routes.delete
         self._scheduler.submit(
             kind,
             self._channel,

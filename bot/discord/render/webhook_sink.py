@@ -32,7 +32,15 @@ from discord.utils import MISSING
 from bot.discord.render.discord_sink import DiscordSink, button_view, outcome_of
 from bot.discord.render.final_text import DEFAULT_MAX_FILE_BYTES
 from bot.discord.render.split import MAX_MESSAGE_CHARS
-from bot.discord.render.stream import PostResult, ReplyButton, SentMessage, WriteOutcome, speaker_header
+from bot.discord.render.stream import (
+    WEBHOOK_ROUTES,
+    PostResult,
+    ReplyButton,
+    SentMessage,
+    WriteOutcome,
+    WriteRoutes,
+    speaker_header,
+)
 from bot.discord.webhooks import UNKNOWN_WEBHOOK, ChannelWebhooks, Speakable, webhook_username
 from bot.engine.events import GeneratedFile
 from bot.engine.turn import Speaker
@@ -87,6 +95,11 @@ class WebhookSink:
     def channel_id(self) -> int:
         """The webhook's id: Discord's buckets for its writes are the webhook's own, not the channel's."""
         return self._bucket
+
+    @property
+    def write_routes(self) -> WriteRoutes:
+        """The webhook's buckets, not the channel's: the scheduler paces this reply by them."""
+        return WEBHOOK_ROUTES
 
     @property
     def max_file_bytes(self) -> int:

@@ -33,7 +33,8 @@ Decisions, in order:
   cap), so the log never fills in one burst and a final arriving under load waits at most one gap
   (about 25 ms by default) for a slot, instead of up to a whole window;
 - per-channel buckets: a sliding log per (channel, bucket) (each route has its own bucket unless
-  ``shared_buckets`` merges them; ``post`` and ``edit`` are separate, as on Discord) where a write
+  ``shared_buckets`` merges them; ``post`` and ``edit`` are separate, as on Discord; a reply through a
+  webhook uses the ``webhook_*`` routes keyed by the webhook's id, Discord's buckets for it) where a write
   occupies its slot from its start until ``window_s`` after its response came back (so latency can
   never let Discord's window see more than the limit); ``final_reserve`` slots of each bucket of a
   reply's messages (``FINAL_ROUTES``) are kept for FINAL writes;
@@ -56,6 +57,9 @@ from bot.discord.render.scheduler.core import (
     SKIPPED,
     THREAD_ROUTE,
     TYPING_ROUTE,
+    WEBHOOK_DELETE_ROUTE,
+    WEBHOOK_EDIT_ROUTE,
+    WEBHOOK_POST_ROUTE,
     Observation,
     RouteLimit,
     SchedulerConfig,
@@ -81,6 +85,9 @@ __all__ = [
     "SKIPPED",
     "THREAD_ROUTE",
     "TYPING_ROUTE",
+    "WEBHOOK_DELETE_ROUTE",
+    "WEBHOOK_EDIT_ROUTE",
+    "WEBHOOK_POST_ROUTE",
     "Observation",
     "RouteLimit",
     "SchedulerConfig",

@@ -47,7 +47,18 @@ EDIT_ROUTE = "edit"
 TYPING_ROUTE = "typing"
 THREAD_ROUTE = "thread"
 DELETE_ROUTE = "delete"
-FINAL_ROUTES = frozenset({POST_ROUTE, EDIT_ROUTE, DELETE_ROUTE})
+WEBHOOK_POST_ROUTE = "webhook_post"
+WEBHOOK_EDIT_ROUTE = "webhook_edit"
+WEBHOOK_DELETE_ROUTE = "webhook_delete"
+"""A reply's writes through a channel's webhook: keyed by the webhook's id, in the webhook's buckets."""
+WEBHOOK_LIMIT = 5
+WEBHOOK_WINDOW_S = 2.0
+"""Discord's bucket of each webhook route: 5 requests per 2 seconds per webhook."""
+WEBHOOK_POST_WINDOW_S = 10.0
+"""Webhooks may post 30 messages a minute in a channel: 5 per 10 s keeps a webhook's posts within it."""
+FINAL_ROUTES = frozenset(
+    {POST_ROUTE, EDIT_ROUTE, DELETE_ROUTE, WEBHOOK_POST_ROUTE, WEBHOOK_EDIT_ROUTE, WEBHOOK_DELETE_ROUTE}
+)
 """The routes of a reply's own messages, the only ones a FINAL write uses."""
 
 
@@ -84,6 +95,9 @@ def _default_route_limits() -> dict[str, RouteLimit]:
     return {
         POST_ROUTE: RouteLimit(CHANNEL_LIMIT, CHANNEL_WINDOW_S),
         EDIT_ROUTE: RouteLimit(CHANNEL_LIMIT, CHANNEL_WINDOW_S),
+        WEBHOOK_POST_ROUTE: RouteLimit(WEBHOOK_LIMIT, WEBHOOK_POST_WINDOW_S),
+        WEBHOOK_EDIT_ROUTE: RouteLimit(WEBHOOK_LIMIT, WEBHOOK_WINDOW_S),
+        WEBHOOK_DELETE_ROUTE: RouteLimit(WEBHOOK_LIMIT, WEBHOOK_WINDOW_S),
     }
 
 

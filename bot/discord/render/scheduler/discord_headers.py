@@ -15,6 +15,9 @@ from bot.discord.render.scheduler.core import (
     POST_ROUTE,
     THREAD_ROUTE,
     TYPING_ROUTE,
+    WEBHOOK_DELETE_ROUTE,
+    WEBHOOK_EDIT_ROUTE,
+    WEBHOOK_POST_ROUTE,
     Observation,
 )
 
@@ -32,7 +35,8 @@ def parse_rate_limit(method: str, path: str, status: int, headers: Mapping[str, 
     """Read one Discord response's rate-limit headers into an ``Observation`` (``None``: nothing to learn).
 
     The route is named the way the bot's writes are: ``post`` and ``edit`` for messages in a channel,
-    ``delete``, ``typing``, ``thread``; a webhook's posts, edits and deletes are keyed by its id.
+    ``delete``, ``typing``, ``thread``; a webhook's are ``webhook_post``, ``webhook_edit`` and
+    ``webhook_delete``, keyed by its id.
     """
     lower = {k.lower(): v for k, v in headers.items() if k.lower().startswith(("x-ratelimit", "retry-after"))}
     channel: int | None = None
@@ -57,9 +61,9 @@ def parse_rate_limit(method: str, path: str, status: int, headers: Mapping[str, 
         channel = int(webhook.group(1))
         verb = method.upper()
         if webhook.group(2) is None:
-            route = POST_ROUTE if verb == "POST" else None
+            route = WEBHOOK_POST_ROUTE if verb == "POST" else None
         else:
-            route = {"PATCH": EDIT_ROUTE, "DELETE": DELETE_ROUTE}.get(verb)
+            route = {"PATCH": WEBHOOK_EDIT_ROUTE, "DELETE": WEBHOOK_DELETE_ROUTE}.get(verb)
     is_global = lower.get("x-ratelimit-global", "").lower() == "true" or (
         lower.get("x-ratelimit-scope", "").lower() == "global"
     )

@@ -235,19 +235,30 @@ class ConversationFiles:
         return [file.file_id for file in files if file.uploaded_at > fresh_after]
 
 
+@dataclass(frozen=True, slots=True)
+class ToolOutput:
+    """What function tools made for one reply: files to attach, and a line about each for the reader."""
+
+    files: tuple[GeneratedFile, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
 class ToolFiles:
     """Files function tools made for the reply of a turn in progress (a drawing on the chat backend),
     by conversation: one turn runs at a time per conversation, and the backend takes them at its end."""
 
     def __init__(self) -> None:
-        self._files: dict[str, list[GeneratedFile]] = {}
+        self._outputs: dict[str, ToolOutput] = {}
 
-    def put(self, conversation_key: str, file: GeneratedFile) -> None:
-        self._files.setdefault(conversation_key, []).append(file)
+    def put(self, conversation_key: str, file: GeneratedFile, note: str | None = None) -> None:
+        held = self._outputs.get(conversation_key, ToolOutput())
+        notes = (*held.notes, note) if note else held.notes
+        self._outputs[conversation_key] = ToolOutput((*held.files, file), notes)
 
     def count(self, conversation_key: str) -> int:
-        return len(self._files.get(conversation_key, ()))
+        return len(self._outputs.get(conversation_key, ToolOutput()).files)
 
-    def take(self, conversation_key: str) -> tuple[GeneratedFile, ...]:
-        """The conversation's files, forgotten here (a failed turn's leftovers go with the next take)."""
-        return tuple(self._files.pop(conversation_key, ()))
+    def take(self, conversation_key: str) -> ToolOutput:
+        """The conversation's files and notes, forgotten here (a failed turn's leftovers go with the
+        next take)."""
+        return self._outputs.pop(conversation_key, ToolOutput())

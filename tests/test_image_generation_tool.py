@@ -131,6 +131,7 @@ async def test_the_chat_backend_draws_through_the_images_api_and_counts_it(
     done = completed(events)
     [drawing] = done.files
     assert drawing.filename == "drawing-1.png" and read_png(drawing.data).first_pixel == (1, 2, 3)
+    assert done.notes == ("Image drawn from: A tidy floor plan",)
     [image_request] = fake_openai.requests_to("/v1/images/generations")
     assert image_request.json["size"] == "1536x1024" and image_request.json["prompt"] == "the plan of a flat"
     [finished] = [e for e in events if isinstance(e, ToolFinished)]

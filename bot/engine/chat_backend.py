@@ -341,9 +341,10 @@ class _ChatRounds:
                 for stored in map(stored_form, self._new_messages)
             ],
         )
-        notes = (*self._request.turn.notices, *((HISTORY_LEFT_OUT_NOTE,) if self._shortened else ()))
-        files = self._tool_files.take(record.key)
-        return Completed(text=text, usage=usage, files=files, notes=notes)
+        made = self._tool_files.take(record.key)
+        shortened = (HISTORY_LEFT_OUT_NOTE,) if self._shortened else ()
+        notes = (*self._request.turn.notices, *shortened, *made.notes)
+        return Completed(text=text, usage=usage, files=made.files, notes=notes)
 
 
 class EmptyStreamError(openai.APIError):

@@ -102,11 +102,7 @@ class HostedOutputs:
 
     def drawing_notes(self) -> tuple[str, ...]:
         """The prompt each drawing was made from, when the tool says (one line each)."""
-        return tuple(
-            f"Image drawn from: {_clip(drawing.revised_prompt, MAX_REVISED_PROMPT_CHARS)}"
-            for drawing in self.drawings
-            if drawing.revised_prompt
-        )
+        return tuple(drawing_note(d.revised_prompt) for d in self.drawings if d.revised_prompt)
 
     def finished(self, item: object) -> Iterator[TurnEvent]:
         """Events for a finished output item, keeping what the reply will show."""
@@ -162,6 +158,11 @@ class HostedOutputs:
                         key,
                         ContainerFileRef(annotation.container_id, annotation.file_id, annotation.filename),
                     )
+
+
+def drawing_note(revised_prompt: str) -> str:
+    """The line under a reply saying what prompt a drawing was made from (the model may rewrite it)."""
+    return f"Image drawn from: {_clip(revised_prompt, MAX_REVISED_PROMPT_CHARS)}"
 
 
 def _drawing_problem(item: ImageGenerationCall) -> str:

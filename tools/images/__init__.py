@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from bot.config import IMAGE_TOOL, GuildSettings
 from bot.conversation_files import ToolFiles
 from bot.engine.events import GeneratedFile
+from bot.engine.hosted_outputs import drawing_note
 from bot.errors import UserFacingError
 from bot.images import MAX_PROMPT_CHARS, generate_images
 from bot.services import Services
@@ -75,7 +76,9 @@ class ImageTool:
             output_tokens=result.output_tokens,
         )
         key = context.conversation_key
-        self.files.put(key, GeneratedFile(f"drawing-{self.files.count(key) + 1}.png", result.images[0]))
+        drawing = GeneratedFile(f"drawing-{self.files.count(key) + 1}.png", result.images[0])
+        revised = result.revised_prompt
+        self.files.put(key, drawing, drawing_note(revised) if revised else None)
         data: dict[str, object] = {"attached": True, "size": result.size}
         if result.revised_prompt:
             data["drawn_from"] = result.revised_prompt

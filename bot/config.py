@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from pydantic import (
 )
 
 from bot.errors import ConfigError
+from bot.time_zones import is_time_zone, unknown_time_zone
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
 DEFAULT_DATABASE_PATH = Path("data/bot.db")

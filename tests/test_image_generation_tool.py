@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import GuildSettings
-from bot.engine import UserTurn
+from bot.engine import TurnContext, UserTurn
 from bot.engine.events import Completed, GeneratedFile, ToolFinished, ToolStarted, TurnEvent
 from bot.engine.hosted_outputs import IMAGE_OUTPUT_TOKENS
 from bot.services import Services
@@ -21,7 +21,7 @@ from tests.conftest import ServicesFactory, settings
 from tests.harness import running_bot
 from tests.test_chat_e2e import wait_for_thread
 from tests.test_usage_help import config_set
-from tests.tool_support import ALICE, GUILD, KEY, turn_context
+from tests.tool_support import ALICE, CHANNEL, GUILD, KEY
 from tools.images import register_image_tools
 
 WAIT_S = 10.0
@@ -29,9 +29,7 @@ PLAN = encode_png(6, 4, (90, 60, 30))
 
 
 async def draw(services: Services, guild: GuildSettings, text: str = "draw me the plan") -> list[TurnEvent]:
-    context = turn_context(
-        families=guild.enabled_tools, backend=guild.backend, images_enabled=guild.images_enabled
-    )
+    context = TurnContext(guild_id=GUILD, channel_id=CHANNEL, settings=guild)
     turn = UserTurn(text=text, author_id=ALICE, author_name="Ada")
     return [event async for event in services.engine.reply(KEY, turn, context)]
 
@@ -160,6 +158,27 @@ async def test_the_drawing_function_refuses_when_images_are_off_even_if_called(
     assert fake_openai.requests_to("/v1/images/generations") == []
     [finished] = [e for e in events if isinstance(e, ToolFinished)]
     assert not finished.ok
+
+
+async def test_the_drawing_function_refuses_once_the_budget_is_spent(
+    make_services: ServicesFactory, fake_openai: FakeOpenAI
+) -> None:
+    services = await make_services()
+    register_image_tools(services)
+    await services.storage.usage.record(guild_id=GUILD, user_id=ALICE, input_tokens=0, output_tokens=900)
+
+    async def meanwhile_spent(body: dict[str, Any]) -> Reply:
+        """The turn was admitted at 900 of 1000; the member's /imagine spends the rest meanwhile."""
+        await services.storage.usage.record(guild_id=GUILD, user_id=ALICE, input_tokens=0, output_tokens=200)
+        return Reply(calls=[FunctionCall("generate_image", {"prompt": "a plan", "shape": "square"})])
+
+    fake_openai.chat.push(meanwhile_spent, Reply("Sorry, no more drawings today."))
+    guild = settings(backend="chat", enabled_tools=("image_generation",), daily_token_budget_user=1000)
+    events = await draw(services, guild)
+    assert completed(events).files == ()
+    assert fake_openai.requests_to("/v1/images/generations") == []
+    [finished] = [e for e in events if isinstance(e, ToolFinished)]
+    assert not finished.ok and "daily token budget" in finished.summary
 
 
 # ------------------------------------------------------------------------------------- end to end

@@ -20,6 +20,7 @@ from bot.engine.events import GeneratedFile
 from bot.engine.hosted_outputs import drawing_note
 from bot.errors import UserFacingError
 from bot.images import MAX_PROMPT_CHARS, generate_images
+from bot.limits import budget_problem
 from bot.services import Services
 from bot.storage.usage import UsageStore
 from bot.tooling import Tool, ToolContext, ToolError, ToolResult
@@ -59,6 +60,12 @@ class ImageTool:
     async def draw(self, args: GenerateImageArgs, context: ToolContext) -> ToolResult:
         if not context.settings.images_enabled:
             raise ToolError("unavailable", "Image generation is turned off in this server.")
+        # The turn was admitted within the budgets; a drawing costs more than most turns, so look again.
+        spent = await budget_problem(
+            self.usage, context.settings, guild_id=context.guild_id, user_id=context.user_id
+        )
+        if spent is not None:
+            raise ToolError("budget", spent)
         try:
             result = await generate_images(
                 self.client,

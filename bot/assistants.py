@@ -424,6 +424,19 @@ class AssistantDirectory:
         choice = await self._store.start_conversation(thread_id, guild_id, parent_id)
         return _resolved(settings, _chosen(choice))
 
+    async def answering_in(
+        self, settings: GuildSettings, channel_id: int, parent_id: int | None = None
+    ) -> Resolved:
+        """Who answers in a channel, or in a thread (`parent_id`: its channel) as it is now; read
+        only (`/help` asks: a thread's first turn records its assistant, not this)."""
+        choice = None
+        if parent_id is not None:
+            choice = await self._store.choice(ChoiceScope.CONVERSATION, channel_id)
+            channel_id = parent_id if choice is None else channel_id
+        if choice is None:
+            choice = await self._store.choice(ChoiceScope.CHANNEL, channel_id)
+        return _resolved(settings, None if choice is None else _chosen(choice))
+
     async def for_dm(self, user_id: int) -> Resolved:
         """A DM: the bot's defaults, or the assistant the person picked, on its guild's settings."""
         choice = await self._store.choice(ChoiceScope.DM, user_id)

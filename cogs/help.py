@@ -8,6 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.assistants import Resolved
 from bot.config import FUNCTION_TOOL_FAMILIES, HOSTED_TOOLS, IMAGE_TOOL, GuildSettings
 from bot.features import Feature
 
@@ -28,7 +29,8 @@ TOOL_LABELS = {
 # Optional commands, each listed only when its extension is loaded.
 COMMAND_LINES = (
     ("imagine", "`/imagine` — create images from a description"),
-    ("remember", "`/remember` — add a note or text file to this server's knowledge"),
+    ("assistant", "`/assistant list` — this server's named assistants and where each answers"),
+    ("remember", "`/remember` — add a note or a document (PDF, DOCX, Markdown, HTML) to the knowledge"),
     ("search", "`/search` — search this server's knowledge"),
     ("forget", "`/forget` — remove a knowledge entry"),
     ("extract", "`/extract` — pull an event, contact or tasks out of some text"),
@@ -48,19 +50,50 @@ class HelpCog(commands.Cog):
 
     @app_commands.command(name="help", description="What I can do here and how to talk to me")
     async def help(self, interaction: discord.Interaction) -> None:
-        settings = await self.bot.services.settings.effective(interaction.guild_id)
-        embed = self.help_embed(interaction, settings)
+        guild_settings = await self.bot.services.settings.effective(interaction.guild_id)
+        answering = await self._answering(interaction, guild_settings)
+        embed = self.help_embed(interaction, guild_settings, answering)
         await interaction.response.send_message(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
-    def help_embed(self, interaction: discord.Interaction, settings: GuildSettings) -> discord.Embed:
+    async def _answering(self, interaction: discord.Interaction, settings: GuildSettings) -> Resolved:
+        """The assistant that answers where /help was asked (its tools are the ones listed)."""
+        assistants = self.bot.services.assistants
+        channel = interaction.channel
+        if interaction.guild_id is None:
+            return await assistants.for_dm(interaction.user.id)
+        if isinstance(channel, discord.Thread):
+            return await assistants.answering_in(settings, channel.id, channel.parent_id)
+        return await assistants.answering_in(settings, interaction.channel_id or 0)
+
+    def help_embed(
+        self, interaction: discord.Interaction, guild_settings: GuildSettings, answering: Resolved
+    ) -> discord.Embed:
+        settings = answering.settings
         where = interaction.guild.name if interaction.guild else "our direct messages"
         embed = discord.Embed(title=_cut(f"What I can do in {where}", 256), colour=HELP_COLOUR)
-        embed.add_field(name="Talking to me", value=self._talking(interaction, settings), inline=False)
+        embed.add_field(name="Talking to me", value=self._talking(interaction, guild_settings), inline=False)
+        if answering.assistant is not None:
+            embed.add_field(
+                name="Who answers here",
+                value=_cut(
+                    f"**{discord.utils.escape_markdown(answering.assistant.name)}**, a named assistant "
+                    f"(model {discord.utils.escape_markdown(settings.model)}). `/assistant show` tells "
+                    "more; `/assistant use` switches.",
+                    MAX_FIELD_VALUE_CHARS,
+                ),
+                inline=False,
+            )
         embed.add_field(
             name="In a conversation",
             value=(
-                "Attach images or text files and I read them.\n"
-                "`/stop` stops the answer I am writing; `/reset` starts over (I forget what was said)."
+                "Attach images, text files or documents (PDF, DOCX) and I read them"
+                + (
+                    "; the code interpreter gets every file I can work with"
+                    if "code_interpreter" in self._usable(settings)
+                    else ""
+                )
+                + ".\n`/stop` stops the answer I am writing; `/reset` starts over (I forget what was said).\n"
+                "**Steps** under an answer shows what I did for it."
             ),
             inline=False,
         )
@@ -96,6 +129,16 @@ class HelpCog(commands.Cog):
         return _cut("\n".join(lines), MAX_FIELD_VALUE_CHARS)
 
     def _tools(self, settings: GuildSettings) -> str:
+        """The tools switched on here that this bot really offers, as lines for people."""
+        usable = self._usable(settings)
+        if not usable:
+            return "Answer questions and chat; no tools are switched on here."
+        lines = [f"• {TOOL_LABELS.get(tool, tool)}" for tool in usable]
+        if settings.confirm_side_effects and {"restaurants", "rides"} & set(usable):
+            lines.append("I ask you before booking or ordering anything.")
+        return _cut("\n".join(lines), MAX_FIELD_VALUE_CHARS)
+
+    def _usable(self, settings: GuildSettings) -> list[str]:
         """The tools switched on here that this bot really offers (hosted ones need `responses`)."""
         features = self.bot.services.features
         installed = {
@@ -109,17 +152,11 @@ class HelpCog(commands.Cog):
             hosted if settings.backend == "responses" else IMAGE_TOOL in installed
         )
         installed.discard(IMAGE_TOOL)
-        usable = [
+        return [
             tool
             for tool in settings.enabled_tools
             if tool in installed or (tool in HOSTED_TOOLS and hosted) or (tool == IMAGE_TOOL and drawing)
         ]
-        if not usable:
-            return "Answer questions and chat; no tools are switched on here."
-        lines = [f"• {TOOL_LABELS.get(tool, tool)}" for tool in usable]
-        if settings.confirm_side_effects and {"restaurants", "rides"} & set(usable):
-            lines.append("I ask you before booking or ordering anything.")
-        return _cut("\n".join(lines), MAX_FIELD_VALUE_CHARS)
 
     def _commands(self, settings: GuildSettings) -> str:
         lines = []

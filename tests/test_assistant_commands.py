@@ -111,9 +111,19 @@ async def test_an_assistant_answers_in_its_channel_and_the_other_channel_keeps_t
         assert (request["model"], request["instructions"]) == (DEFAULT_MODEL, DEFAULT_INSTRUCTIONS)
         assert "code_interpreter" not in tool_kinds(request) and "book_restaurant" in tool_kinds(request)
 
+        # /help says who answers where, with that assistant's tools.
+        helped = await command(h, "help", user=h.world.bob, channel=maths(h))
+        assert helped.field("Who answers here").startswith("**Math Tutor**, a named assistant (model gpt")
+        assert helped.field("What I can do for you") == "• run Python code (calculations, charts, files)"
+        assert "the code interpreter gets every file" in helped.field("In a conversation")
+        general_help = await command(h, "help", user=h.world.bob, channel=h.general)
+        assert "Who answers here" not in general_help.text and "book tables" in general_help.text
+
         # The channel goes back to the default: its open thread keeps its assistant, new ones do not.
         back = await command(h, "assistant use", {"name": "default"}, user=admin, channel=maths(h))
         assert "the server's default assistant" in back.text
+        in_thread = await command(h, "help", user=h.world.bob, channel=tutor_thread)
+        assert in_thread.field("Who answers here").startswith("**Math Tutor**")
         request = await say_in_thread(h, tutor_thread, "And 7 times 8?", user=h.world.bob)
         assert request["model"] == "gpt-5.4-mini" and request["instructions"] == TUTOR_INSTRUCTIONS
         request = await ask(h, maths(h), "Hello again")

@@ -22,12 +22,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.config import FUNCTION_TOOL_FAMILIES, GuildSettings
+from bot.config import FUNCTION_TOOL_FAMILIES, IMAGE_TOOL, GuildSettings
 from bot.services import Services
 from bot.tooling import ConfirmationOutcome, ConfirmationRequest, ToolContext, ToolResult
-from standins.openai import FakeOpenAI
+from standins.openai import FakeOpenAI, ImageReply
 from tests.conftest import fake_secrets, make_config
 from tools import register_builtin_tools
+from tools.images import register_image_tools
 
 EXAMPLES_PER_TOOL = 220
 MAX_MESSAGE_CHARS = 1000  # what the model reads back about a rejection: a sentence, not an echo of the input
@@ -67,6 +68,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ToolRig]:
     tmp_path: Path = tmp_path_factory.mktemp("fuzz-tools")
     runner = asyncio.Runner()
     openai = FakeOpenAI()
+    openai.images.default = lambda body: ImageReply(size=(1, 1))  # a drawing costs no time
 
     async def start() -> Services:
         await openai.start()
@@ -80,6 +82,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ToolRig]:
             clock=lambda: NOW,
             knowledge=services.knowledge,
         )
+        register_image_tools(services)
         for note in ("The wifi password is hunter2.", "Meetings are on Tuesdays at 10:00 in room B."):
             await services.knowledge.remember(
                 guild_id=GUILD, author_id=7, text=note, model=config.defaults.embedding_model
@@ -106,6 +109,7 @@ TOOL_NAMES = (
     "list_rides",
     "cancel_ride",
     "search_knowledge",
+    "generate_image",
 )
 
 # -- strategies ------------------------------------------------------------------------------------
@@ -210,7 +214,8 @@ def test_any_arguments_give_a_readable_result_never_an_exception(
 ) -> None:
     raw = data.draw(raw_arguments(field_names(tool, rig)), label="arguments")
     guild_settings = GuildSettings(
-        enabled_tools=FUNCTION_TOOL_FAMILIES,
+        enabled_tools=(*FUNCTION_TOOL_FAMILIES, IMAGE_TOOL),
+        images_enabled=data.draw(st.booleans(), label="images"),
         confirm_side_effects=data.draw(st.booleans(), label="confirm"),
         timezone=data.draw(st.sampled_from(ZONES), label="timezone"),
     )

@@ -424,13 +424,13 @@ def test_sources_code_runs_and_files_are_rendered_on_the_last_message() -> None:
     assert sink.attachments[message_id] == ("plot.png",)
 
 
-def test_buttons_go_on_the_last_message_of_a_completed_reply_only() -> None:
+def test_buttons_go_on_the_last_message_of_a_finished_reply_only() -> None:
     long_text = "word " * 700  # two messages
-    seen: list[Completed] = []
+    seen: list[Completed | Failed] = []
 
-    def buttons_for(event: Completed) -> list[ReplyButton]:
+    def buttons_for(event: Completed | Failed) -> list[ReplyButton]:
         seen.append(event)
-        return [ReplyButton("Steps", "steps:7", "🧾")]
+        return [ReplyButton("Steps", f"steps:{event.turn_id}", "🧾")] if event.steps else []
 
     async def main(events: Sequence[TurnEvent | float]) -> tuple[StreamResult, FakeSink]:
         sink, scheduler = FakeSink(), WriteScheduler()
@@ -440,15 +440,23 @@ def test_buttons_go_on_the_last_message_of_a_completed_reply_only() -> None:
         finally:
             await scheduler.close()
 
-    result, sink = run_virtual(lambda: main([Started(), *streamed(long_text, 20, 4.0), done(long_text)]))
+    ran_tools = {"turn_id": 7, "steps": 2}
+    events = [Started(), *streamed(long_text, 20, 4.0), done(long_text, **ran_tools)]
+    result, sink = run_virtual(lambda: main(events))
     assert len(result.message_ids) == 2 and len(seen) == 1
     assert sink.buttons == {result.message_ids[-1]: ("steps:7",)}
     # The final text equals what streamed, so the button costs exactly one extra edit of the last part.
-    result, sink = run_virtual(lambda: main([Started(), TextDelta("Hi"), done("Hi")]))
+    result, sink = run_virtual(lambda: main([Started(), TextDelta("Hi"), done("Hi", **ran_tools)]))
     assert sink.buttons == {result.message_ids[0]: ("steps:7",)}
-    failed, sink = run_virtual(lambda: main([Started(), TextDelta("Hi"), Failed("server", "Down.")]))
-    assert failed.outcome == "failed" and len(seen) == 2
-    assert sink.buttons == {}, "a reply that did not complete carries no buttons"
+    result, sink = run_virtual(lambda: main([Started(), TextDelta("Hi"), done("Hi")]))
+    assert sink.buttons == {}, "a turn without tools has no steps to show"
+    # A turn that failed after its tools ran shows them too; a stopped one has no buttons.
+    failed = Failed("server", "Down.", turn_id=8, steps=1)
+    result, sink = run_virtual(lambda: main([Started(), TextDelta("Hi"), failed]))
+    assert result.outcome == "failed" and sink.buttons == {result.message_ids[0]: ("steps:8",)}
+    calls = len(seen)
+    result, sink = run_virtual(lambda: main([Started(), TextDelta("Hi"), Cancelled("Hi")]))
+    assert result.outcome == "cancelled" and sink.buttons == {} and len(seen) == calls
 
 
 async def test_discord_sink_sends_buttons_as_a_view_and_leaves_them_alone_on_plain_edits() -> None:

@@ -30,6 +30,7 @@ from bot.engine.events import (
     Cancelled,
     CodeRun,
     Completed,
+    Failed,
     TextDelta,
     ToolFinished,
     ToolStarted,
@@ -43,7 +44,7 @@ from bot.storage.turn_steps import ARGUMENTS_CHARS, RESULT_CHARS, RecordedSteps,
 from bot.tooling import ConfirmationOutcome, ConfirmationRequest
 from standins.discord import CALLBACK_MESSAGE, FakeDiscord, StoredMessage
 from standins.discord.models import walk_components
-from standins.openai import CodeInterpreterCall, FakeOpenAI, FunctionCall, Reply, WebSearchCall
+from standins.openai import CodeInterpreterCall, FakeOpenAI, FunctionCall, HttpError, Reply, WebSearchCall
 from tests import conftest
 from tests.conftest import ServicesFactory
 from tests.harness import FAST_BUCKET, Harness, build_world, running_bot
@@ -208,6 +209,23 @@ async def test_the_chat_backend_records_its_calls_the_same_way(
         "ok",
         '{"cuisine":"sushi"}',
     )
+
+
+async def test_a_turn_that_fails_after_its_tools_ran_still_shows_them(
+    make_services: ServicesFactory, fake_openai: FakeOpenAI
+) -> None:
+    services = await services_with_tools(make_services, Clock(), openai={"max_retries": 0})
+    fake_openai.chat.push(
+        Reply(calls=[FunctionCall("find_restaurants", {"cuisine": "sushi"})]),
+        HttpError(500, "The server had an error while processing your request."),
+    )
+    events = await run_turn(services, "sushi?", turn_context(backend="chat"))
+    failed = events[-1]
+    assert isinstance(failed, Failed) and failed.kind == "server"
+    assert failed.turn_id is not None and failed.steps == 1
+    assert [b.custom_id for b in steps_buttons(failed)] == [steps_id(failed.turn_id)]
+    recorded = await services.storage.turn_steps.of_turn(failed.turn_id)
+    assert recorded is not None and [step.name for step in recorded.steps] == ["find_restaurants"]
 
 
 async def test_a_turn_without_tools_records_no_steps(

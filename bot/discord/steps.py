@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import discord
 
 from bot.discord.render.stream import ReplyButton
-from bot.engine.events import Completed
+from bot.engine.events import Completed, Failed
 from bot.errors import DatabaseUnavailableError
 from bot.storage.turn_steps import RecordedSteps, TurnStep, TurnStepStore
 
@@ -37,8 +37,8 @@ def steps_id(turn_id: int) -> str:
     return f"steps:{turn_id}"
 
 
-def steps_buttons(done: Completed) -> tuple[ReplyButton, ...]:
-    """The Steps button for a reply whose turn recorded steps; none for the others."""
+def steps_buttons(done: Completed | Failed) -> tuple[ReplyButton, ...]:
+    """The Steps button for a reply whose turn recorded steps (also one that failed after them)."""
     if done.turn_id is None or not done.steps:
         return ()
     return (ReplyButton(STEPS_LABEL, steps_id(done.turn_id), STEPS_EMOJI),)

@@ -289,7 +289,7 @@ class ConversationEngine:
         steps = StepRecorder(self._storage.turn_steps, request.turn_id)
         final = await self._answer(admitted, request, emit, started_at, steps)
         await asyncio.shield(steps.close())  # before the answer ends: its Steps button finds them all
-        if isinstance(final, Completed):
+        if isinstance(final, Completed | Failed):
             final = replace(final, turn_id=request.turn_id, steps=steps.count)
         self._count_ending(final)
         usage = final.usage if isinstance(final, Completed | Failed) else Usage()

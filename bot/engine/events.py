@@ -174,6 +174,9 @@ class Failed:
     reason: str
     partial_text: str = ""
     usage: Usage = field(default_factory=Usage)
+    turn_id: int | None = None
+    """As on `Completed`: a turn that ran tools before it failed shows what they did too."""
+    steps: int = 0
 
 
 @dataclass(frozen=True, slots=True)

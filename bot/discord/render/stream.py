@@ -254,9 +254,9 @@ class ReplyStreamer:
         *,
         config: StreamConfig | None = None,
         reply_key: Hashable | None = None,
-        buttons_for: Callable[[Completed], Sequence[ReplyButton]] | None = None,
+        buttons_for: Callable[[Completed | Failed], Sequence[ReplyButton]] | None = None,
     ) -> None:
-        """``buttons_for``: the buttons a completed reply carries on its last message (none if None)."""
+        """``buttons_for``: the buttons a completed or failed reply carries on its last message."""
         self._sink = sink
         self._buttons_for = buttons_for
         self._buttons: tuple[ReplyButton, ...] = ()
@@ -324,6 +324,8 @@ class ReplyStreamer:
             self._on_completed(event)
         elif isinstance(event, Failed):
             text = self._kept_text(event.partial_text)
+            if self._buttons_for is not None:
+                self._buttons = tuple(self._buttons_for(event))
             self._finish(text, f"⚠️ {one_line(event.reason)}", "failed", event)
         elif isinstance(event, Cancelled):
             text = self._kept_text(event.partial_text)

@@ -29,10 +29,11 @@ from bot.assistants import (
     validate_profile,
 )
 from bot.config import ALL_TOOLS, GuildSettings
-from bot.discord.app import send_ephemeral
+from bot.discord.instructions_modal import InstructionsModal
 from bot.engine import conversation_key
 from bot.errors import UserFacingError
 from bot.storage.assistants import AssistantChange, ChoiceScope
+from cogs.embeds import cut
 
 if TYPE_CHECKING:
     from bot.discord.app import AssistantBot
@@ -47,9 +48,6 @@ MAX_MESSAGE_CHARS = 2000
 MAX_FIELD_VALUE_CHARS = 1024
 MAX_DESCRIPTION_CHARS = 4096
 MAX_OPTION_CHARS = 6000  # Discord's limit for a string option
-MAX_MODAL_BOX_CHARS = 4000  # Discord's limit for one text input
-MAX_MODAL_TITLE_CHARS = 45
-MODAL_TIMEOUT_S = 900.0  # an interaction token lives 15 minutes
 MAX_DM_GUILD_CHECKS = 10
 """Servers asked (one REST call each) whether a person is a member, per DM autocomplete."""
 INSTRUCTIONS_PREVIEW_CHARS = 300
@@ -68,10 +66,6 @@ NO_AVATAR_WORDS = frozenset({"none", "off", "remove"})
 DM_PICK = re.compile(r"([0-9]{1,20}):(.+)", re.DOTALL)
 NEEDS_MANAGE_SERVER = "You need the Manage Server permission to {what}."
 NOT_IN_DM = "Assistants belong to a server: use this in a server (in a DM, `/assistant use` picks one)."
-
-
-def cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _md(text: str) -> str:
@@ -558,51 +552,27 @@ class AssistantsCog(commands.Cog):
         return [app_commands.Choice(name=cut(v, MAX_CHOICE_CHARS), value=v) for v in values][:MAX_CHOICES]
 
 
-class AssistantModal(discord.ui.Modal):
-    """An assistant's instructions in two paragraph boxes (Discord caps a box at 4000 characters;
-    instructions may have 8000); empty: the server's instructions. The other changes ride along."""
+class AssistantModal(InstructionsModal):
+    """An assistant's instructions in the two boxes; empty: the server's instructions. The other
+    changes given with `/assistant edit` ride along."""
 
     def __init__(self, cog: AssistantsCog, assistant: Assistant, changes: dict[str, Any]) -> None:
-        title = cut(f"Instructions for {changes.get('name', assistant.name)}", MAX_MODAL_TITLE_CHARS)
-        super().__init__(title=title, timeout=MODAL_TIMEOUT_S)
+        super().__init__(
+            title=f"Instructions for {changes.get('name', assistant.name)}",
+            current=assistant.profile.instructions or "",
+            label="Instructions (empty: the server's)",
+            required=False,
+        )
         self.cog = cog
         self.name = assistant.name
         self.changes = changes
-        current = assistant.profile.instructions or ""
-        self.first: discord.ui.TextInput[AssistantModal] = discord.ui.TextInput(
-            label="Instructions (empty: the server's)",
-            custom_id="instructions",
-            style=discord.TextStyle.paragraph,
-            default=current[:MAX_MODAL_BOX_CHARS] or None,
-            max_length=MAX_MODAL_BOX_CHARS,
-            required=False,
-        )
-        self.rest: discord.ui.TextInput[AssistantModal] = discord.ui.TextInput(
-            label="Continued (only for very long instructions)",
-            custom_id="instructions_continued",
-            style=discord.TextStyle.paragraph,
-            default=current[MAX_MODAL_BOX_CHARS : 2 * MAX_MODAL_BOX_CHARS] or None,
-            max_length=MAX_MODAL_BOX_CHARS,
-            required=False,
-        )
-        self.add_item(self.first)
-        self.add_item(self.rest)
 
-    async def on_submit(self, interaction: discord.Interaction) -> None:
+    async def save(self, interaction: discord.Interaction, instructions: str) -> None:
         _guild_id(interaction)
         _require_manage_guild(interaction, "edit assistants")  # permissions may have changed meanwhile
         await interaction.response.defer(ephemeral=True, thinking=True)
-        instructions = (self.first.value + self.rest.value).strip() or None
-        await self.cog.apply_edit(interaction, self.name, {**self.changes, "instructions": instructions})
-
-    # discord.py's Modal narrows View.on_error (no item); mypy sees that as an incompatible override.
-    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:  # type: ignore[override]
-        """Modals are outside the command tree's error handler: the same rules, applied here."""
-        if isinstance(error, UserFacingError):
-            await send_ephemeral(interaction, str(error))
-            return
-        log.error("Saving an assistant failed", exc_info=error)
-        await send_ephemeral(interaction, "Something went wrong on the bot's side; the error was logged.")
+        changes = {**self.changes, "instructions": instructions.strip() or None}
+        await self.cog.apply_edit(interaction, self.name, changes)
 
 
 async def setup(bot: AssistantBot) -> None:

@@ -22,7 +22,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.config import FUNCTION_TOOL_FAMILIES, HOSTED_TOOLS, IMAGE_TOOL, GuildSettings
-from bot.discord.app import send_ephemeral
+from bot.discord.instructions_modal import InstructionsModal
 from bot.errors import UserFacingError
 from bot.guild_settings import (
     CHANNEL_SETTINGS,
@@ -39,6 +39,7 @@ from bot.guild_settings import (
     setting_name,
 )
 from bot.storage import SettingChange
+from cogs.embeds import cut
 
 if TYPE_CHECKING:
     from bot.discord.app import AssistantBot
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_VALUE_OPTION_CHARS = 6000  # Discord's limit for a string option
-MAX_MODAL_BOX_CHARS = 4000  # Discord's limit for one text input
 MAX_CHOICES = 25
 MAX_CHOICE_CHARS = 100
 MAX_FIELD_VALUE_CHARS = 1024
@@ -55,7 +55,6 @@ MAX_EMBED_CHARS = 5400  # Discord allows 6000 per message; the rest is for the t
 MAX_DESCRIPTION_CHARS = 4096
 INSTRUCTIONS_PREVIEW_CHARS = 200
 AUDIT_ENTRIES = 15
-MODAL_TIMEOUT_S = 900.0  # an interaction token lives 15 minutes
 CONFIG_COLOUR = discord.Colour.blurple()
 NO_MENTIONS = discord.AllowedMentions.none()
 NEXT_MESSAGE = "It applies from the next message."
@@ -67,10 +66,6 @@ VALUE_EXAMPLES = {
     "daily_token_budget_guild": ("unlimited", "200k", "1M", "5M"),
     "daily_token_budget_user": ("unlimited", "20k", "50k", "200k"),
 }
-
-
-def cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def show_value(name: str, value: Any) -> str:
@@ -246,7 +241,7 @@ class ConfigCog(commands.Cog):
         if value is None:
             if name == "instructions":
                 current = await self.settings.effective(guild.id)
-                await interaction.response.send_modal(InstructionsModal(self, current.instructions))
+                await interaction.response.send_modal(ServerInstructionsModal(self, current.instructions))
                 return
             raise InvalidSettingError(f"Give a value for `{name}`: {expected(name)}.")
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -411,45 +406,20 @@ def _plain(text: str) -> str:
     return text.replace("`", "").replace("*", "")
 
 
-class InstructionsModal(discord.ui.Modal, title="Instructions for this server"):
-    """The system prompt in two paragraph boxes; the second continues the first when needed."""
+class ServerInstructionsModal(InstructionsModal):
+    """The server's system prompt, in the two boxes."""
 
     def __init__(self, cog: ConfigCog, current: str) -> None:
-        super().__init__(timeout=MODAL_TIMEOUT_S)
+        super().__init__(
+            title="Instructions for this server", current=current, label="Instructions", required=True
+        )
         self.cog = cog
-        self.first: discord.ui.TextInput[InstructionsModal] = discord.ui.TextInput(
-            label="Instructions",
-            custom_id="instructions",
-            style=discord.TextStyle.paragraph,
-            default=current[:MAX_MODAL_BOX_CHARS],
-            max_length=MAX_MODAL_BOX_CHARS,
-            required=True,
-        )
-        self.rest: discord.ui.TextInput[InstructionsModal] = discord.ui.TextInput(
-            label="Continued (only for very long instructions)",
-            custom_id="instructions_continued",
-            style=discord.TextStyle.paragraph,
-            default=current[MAX_MODAL_BOX_CHARS : 2 * MAX_MODAL_BOX_CHARS] or None,
-            max_length=MAX_MODAL_BOX_CHARS,
-            required=False,
-        )
-        self.add_item(self.first)
-        self.add_item(self.rest)
 
-    async def on_submit(self, interaction: discord.Interaction) -> None:
+    async def save(self, interaction: discord.Interaction, instructions: str) -> None:
         guild = _guild(interaction)
         _require_manage_guild(interaction)  # permissions may have changed while the box was open
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await self.cog.apply(interaction, guild, "instructions", self.first.value + self.rest.value)
-
-    # discord.py's Modal narrows View.on_error (no item); mypy sees that as an incompatible override.
-    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:  # type: ignore[override]
-        """Modals are outside the command tree's error handler: the same rules, applied here."""
-        if isinstance(error, UserFacingError):
-            await send_ephemeral(interaction, str(error))
-            return
-        log.error("Saving instructions failed", exc_info=error)
-        await send_ephemeral(interaction, "Something went wrong on the bot's side; the error was logged.")
+        await self.cog.apply(interaction, guild, "instructions", instructions)
 
 
 async def setup(bot: AssistantBot) -> None:

@@ -11,6 +11,7 @@ from discord.ext import commands
 from bot.assistants import Resolved
 from bot.config import FUNCTION_TOOL_FAMILIES, HOSTED_TOOLS, IMAGE_TOOL, GuildSettings
 from bot.features import Feature
+from cogs.embeds import cut
 
 if TYPE_CHECKING:
     from bot.discord.app import AssistantBot
@@ -40,10 +41,6 @@ COMMAND_LINES = (
 )
 
 
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 class HelpCog(commands.Cog):
     def __init__(self, bot: AssistantBot) -> None:
         self.bot = bot
@@ -70,12 +67,12 @@ class HelpCog(commands.Cog):
     ) -> discord.Embed:
         settings = answering.settings
         where = interaction.guild.name if interaction.guild else "our direct messages"
-        embed = discord.Embed(title=_cut(f"What I can do in {where}", 256), colour=HELP_COLOUR)
+        embed = discord.Embed(title=cut(f"What I can do in {where}", 256), colour=HELP_COLOUR)
         embed.add_field(name="Talking to me", value=self._talking(interaction, guild_settings), inline=False)
         if answering.assistant is not None:
             embed.add_field(
                 name="Who answers here",
-                value=_cut(
+                value=cut(
                     f"**{discord.utils.escape_markdown(answering.assistant.name)}**, a named assistant "
                     f"(model {discord.utils.escape_markdown(settings.model)}). `/assistant show` tells "
                     "more; `/assistant use` switches.",
@@ -102,7 +99,7 @@ class HelpCog(commands.Cog):
         off = self._off_here(settings)
         if off:
             embed.add_field(
-                name="Off on this bot", value=_cut("\n".join(off), MAX_FIELD_VALUE_CHARS), inline=False
+                name="Off on this bot", value=cut("\n".join(off), MAX_FIELD_VALUE_CHARS), inline=False
             )
         limits = self._limits(settings)
         if limits:
@@ -126,7 +123,7 @@ class HelpCog(commands.Cog):
             lines.append("I answer right below your message; mention me again to go on.")
         if self.bot.config.discord.allow_dms:
             lines.append("You can also send me a direct message.")
-        return _cut("\n".join(lines), MAX_FIELD_VALUE_CHARS)
+        return cut("\n".join(lines), MAX_FIELD_VALUE_CHARS)
 
     def _tools(self, settings: GuildSettings) -> str:
         """The tools switched on here that this bot really offers, as lines for people."""
@@ -136,7 +133,7 @@ class HelpCog(commands.Cog):
         lines = [f"• {TOOL_LABELS.get(tool, tool)}" for tool in usable]
         if settings.confirm_side_effects and {"restaurants", "rides"} & set(usable):
             lines.append("I ask you before booking or ordering anything.")
-        return _cut("\n".join(lines), MAX_FIELD_VALUE_CHARS)
+        return cut("\n".join(lines), MAX_FIELD_VALUE_CHARS)
 
     def _usable(self, settings: GuildSettings) -> list[str]:
         """The tools switched on here that this bot really offers (hosted ones need `responses`)."""
@@ -169,7 +166,7 @@ class HelpCog(commands.Cog):
             elif name == "imagine" and not settings.images_enabled:
                 line = "`/imagine` — image generation is switched off here"
             lines.append(line)
-        return _cut("\n".join(lines) or "`/help` — this message", MAX_FIELD_VALUE_CHARS)
+        return cut("\n".join(lines) or "`/help` — this message", MAX_FIELD_VALUE_CHARS)
 
     def _feature_of(self, command: str, settings: GuildSettings) -> Feature | None:
         """The feature a command belongs to, if it is one that may be off on this bot."""

@@ -30,7 +30,7 @@ from bot.knowledge import MAX_QUERY_CHARS, MAX_SEARCH_RESULTS, Remembered, Searc
 from bot.storage import KnowledgeEntry
 from bot.vector_knowledge import VectorSearchHit
 from cogs.deferral import public_thinking
-from cogs.embeds import add_fields, field_share
+from cogs.embeds import add_fields, cut, field_share
 
 if TYPE_CHECKING:
     from bot.discord.app import AssistantBot
@@ -45,15 +45,11 @@ JUMP_URL_BASE = "https://discord.com/channels"
 MAX_FIELD_NAME_CHARS = 256  # Discord's limit for an embed field's name
 
 
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def search_embed(query: str, results: SearchResults) -> discord.Embed:
     """The top matches as embed fields: entry, score, source link and the passage itself."""
     embed = discord.Embed(
         title="Knowledge search",
-        description=_cut(f"Closest matches for **{discord.utils.escape_markdown(query)}**", 4000),
+        description=cut(f"Closest matches for **{discord.utils.escape_markdown(query)}**", 4000),
         colour=SEARCH_COLOUR,
     )
     footer = f"{results.model} · {results.dims} dimensions"
@@ -61,16 +57,16 @@ def search_embed(query: str, results: SearchResults) -> discord.Embed:
         footer += f" · {results.skipped_entries} entries from another embedding model not searched"
     embed.set_footer(text=footer)
     names = [
-        _cut(f"{rank}. #{hit.entry.id} · {hit.score:.2f} · {hit.citation}", MAX_FIELD_NAME_CHARS)
+        cut(f"{rank}. #{hit.entry.id} · {hit.score:.2f} · {hit.citation}", MAX_FIELD_NAME_CHARS)
         for rank, hit in enumerate(results.hits, 1)
     ]
     share = field_share(embed, names)  # ten long passages must share Discord's 6000 characters
     fields: list[tuple[str, str, bool]] = []
     for name, hit in zip(names, results.hits, strict=True):
         entry = hit.entry
-        source = f"[{_cut(entry.source, 60)}]({entry.jump_url})" if entry.jump_url else entry.source
+        source = f"[{cut(entry.source, 60)}]({entry.jump_url})" if entry.jump_url else entry.source
         credit = f"— {source}, added by <@{entry.author_id}>"
-        passage = _cut(hit.text, max(1, min(SNIPPET_CHARS, share - len(credit) - 1)))
+        passage = cut(hit.text, max(1, min(SNIPPET_CHARS, share - len(credit) - 1)))
         fields.append((name, f"{passage}\n{credit}", False))
     return add_fields(embed, fields)
 
@@ -79,12 +75,12 @@ def vector_search_embed(query: str, hits: list[VectorSearchHit]) -> discord.Embe
     """The OpenAI vector store's top passages as embed fields: entry, score, file and the passage."""
     embed = discord.Embed(
         title="Knowledge search",
-        description=_cut(f"Closest matches for **{discord.utils.escape_markdown(query)}**", 4000),
+        description=cut(f"Closest matches for **{discord.utils.escape_markdown(query)}**", 4000),
         colour=SEARCH_COLOUR,
     )
     embed.set_footer(text="This server's OpenAI vector store")
     names = [
-        _cut(
+        cut(
             f"{rank}. {f'#{hit.entry.id} · ' if hit.entry else ''}{hit.score:.2f} · {hit.filename}",
             MAX_CHOICE_NAME_CHARS * 2,
         )
@@ -92,7 +88,7 @@ def vector_search_embed(query: str, hits: list[VectorSearchHit]) -> discord.Embe
     ]
     share = field_share(embed, names)
     fields = [
-        (name, _cut(hit.text or "…", max(1, min(SNIPPET_CHARS, share))), False)
+        (name, cut(hit.text or "…", max(1, min(SNIPPET_CHARS, share))), False)
         for name, hit in zip(names, hits, strict=True)
     ]
     return add_fields(embed, fields)
@@ -306,7 +302,7 @@ class KnowledgeCog(commands.Cog):
                 limit=MAX_AUTOCOMPLETE_CHOICES,
             )
             return [
-                app_commands.Choice(name=_cut(f"#{f.id} · {f.filename}", MAX_CHOICE_NAME_CHARS), value=f.id)
+                app_commands.Choice(name=cut(f"#{f.id} · {f.filename}", MAX_CHOICE_NAME_CHARS), value=f.id)
                 for f in files
             ]
         entries = await self.knowledge.entries(
@@ -317,7 +313,7 @@ class KnowledgeCog(commands.Cog):
         )
         return [
             app_commands.Choice(
-                name=_cut(f"#{e.id} · {e.title} ({_what_it_is(e)})", MAX_CHOICE_NAME_CHARS), value=e.id
+                name=cut(f"#{e.id} · {e.title} ({_what_it_is(e)})", MAX_CHOICE_NAME_CHARS), value=e.id
             )
             for e in entries
         ]

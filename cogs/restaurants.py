@@ -17,6 +17,7 @@ from discord.ext import commands
 
 from bot.errors import UserFacingError
 from bot.storage.bookings import RestaurantChange, RestaurantFields
+from cogs.embeds import cut
 from tools.hours import OpeningHours
 from tools.restaurants.catalog import (
     CSV_EXAMPLE,
@@ -39,10 +40,6 @@ MAX_MESSAGE_CHARS = 2000
 AUDIT_ENTRIES = 15
 IMPORT_HELP = f"A CSV file with a header, for example:\n```csv\n{CSV_EXAMPLE}```"
 TablesPerSlot = app_commands.Range[int, 0, MAX_TABLES_PER_SLOT]
-
-
-def cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _guild_id(interaction: discord.Interaction) -> int:

@@ -33,7 +33,7 @@ from bot.discord.instructions_modal import InstructionsModal
 from bot.engine import conversation_key
 from bot.errors import UserFacingError
 from bot.storage.assistants import AssistantChange, ChoiceScope
-from cogs.embeds import cut
+from cogs.embeds import MAX_CHOICE_CHARS, MAX_CHOICES, choices_containing, cut
 
 if TYPE_CHECKING:
     from bot.discord.app import AssistantBot
@@ -42,8 +42,6 @@ log = logging.getLogger(__name__)
 
 ASSISTANT_COLOUR = discord.Colour.blurple()
 NO_MENTIONS = discord.AllowedMentions.none()
-MAX_CHOICES = 25
-MAX_CHOICE_CHARS = 100
 MAX_MESSAGE_CHARS = 2000
 MAX_FIELD_VALUE_CHARS = 1024
 MAX_DESCRIPTION_CHARS = 4096
@@ -498,9 +496,9 @@ class AssistantsCog(commands.Cog):
         """This server's assistants whose name contains what was typed."""
         if interaction.guild_id is None:
             return []
-        wanted = current.strip().lower()
-        names = [a.name for a in await self.assistants.in_guild(interaction.guild_id)]
-        return [app_commands.Choice(name=n, value=n) for n in names if wanted in n.lower()][:MAX_CHOICES]
+        return choices_containing(
+            (a.name for a in await self.assistants.in_guild(interaction.guild_id)), current
+        )
 
     @use.autocomplete("name")
     async def use_choices(

@@ -1,4 +1,4 @@
-"""Discord's limits on an embed's text, applied in one place.
+"""Discord's limits on an embed's text (and on autocomplete choices), applied in one place.
 
 Discord refuses a whole message (400) when its embed's title, description, field names and values and
 footer add up to more than 6000 characters, even though each part is within its own limit: ten long
@@ -7,14 +7,17 @@ search passages or six long contact fields are enough. Fields are added last, sh
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import discord
+from discord import app_commands
 
 MAX_EMBED_CHARS = 6000
 MAX_FIELD_NAME_CHARS = 256
 MAX_FIELD_VALUE_CHARS = 1024
 MAX_FIELDS = 25
+MAX_CHOICES = 25
+MAX_CHOICE_CHARS = 100  # a choice's name and its value alike
 
 
 def cut(text: str, limit: int) -> str:
@@ -37,3 +40,11 @@ def add_fields(embed: discord.Embed, fields: Sequence[tuple[str, str, bool]]) ->
         budget -= len(shown)
         embed.add_field(name=name, value=shown, inline=inline)
     return embed
+
+
+def choices_containing(names: Iterable[str], typed: str) -> list[app_commands.Choice[str]]:
+    """Autocomplete: the names that contain what was typed (any case), as many as Discord shows. A
+    name longer than a choice's value may be is left out: it could not be sent back."""
+    wanted = typed.strip().casefold()
+    found = [name for name in names if wanted in name.casefold() and len(name) <= MAX_CHOICE_CHARS]
+    return [app_commands.Choice(name=name, value=name) for name in found[:MAX_CHOICES]]

@@ -17,7 +17,7 @@ from discord.ext import commands
 
 from bot.errors import UserFacingError
 from bot.storage.bookings import RestaurantChange, RestaurantFields
-from cogs.embeds import cut
+from cogs.embeds import choices_containing, cut
 from tools.hours import OpeningHours
 from tools.restaurants.catalog import (
     CSV_EXAMPLE,
@@ -33,8 +33,6 @@ if TYPE_CHECKING:
 
 CATALOG_COLOUR = discord.Colour.blurple()
 NO_MENTIONS = discord.AllowedMentions.none()
-MAX_CHOICES = 25
-MAX_CHOICE_CHARS = 100
 MAX_DESCRIPTION_CHARS = 4096
 MAX_MESSAGE_CHARS = 2000
 AUDIT_ENTRIES = 15
@@ -263,11 +261,7 @@ class RestaurantsCog(commands.Cog):
         """This server's own restaurants whose name contains what was typed."""
         if interaction.guild_id is None:
             return []
-        wanted = current.strip().lower()
-        names = [
-            name for name in await self.catalog.own_names(interaction.guild_id) if wanted in name.lower()
-        ]
-        return [app_commands.Choice(name=name[:MAX_CHOICE_CHARS], value=name) for name in names[:MAX_CHOICES]]
+        return choices_containing(await self.catalog.own_names(interaction.guild_id), current)
 
 
 async def setup(bot: AssistantBot) -> None:

@@ -182,11 +182,7 @@ class KnowledgeCog(commands.Cog):
                 await progress.abandon()  # no progress edit may land after the placeholder is gone
                 raise
         entry = remembered.entry
-        message = await progress.finish(
-            lambda: interaction.followup.send(
-                _remembered_sentence(remembered, KIND_NAMES[kind]), allowed_mentions=NO_MENTIONS, wait=True
-            )
-        )
+        message = await progress.finish(_remembered_sentence(remembered, KIND_NAMES[kind]))
         await self.knowledge.link(entry.id, f"{JUMP_URL_BASE}/{guild_id}/{message.channel.id}/{message.id}")
 
     async def _add_to_vector_store(

@@ -175,13 +175,19 @@ async def test_the_knowledge_tool_cites_the_file_page_and_section_in_a_conversat
 
 
 async def settled(h: Harness, name: str, options: dict[str, Any], user: FakeUser) -> StoredMessage:
-    """Run a slash command; the message that answers it, once it settled."""
+    """Run a slash command; the message that answers it, once it settled (a followup, an immediate
+    answer, or the "thinking…" placeholder edited into the answer)."""
     record = await h.discord.slash_command(name, options, user=user, channel_id=h.general.id)
-    await h.discord.wait_for(
-        lambda: (
-            bool(record.followup_ids) or (record.acknowledged and record.response_type == CALLBACK_MESSAGE)
+
+    def answered() -> bool:
+        original = h.discord.messages.get(record.original_message_id or 0)
+        return (
+            bool(record.followup_ids)
+            or (record.acknowledged and record.response_type == CALLBACK_MESSAGE)
+            or (original is not None and not original.deleted and not original.loading)
         )
-    )
+
+    await h.discord.wait_for(answered)
     return h.discord.message(
         record.followup_ids[-1] if record.followup_ids else record.original_message_id or 0
     )
@@ -218,8 +224,11 @@ async def test_remember_a_pdf_with_progress_then_search_cites_its_page_and_forge
                 )
 
         fake_openai.embeddings.default = hold_the_second_batch
-        await h.discord.wait_for(lambda: bool(record.followup_ids), timeout=30)
-        answer = h.discord.message(record.followup_ids[-1])
+        await h.discord.wait_for(lambda: placeholder_says("Remembered entry"), timeout=30)
+        answer = h.discord.message(record.original_message_id or 0)
+        # The placeholder became the answer: no second message beside a count left standing.
+        assert [m.id for m in h.discord.bot_messages(h.general.id)] == [answer.id]
+        assert record.followup_ids == [] and "Indexing" not in answer.content
         assert batches == [96, 96, 8]
         assert not answer.ephemeral and answer.content.startswith(
             f"Remembered entry **#1**: the PDF **handbook.pdf** ({pages} pages, {pages} chunks)."

@@ -91,7 +91,8 @@ class ChannelWrites:
 
 
 class ResponseProgress:
-    """A slow command's deferred response ("Indexing handbook.pdf: 40/120 chunks"), then its answer.
+    """A slow command's deferred response ("Indexing handbook.pdf: 40/120 chunks"), then its answer in
+    the same message.
 
     Progress edits are REFRESH writes, the answer a FINAL one, all on one target: the scheduler keeps
     the latest queued edit only, runs one at a time, and lets the answer replace a waiting edit, so a
@@ -118,12 +119,21 @@ class ResponseProgress:
         future.add_done_callback(_log_failed_progress)
         self._pending = future
 
-    async def finish(self, send: Callable[[], Awaitable[discord.WebhookMessage]]) -> discord.WebhookMessage:
-        """Send the answer (e.g. the followup that replaces the placeholder) after any edit under way."""
+    async def finish(self, content: str) -> discord.InteractionMessage:
+        """Edit the placeholder into the answer, after any progress edit under way.
+
+        Never a followup: a progress edit has already ended the "thinking…" state, so a followup would
+        post a second message and leave the last count beside the answer for good.
+        """
+        interaction = self._interaction
         result = await self._scheduler.perform(
-            WriteKind.FINAL, self._channel, send, route=EDIT_ROUTE, target=self._target
+            WriteKind.FINAL,
+            self._channel,
+            lambda: interaction.edit_original_response(content=content, allowed_mentions=NO_MENTIONS),
+            route=EDIT_ROUTE,
+            target=self._target,
         )
-        assert isinstance(result, discord.WebhookMessage)
+        assert isinstance(result, discord.InteractionMessage)
         return result
 
     async def abandon(self) -> None:

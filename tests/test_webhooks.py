@@ -342,10 +342,21 @@ def test_webhook_and_interaction_tokens_are_blanked_in_discord_py_debug_lines() 
             "%s %s has received %s",
             ("POST", "https://d/api/v10/channels/1/webhooks", {"id": "7", "token": secret}),
         ),
+        (  # discord.py answers an interaction at its callback URL, which carries the interaction's token
+            "Webhook ID %s with %s %s has returned status code %s",
+            (9, "POST", f"https://d/api/v10/interactions/9/{secret}/callback", 204),
+        ),
+        (
+            "Webhook ID %s with %s %s has returned status code %s",
+            (9, "PATCH", f"https://d/api/v10/webhooks/9/{secret}/messages/@original", 200),
+        ),
         ("plain %s", ("nothing secret",)),
     ]
+    shown: list[str] = []
     for message, args in lines:
         record = logging.LogRecord("discord.http", logging.DEBUG, __file__, 1, message, args, None)
         assert REDACT_WEBHOOK_TOKENS.filter(record)
-        assert secret not in record.getMessage()
-    assert record.getMessage() == "plain nothing secret"
+        shown.append(record.getMessage())
+    assert not any(secret in line for line in shown), shown
+    assert "/interactions/9/<token>/callback has returned" in shown[2]
+    assert shown[-1] == "plain nothing secret"

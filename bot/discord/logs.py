@@ -32,7 +32,9 @@ class DropVoiceWarnings(logging.Filter):
 
 DROP_VOICE_WARNINGS = DropVoiceWarnings()
 
-_WEBHOOK_URL_TOKEN = re.compile(r"(/webhooks/\d+/)[^/?\s'\"]+")
+_URL_TOKEN = re.compile(r"(/(?:webhooks|interactions)/\d+/)[^/?\s'\"]+")
+"""A token in a request URL: a webhook's (``/webhooks/{id}/{token}``, also interaction followups) or an
+interaction's (``/interactions/{id}/{token}/callback``)."""
 _TOKEN_FIELD = re.compile(r"""(['"]token['"]\s*:\s*['"])[^'"]+""")
 TOKEN_LOGGERS = ("discord.http", "discord.webhook.async_")
 """discord.py's loggers that write request URLs and response bodies at DEBUG."""
@@ -44,7 +46,7 @@ class RedactWebhookTokens(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        redacted = _TOKEN_FIELD.sub(r"\1<token>", _WEBHOOK_URL_TOKEN.sub(r"\1<token>", message))
+        redacted = _TOKEN_FIELD.sub(r"\1<token>", _URL_TOKEN.sub(r"\1<token>", message))
         if redacted != message:
             record.msg, record.args = redacted, None
         return True

@@ -28,7 +28,7 @@ from bot.documents import (
 from bot.errors import UserFacingError
 from bot.knowledge import MAX_QUERY_CHARS, MAX_SEARCH_RESULTS, Remembered, SearchResults
 from bot.storage import KnowledgeEntry
-from bot.vector_knowledge import VectorSearchHit
+from bot.vector_knowledge import VectorSearchHit, check_file
 from cogs.deferral import public_thinking
 from cogs.embeds import add_fields, cut, field_share
 
@@ -152,16 +152,12 @@ class KnowledgeCog(commands.Cog):
         knowledge in an OpenAI vector store, hand the file to that store."""
         services = self.bot.services
         settings = await services.settings.effective(guild_id)
+        max_bytes = services.config.storage.knowledge_document_max_mb << 20
         if settings.knowledge_store == "openai":
-            await self._add_to_vector_store(interaction, guild_id, file)
+            await self._add_to_vector_store(interaction, guild_id, file, settings, max_bytes)
             return
         services.features.knowledge.require()
-        max_bytes = services.config.storage.knowledge_document_max_mb << 20
-        if file.size > max_bytes:  # refused before anything is downloaded
-            raise DocumentTooLargeError(
-                f"{file.filename} is too large to remember ({file.size / (1 << 20):.1f} MB; "
-                f"the limit is {max_bytes >> 20} MB)."
-            )
+        _refuse_too_large(file, max_bytes)
         kind = document_kind(file.filename, file.content_type)
         progress = self.bot.channel_writes.response_progress(interaction)
         async with public_thinking(interaction):
@@ -186,10 +182,21 @@ class KnowledgeCog(commands.Cog):
         await self.knowledge.link(entry.id, f"{JUMP_URL_BASE}/{guild_id}/{message.channel.id}/{message.id}")
 
     async def _add_to_vector_store(
-        self, interaction: discord.Interaction, guild_id: int, file: discord.Attachment
+        self,
+        interaction: discord.Interaction,
+        guild_id: int,
+        file: discord.Attachment,
+        settings: GuildSettings,
+        max_bytes: int,
     ) -> None:
-        """`knowledge_store = "openai"`: the file goes to the guild's OpenAI vector store as it is."""
-        async with public_thinking(interaction):
+        """`knowledge_store = "openai"`: the file goes to the guild's OpenAI vector store as it is.
+
+        Its type and size are checked from the attachment's metadata, and the member's limits before
+        anything is downloaded: a refused file costs neither the download nor the upload.
+        """
+        check_file(file.filename, file.size)
+        _refuse_too_large(file, max_bytes)
+        async with public_thinking(interaction), self._allowance(interaction, settings):
             data = await file.read()
             added = await self.bot.services.vector_knowledge.add_file(
                 guild_id=guild_id, user_id=interaction.user.id, filename=file.filename, data=data
@@ -331,6 +338,15 @@ def _remembered_sentence(remembered: Remembered, kind: str | None = None) -> str
         f"Remembered entry **#{entry.id}**: the {kind} **{title}** ({chunks}). "
         f"Find it with /search; remove all of it with /forget entry:{entry.id}."
     )
+
+
+def _refuse_too_large(file: discord.Attachment, max_bytes: int) -> None:
+    """`[storage] knowledge_document_max_mb`, checked before anything is downloaded."""
+    if file.size > max_bytes:
+        raise DocumentTooLargeError(
+            f"{file.filename} is too large to remember ({file.size / (1 << 20):.1f} MB; "
+            f"the limit is {max_bytes >> 20} MB)."
+        )
 
 
 def _what_it_is(entry: KnowledgeEntry) -> str:

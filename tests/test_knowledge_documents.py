@@ -356,3 +356,48 @@ async def test_a_guild_on_an_openai_vector_store_gets_the_file_there_not_in_the_
         assert await h.services.storage.knowledge.entries(guild_id) == []
         assert fake_openai.requests_to("/v1/embeddings") == []
         assert [f.filename for f in await h.services.vector_knowledge.files(guild_id)] == ["handbook.pdf"]
+
+
+@pytest.mark.parametrize(
+    ("upload", "sentence"),
+    [
+        (Upload("tool.exe", b"MZ\x90\x00"), "OpenAI's file search cannot read .exe (tool.exe)"),
+        (
+            Upload("big.txt", b"x" * (1024 * 1024 + 1)),
+            "big.txt is too large to remember (1.0 MB; the limit is 1 MB).",
+        ),
+        (Upload("empty.txt", b""), "empty.txt is empty."),
+    ],
+)
+async def test_a_file_for_the_vector_store_is_checked_before_it_is_downloaded(
+    tmp_path: Path, fake_openai: FakeOpenAI, upload: Upload, sentence: str
+) -> None:
+    async with running_bot(
+        tmp_path, fake_openai, extensions=COGS, storage={"knowledge_document_max_mb": 1}
+    ) as h:
+        guild_id = h.general.guild_id or 0
+        await h.services.settings.set(guild_id, "knowledge_store", "openai", user_id=h.world.admin.id)
+        refused = await settled(h, "remember", {"file": upload}, h.alice)
+        assert refused.ephemeral and sentence in refused.content
+        assert h.discord.calls_of("cdn") == []  # never downloaded
+        assert fake_openai.requests_to("/v1/files") == []
+        assert await h.services.vector_knowledge.files(guild_id) == []
+
+
+async def test_a_member_over_their_budget_cannot_add_to_the_vector_store(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with running_bot(tmp_path, fake_openai, extensions=COGS) as h:
+        guild_id = h.general.guild_id or 0
+        admin = h.world.admin.id
+        await h.services.settings.set(guild_id, "knowledge_store", "openai", user_id=admin)
+        await h.services.settings.set(guild_id, "daily_token_budget_user", 1000, user_id=admin)
+        await h.services.storage.usage.record(
+            guild_id=guild_id, user_id=h.alice.id, input_tokens=2000, output_tokens=0
+        )
+        refused = await settled(h, "remember", {"file": Upload("handbook.pdf", handbook())}, h.alice)
+        assert refused.ephemeral and "budget" in refused.content
+        assert h.discord.calls_of("cdn") == []
+        assert fake_openai.requests_to("/v1/files") == []
+        added = await settled(h, "remember", {"file": Upload("handbook.pdf", handbook())}, h.world.bob)
+        assert "to this server's OpenAI vector store as entry **#1**" in added.content  # Bob has his

@@ -32,6 +32,7 @@ from bot.discord.render.stream import (
     ReplyStreamer,
     StreamConfig,
     StreamResult,
+    WriteOutcome,
     WriteRoutes,
     speaker_header,
 )
@@ -329,6 +330,23 @@ async def test_a_post_that_failed_twice_and_landed_the_second_time_shows_once(pl
     assert result.delivered
     assert [m.content for m in server.webhook_messages(place.thread.id)] == ["Once."]
     assert [c.status for c in server.calls_of("channel_webhook_execute")] == [502, 502]
+
+
+async def test_a_landed_post_is_found_in_a_busy_thread_not_posted_twice(place: Place) -> None:
+    server = place.server
+    sink = await place.sink(place.thread)
+    for i in range(12):  # more than a short look would read, all just before the attempt
+        await server.user_message(place.thread.id, place.alice, f"chatter {i}")
+    server.fail_next("channel_webhook_execute", 502, applied=True)  # stored, then answered 502
+    failed = await sink.post("Only once.", nonce="slot-0")
+    assert failed.outcome is WriteOutcome.FAILED and failed.message is None
+    for i in range(3):
+        await server.user_message(place.thread.id, place.alice, f"after {i}")
+    again = await sink.post("Only once.", nonce="slot-0")
+    [landed] = server.webhook_messages(place.thread.id)
+    assert again.outcome is WriteOutcome.OK and again.message is not None
+    assert again.message.id == landed.id and landed.content == "Only once."
+    assert [c.status for c in server.calls_of("channel_webhook_execute")] == [502]
 
 
 def test_webhook_and_interaction_tokens_are_blanked_in_discord_py_debug_lines() -> None:

@@ -5,7 +5,7 @@ buttoned exactly like the bot's own (``DiscordSink``), with the same mapping of 
 Retries without a nonce. Discord's nonce, which makes a retried post of the bot safe, does not exist
 for webhooks, and the streamer retries a post that FAILED. A failure that may have reached Discord
 (a 5xx, a connection lost after sending, a timeout) is remembered by the slot's nonce, and before that
-slot posts again the sink looks at the last few messages for one its webhook posted since, with one of
+slot posts again the sink looks at the latest messages for one its webhook posted since, with one of
 the texts it tried: found, that message is adopted and brought up to date instead of posting a copy.
 A failure that surely did not reach Discord (no connection made, a 4xx) needs no look. (discord.py's
 own retry of a 5xx inside one request is not covered: Discord very rarely stores a message it answers
@@ -47,8 +47,9 @@ from bot.engine.turn import Speaker
 
 log = logging.getLogger(__name__)
 
-LOOKBACK_MESSAGES = 10
-"""How many of the latest messages are read to find a post that failed but may have landed."""
+LOOKBACK_MESSAGES = 50
+"""How many of the latest messages (newest first, one request) are read to find a post that failed but
+may have landed: a busy channel's other messages since the attempt must not hide it."""
 LOOKBACK_SLACK_S = 10.0
 """Messages older than this before the failed attempt began are not looked at (clocks differ)."""
 
@@ -223,12 +224,14 @@ class WebhookSink:
         )
 
     async def _landed(self, attempts: _Attempts) -> discord.Message | None:
-        """The message a failed post may have left, if the last few messages hold it."""
-        after = discord.Object(
-            discord.utils.time_snowflake(attempts.since - dt.timedelta(seconds=LOOKBACK_SLACK_S))
-        )
+        """The message a failed post may have left, if the latest messages hold it. Read newest first:
+        a read ``after`` a point gets the oldest messages after it, and in a busy channel those can all
+        be others' while the post that landed is newer."""
+        oldest = attempts.since - dt.timedelta(seconds=LOOKBACK_SLACK_S)
         try:
-            async for message in self._channel.history(limit=LOOKBACK_MESSAGES, after=after):
+            async for message in self._channel.history(limit=LOOKBACK_MESSAGES, oldest_first=False):
+                if message.created_at < oldest:
+                    break
                 if (
                     message.webhook_id == self._webhook.id
                     and message.id not in self._owners

@@ -274,9 +274,13 @@ class ChatCog(commands.Cog):
         config = self.bot.stream_config
         if speaker is not None:  # a named assistant: under its name through a webhook, else a header line
             channel = target.channel
-            webhook = await self._webhooks.webhook_for(channel) if isinstance(channel, Speakable) else None
+            # A webhook's message cannot be a reply: in a channel (no thread) the link to the question
+            # matters more than the name as author, so the reply is the bot's own under the header.
+            webhook = None
+            if target.reply_to is None and isinstance(channel, Speakable):
+                webhook = await self._webhooks.webhook_for(channel)
             if webhook is not None and isinstance(channel, Speakable):
-                sink = WebhookSink(channel, webhook, speaker, self._webhooks)
+                sink = WebhookSink(channel, webhook, speaker, self._webhooks, reply_to=target.reply_to)
             else:
                 config = replace(config, header=speaker_header(speaker.name))
         streamer = ReplyStreamer(

@@ -309,6 +309,23 @@ async def test_a_refused_webhook_falls_back_to_the_bots_messages_under_the_heade
     assert await place.webhooks.webhook_for(place.channel(place.thread)) is None
 
 
+async def test_a_fallback_in_a_channel_stays_a_reply_to_the_question(place: Place) -> None:
+    server = place.server
+    general = place.channel(place.general)
+    asked = await server.user_message(place.general.id, place.alice, "What is 6 times 7?")
+    question = await general.fetch_message(int(asked["id"]))
+    webhook = await place.webhooks.webhook_for(general)
+    assert webhook is not None
+    sink = WebhookSink(general, webhook, TUTOR, place.webhooks, reply_to=question)
+    server.delete_webhook(webhook.id)
+    place.general.deny.add("manage_webhooks")
+    result = await place.reply(sink, [Started(), TextDelta("42."), done("42.")])
+    assert result.delivered and sink.falling_back
+    [shown] = server.bot_messages(place.general.id)
+    assert shown.content == f"{HEADER}\n42."
+    assert shown.data["message_reference"]["message_id"] == str(question.id)
+
+
 async def test_a_failed_post_that_landed_is_adopted_not_posted_twice(place: Place) -> None:
     server = place.server
     sink = await place.sink(place.thread)

@@ -106,6 +106,28 @@ async def test_without_manage_webhooks_the_reply_starts_with_the_header_line(
         assert h.discord.calls_of("webhooks_list") == h.discord.calls_of("webhook_create") == []
 
 
+async def test_a_reply_in_the_channel_is_the_bots_own_reply_to_the_question_under_the_header(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with bot_with(tmp_path, fake_openai, permissions=WEBHOOK_PERMISSIONS) as h:
+        await setup_assistant(h, TUTOR)
+        answer = await run(
+            h, "config set", {"setting": "mention_opens_thread", "value": "off"}, user=h.world.admin
+        )
+        assert "off" in answer.text.lower()
+        sent = await h.discord.user_message(
+            h.general.id, h.alice, f"{h.bot_mention} What is 6 times 7?", mentions_bot=True
+        )
+        reply = await h.discord.wait_for_message(
+            lambda m: m.channel_id == h.general.id and "6 times 7" in m.content, timeout=WAIT_S
+        )
+        # a webhook's message cannot be a reply: the bot's own keeps the link to the question
+        assert reply.webhook_id is None and reply.content.startswith(speaker_header("Math Tutor") + "\n")
+        assert reply.data["message_reference"]["message_id"] == str(sent["id"])
+        assert h.discord.threads_in(h.general.id) == [] and h.discord.webhook_messages(h.general.id) == []
+        assert h.discord.calls_of("webhooks_list") == h.discord.calls_of("webhook_create") == []
+
+
 async def test_the_default_assistant_is_the_bot_itself(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
     async with bot_with(tmp_path, fake_openai, permissions=WEBHOOK_PERMISSIONS) as h:
         thread = await mention_and_wait(h, "Hello there", 1)

@@ -64,7 +64,12 @@ class _Attempts:
 
 class WebhookSink:
     """Posts, edits and deletes one reply's messages through ``webhook`` in ``channel`` under ``speaker``;
-    typing is the bot's (a webhook cannot type). ``webhooks`` replaces a deleted webhook, once."""
+    typing is the bot's (a webhook cannot type). ``webhooks`` replaces a deleted webhook, once.
+
+    ``reply_to``: the message the reply answers, if it is a reply in a channel. A webhook's message
+    cannot be a reply, so such replies are best shown as the bot's own under the header line (the chat
+    cog does so); given here, the fallback's first message is a reply to it.
+    """
 
     def __init__(
         self,
@@ -73,9 +78,11 @@ class WebhookSink:
         speaker: Speaker,
         webhooks: ChannelWebhooks,
         *,
+        reply_to: discord.Message | None = None,
         max_file_bytes: int | None = None,
     ) -> None:
         self._channel = channel
+        self._reply_to = reply_to
         self._thread: Any = channel if isinstance(channel, discord.Thread) else MISSING
         self._webhook = webhook
         self._bucket = webhook.id
@@ -260,7 +267,9 @@ class WebhookSink:
             error.code,
         )
         self._webhooks.set_unusable(self._channel)
-        self._fallback = DiscordSink(self._channel, max_file_bytes=self._max_file_bytes)
+        self._fallback = DiscordSink(
+            self._channel, reply_to=self._reply_to, max_file_bytes=self._max_file_bytes
+        )
         return await self._fallback_post(text, files, nonce, buttons)
 
     async def _fallback_post(

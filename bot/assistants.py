@@ -13,11 +13,14 @@ assistant with one or two indexed queries: nothing is cached, so several process
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import time
 import unicodedata
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 from urllib.parse import urlsplit
 
 import pydantic
@@ -48,6 +51,11 @@ FORBIDDEN_NAME_PARTS = ("discord", "clyde")  # Discord refuses webhook usernames
 FORBIDDEN_NAME_CHARS = ("@", "#", ":", "```")  # mentions, and ':' separates guild and name in a DM pick
 MAX_ECHO_CHARS = 60
 MAX_ERROR_CHARS = 500
+MEMBERSHIP_TTL_S = 180.0
+"""How long this process trusts an answer to "is this person in that server?" (a DM asks each message)."""
+MAX_MEMBERSHIP_ANSWERS = 10_000
+MAX_MEMBERSHIP_LOOKUPS = 10
+"""Servers asked at once (one REST call each) whether a person is a member, e.g. per DM autocomplete."""
 
 assert KNOWLEDGE_TOOL in ALL_TOOLS, "the knowledge switch turns on the knowledge tool family"
 
@@ -175,6 +183,8 @@ class Resolved:
 
     assistant: Assistant | None
     settings: GuildSettings
+    notice: str | None = None
+    """One sentence for the person with this reply (a DM pick that no longer holds)."""
 
     @property
     def speaker(self) -> Speaker | None:
@@ -185,6 +195,12 @@ class Resolved:
     def name(self) -> str | None:
         return None if self.assistant is None else self.assistant.name
 
+    def guild_for(self, where: int | None) -> int | None:
+        """The guild the turn runs as (`TurnContext.guild_id`: budgets, usage, knowledge, tools):
+        the answering assistant's, else `where` the message is. A DM pick runs under its server's
+        settings, so it is that server's turn too; its conversation stays the DM's."""
+        return where if self.assistant is None else self.assistant.guild_id
+
 
 @dataclass(frozen=True, slots=True)
 class Removed:
@@ -193,6 +209,55 @@ class Removed:
     change: AssistantChange
     channels: int
     threads: int
+
+
+class MemberLookup(Protocol):
+    """Asks Discord whether a person is in a server: True, False (not a member, banned, or the bot
+    is not in it), None (could not tell: Discord unreachable). Needs no local cache of the server."""
+
+    def __call__(self, guild_id: int, user_id: int, /) -> Awaitable[bool | None]: ...
+
+
+class MembershipCache:
+    """This process's recent answers of a `MemberLookup`, for `ttl_s`: a DM asks on every message
+    and an autocomplete on every keystroke. "Could not tell" is never kept."""
+
+    def __init__(
+        self,
+        *,
+        ttl_s: float = MEMBERSHIP_TTL_S,
+        max_answers: int = MAX_MEMBERSHIP_ANSWERS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ttl_s = ttl_s
+        self._max_answers = max_answers
+        self._clock = clock
+        self._answers: dict[tuple[int, int], tuple[bool, float]] = {}
+
+    def known(self, guild_id: int, user_id: int) -> bool | None:
+        """The kept answer, or None if there is none (or it is too old)."""
+        kept = self._answers.get((guild_id, user_id))
+        if kept is None or kept[1] <= self._clock():
+            return None
+        return kept[0]
+
+    async def is_member(self, guild_id: int, user_id: int, lookup: MemberLookup) -> bool | None:
+        known = self.known(guild_id, user_id)
+        if known is not None:
+            return known
+        answer = await lookup(guild_id, user_id)
+        if answer is not None:
+            self._keep((guild_id, user_id), answer)
+        return answer
+
+    def _keep(self, key: tuple[int, int], answer: bool) -> None:
+        now = self._clock()
+        if len(self._answers) >= self._max_answers:
+            self._answers = {k: v for k, v in self._answers.items() if v[1] > now}
+            while len(self._answers) >= self._max_answers:  # all fresh: the oldest kept goes
+                del self._answers[next(iter(self._answers))]
+        self._answers.pop(key, None)
+        self._answers[key] = (answer, now + self._ttl_s)
 
 
 class AssistantError(UserFacingError):
@@ -281,6 +346,7 @@ class AssistantDirectory:
         self._store = store
         self._settings = settings
         self._models = models
+        self._members = MembershipCache()
 
     # -- the guild's assistants ------------------------------------------------------------------
 
@@ -407,22 +473,36 @@ class AssistantDirectory:
         return _resolved(settings, None if choice is None else _chosen(choice))
 
     async def for_thread(
-        self, settings: GuildSettings, guild_id: int, thread_id: int, parent_id: int | None
+        self,
+        settings: GuildSettings,
+        guild_id: int,
+        thread_id: int,
+        parent_id: int | None,
+        *,
+        starter_id: int | None = None,
     ) -> Resolved:
         """A thread's conversation: the assistant it has, or (its first turn) its channel's, recorded
-        so the thread keeps it when the channel changes."""
+        with `starter_id` (the message's author: who may switch it) so the thread keeps it when the
+        channel changes."""
         choice = await self._store.choice(ChoiceScope.CONVERSATION, thread_id)
         if choice is None:
-            choice = await self._store.start_conversation(thread_id, guild_id, parent_id)
+            choice = await self._store.start_conversation(
+                thread_id, guild_id, parent_id, started_by=starter_id
+            )
         return _resolved(settings, _chosen(choice))
 
     async def for_new_thread(
-        self, settings: GuildSettings, guild_id: int, thread_id: int, parent_id: int
+        self, settings: GuildSettings, guild_id: int, thread_id: int, parent_id: int, *, starter_id: int
     ) -> Resolved:
-        """A thread about to open on a mention: its channel's assistant, recorded (one read, one write;
-        a thread recorded already keeps its own)."""
-        choice = await self._store.start_conversation(thread_id, guild_id, parent_id)
+        """A thread about to open on a mention: its channel's assistant, recorded with its starter (a
+        thread recorded already keeps its own)."""
+        choice = await self._store.start_conversation(thread_id, guild_id, parent_id, started_by=starter_id)
         return _resolved(settings, _chosen(choice))
+
+    async def starter_of(self, thread_id: int) -> int | None:
+        """Whose message began a thread's conversation, as recorded at its first turn (None: unknown)."""
+        choice = await self._store.choice(ChoiceScope.CONVERSATION, thread_id)
+        return None if choice is None else choice.started_by
 
     async def answering_in(
         self, settings: GuildSettings, channel_id: int, parent_id: int | None = None
@@ -437,14 +517,53 @@ class AssistantDirectory:
             choice = await self._store.choice(ChoiceScope.CHANNEL, channel_id)
         return _resolved(settings, None if choice is None else _chosen(choice))
 
-    async def for_dm(self, user_id: int) -> Resolved:
-        """A DM: the bot's defaults, or the assistant the person picked, on its guild's settings."""
+    async def for_dm(self, user_id: int, *, members: MemberLookup | None = None) -> Resolved:
+        """A DM: the bot's defaults, or the assistant the person picked, on its guild's settings.
+
+        With `members`, the pick holds only while the person is in its server (and the bot too),
+        asked at most every few minutes: once they are gone it is dropped, and the reply says so
+        (once: only the message that drops it). Discord not answering keeps the pick."""
         choice = await self._store.choice(ChoiceScope.DM, user_id)
         assistant = None if choice is None else _chosen(choice)
+        gone = (
+            assistant is not None
+            and members is not None
+            and await self._members.is_member(assistant.guild_id, user_id, members) is False
+        )
+        if assistant is not None and gone:
+            dropped = await self._store.forget_dm_pick(user_id, assistant.id)
+            notice = (
+                f"ℹ️ **{assistant.name}** no longer answers our DMs: you are not in its server any more, "
+                "so my default assistant answers."
+            )
+            return Resolved(None, await self._settings.effective(None), notice if dropped else None)
         if assistant is None:
             return Resolved(None, await self._settings.effective(None))
         guild_settings = await self._settings.effective(assistant.guild_id)
         return _resolved(guild_settings, assistant)
+
+    async def shared_guilds(
+        self,
+        user_id: int,
+        guild_ids: Iterable[int],
+        members: MemberLookup,
+        *,
+        max_lookups: int = MAX_MEMBERSHIP_LOOKUPS,
+    ) -> set[int]:
+        """Which of these servers (in the order given) the person is in: answers this process kept
+        first, then at most `max_lookups` servers asked of Discord at once; the rest are left out."""
+        shared: set[int] = set()
+        to_ask: list[int] = []
+        for guild_id in dict.fromkeys(guild_ids):
+            known = self._members.known(guild_id, user_id)
+            if known is None and len(to_ask) < max_lookups:
+                to_ask.append(guild_id)
+            elif known:
+                shared.add(guild_id)
+        answers = await asyncio.gather(
+            *(self._members.is_member(guild_id, user_id, members) for guild_id in to_ask)
+        )
+        return shared | {guild_id for guild_id, answer in zip(to_ask, answers, strict=True) if answer}
 
 
 def _id_of(assistant: Assistant | None) -> int | None:

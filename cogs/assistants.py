@@ -30,6 +30,7 @@ from bot.assistants import (
 )
 from bot.config import ALL_TOOLS, GuildSettings
 from bot.discord.instructions_modal import InstructionsModal
+from bot.discord.members import member_lookup
 from bot.engine import conversation_key
 from bot.errors import UserFacingError
 from bot.storage.assistants import AssistantChange, ChoiceScope
@@ -46,8 +47,9 @@ MAX_MESSAGE_CHARS = 2000
 MAX_FIELD_VALUE_CHARS = 1024
 MAX_DESCRIPTION_CHARS = 4096
 MAX_OPTION_CHARS = 6000  # Discord's limit for a string option
-MAX_DM_GUILD_CHECKS = 10
-"""Servers asked (one REST call each) whether a person is a member, per DM autocomplete."""
+MAX_DM_MATCHES = 100
+"""Assistants of any server a DM's autocomplete or pick starts from (the person's servers among them)."""
+MAX_GUILD_NAMES = 1000
 INSTRUCTIONS_PREVIEW_CHARS = 300
 AUDIT_ENTRIES = 15
 EDITED_FIELDS = (
@@ -141,6 +143,22 @@ def change_line(change: AssistantChange) -> str:
     return cut(f"<t:{int(change.at)}:R> <@{change.user_id}> {what}", 300)
 
 
+def mentions_within(channel_ids: Iterable[int], limit: int) -> str:
+    """`<#id>` mentions while they fit in `limit` characters, then "+N more" (an embed field holds 1024)."""
+    ids = list(channel_ids)
+    shown: list[str] = []
+    for index, channel_id in enumerate(ids):
+        mention = f"<#{channel_id}>"
+        rest = len(ids) - index - 1
+        tail = f" +{rest} more" if rest else ""
+        if len(" ".join([*shown, mention])) + len(tail) > limit:
+            break
+        shown.append(mention)
+    if len(shown) < len(ids):
+        shown.append(f"+{len(ids) - len(shown)} more")
+    return " ".join(shown)
+
+
 def _counted(count: int, thing: str) -> str:
     return f"{count} {thing}{'' if count == 1 else 's'}"
 
@@ -153,6 +171,8 @@ class AssistantsCog(commands.Cog):
     def __init__(self, bot: AssistantBot) -> None:
         self.bot = bot
         self.assistants: AssistantDirectory = bot.services.assistants
+        self._guild_names: dict[int, str] = {}
+        """Names of servers this process does not hold, as Discord gave them (for DM picks)."""
 
     async def _say(self, interaction: discord.Interaction, text: str, *, ephemeral: bool = True) -> None:
         await interaction.followup.send(
@@ -346,7 +366,9 @@ class AssistantsCog(commands.Cog):
         assistant = await self.assistants.get(guild_id, name)
         profile = assistant.profile
         where = await self.assistants.channels_using(guild_id)
-        channels = " ".join(f"<#{cid}>" for cid, used in where.items() if used == assistant.name)
+        channels = mentions_within(
+            [cid for cid, used in where.items() if used == assistant.name], MAX_FIELD_VALUE_CHARS
+        )
         instructions = (
             "*the server's instructions*"
             if profile.instructions is None
@@ -378,11 +400,13 @@ class AssistantsCog(commands.Cog):
         guild_id = interaction.guild_id
         channel = interaction.channel
         if isinstance(channel, discord.Thread):
+            # Acknowledged before the reads (three seconds), privately: a refusal is the person's alone.
+            await interaction.response.defer(ephemeral=True, thinking=True)
             await self._check_thread_switch(interaction, channel)
             assistant = await self._named(guild_id, name)
-            await interaction.response.defer(thinking=True)
             await self.assistants.use_in_thread(guild_id, channel.id, assistant, user_id=interaction.user.id)
             who = "the server's default assistant" if assistant is None else f"**{_md(assistant.name)}**"
+            await interaction.delete_original_response()  # the switch is said in the thread, for all
             await self._say(
                 interaction,
                 f"🔁 {_md(interaction.user.display_name)} switched this conversation to {who}.",
@@ -425,16 +449,11 @@ class AssistantsCog(commands.Cog):
         )
 
     async def _started(self, thread: discord.Thread) -> int | None:
-        """Who started a conversation thread: the author of the message the bot opened it on (a thread
-        started from a message has that message's id); None if it cannot be read."""
-        parent = thread.parent
-        if not isinstance(parent, discord.TextChannel):
-            return None
-        try:
-            starter = await parent.fetch_message(thread.id)
-        except discord.HTTPException:
-            return None
-        return starter.author.id
+        """Who started a conversation thread: the author of its first message to the bot, recorded
+        with its assistant at its first turn; else whoever opened the thread (the bot itself, for a
+        thread recorded before starters were: then only Manage Threads switches it)."""
+        starter = await self.assistants.starter_of(thread.id)
+        return thread.owner_id if starter is None else starter
 
     async def _use_in_dm(self, interaction: discord.Interaction, name: str) -> None:
         """A person's pick for their DMs: an assistant of a server they share with the bot."""
@@ -449,8 +468,8 @@ class AssistantsCog(commands.Cog):
                 a for a in await self.assistants.named(pick.group(2)) if a.guild_id == int(pick.group(1))
             ]
         else:
-            candidates = await self.assistants.named(name, {guild.id for guild in self.bot.guilds})
-        shared = await self._shared_guilds(interaction.user.id, {a.guild_id for a in candidates})
+            candidates = (await self.assistants.named(name))[:MAX_DM_MATCHES]
+        shared = await self._shared_guilds(interaction.user.id, [a.guild_id for a in candidates])
         usable = [a for a in candidates if a.guild_id in shared]
         shown = _md(cut(pick.group(2) if pick is not None else name.strip(), 60))
         if not usable:
@@ -462,28 +481,31 @@ class AssistantsCog(commands.Cog):
             )
         [assistant] = usable
         await self.assistants.use_in_dm(interaction.user.id, assistant)
-        guild = self.bot.get_guild(assistant.guild_id)
-        where = f" of {_md(guild.name)}" if guild is not None else ""
+        guild_name = await self._guild_name(assistant.guild_id)
+        where = f" of {_md(guild_name)}" if guild_name is not None else ""
         await self._say(interaction, f"🔁 Our DMs are now answered by **{_md(assistant.name)}**{where}.")
 
-    async def _shared_guilds(self, user_id: int, guild_ids: set[int]) -> set[int]:
-        """Which of these servers have both the bot and the person (asked of Discord: the bot keeps
-        no member lists)."""
+    async def _shared_guilds(self, user_id: int, guild_ids: list[int]) -> set[int]:
+        """Which of these servers (in this order, a bounded number) have both the bot and the person:
+        asked of Discord by REST, never of this process's cache (DMs reach shard 0 only, and another
+        process may hold the server); answers are kept a few minutes."""
+        return await self.assistants.shared_guilds(user_id, guild_ids, member_lookup(self.bot))
 
-        async def member_of(guild_id: int) -> int | None:
-            guild = self.bot.get_guild(guild_id)
-            if guild is None:
-                return None
-            try:
-                await guild.fetch_member(user_id)
-            except discord.HTTPException:
-                return None
-            return guild_id
-
-        found = await asyncio.gather(
-            *(member_of(guild_id) for guild_id in sorted(guild_ids)[:MAX_DM_GUILD_CHECKS])
-        )
-        return {guild_id for guild_id in found if guild_id is not None}
+    async def _guild_name(self, guild_id: int) -> str | None:
+        """A server's name: this process's cache, else asked of Discord once (kept); None if unknown."""
+        guild = self.bot.get_guild(guild_id)
+        if guild is not None:
+            return guild.name
+        if guild_id in self._guild_names:
+            return self._guild_names[guild_id]
+        try:
+            data = await self.bot.http.get_guild(guild_id)
+        except discord.HTTPException:
+            return None
+        if len(self._guild_names) >= MAX_GUILD_NAMES:
+            self._guild_names.clear()
+        self._guild_names[guild_id] = str(data["name"])
+        return self._guild_names[guild_id]
 
     # -- autocomplete ----------------------------------------------------------------------------
 
@@ -518,13 +540,12 @@ class AssistantsCog(commands.Cog):
             ]
         else:
             offered[0] = app_commands.Choice(name=f"{DEFAULT_NAME} — my own settings", value=DEFAULT_NAME)
-            found = await self.assistants.matching(wanted, limit=MAX_CHOICES * 2)
-            shared = await self._shared_guilds(interaction.user.id, {a.guild_id for a in found})
-            for assistant in found:
-                guild = self.bot.get_guild(assistant.guild_id)
-                if guild is None or assistant.guild_id not in shared:
-                    continue
-                label = cut(f"{assistant.name} — {guild.name}", MAX_CHOICE_CHARS)
+            found = await self.assistants.matching(wanted, limit=MAX_DM_MATCHES)
+            shared = await self._shared_guilds(interaction.user.id, [a.guild_id for a in found])
+            usable = [a for a in found if a.guild_id in shared][:MAX_CHOICES]
+            names = await asyncio.gather(*(self._guild_name(a.guild_id) for a in usable))
+            for assistant, guild_name in zip(usable, names, strict=True):
+                label = cut(f"{assistant.name} — {guild_name or 'a server'}", MAX_CHOICE_CHARS)
                 offered.append(
                     app_commands.Choice(name=label, value=f"{assistant.guild_id}:{assistant.name}")
                 )

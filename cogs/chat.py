@@ -27,6 +27,7 @@ from bot.assistants import Resolved
 from bot.config import GuildSettings
 from bot.discord.attachments import user_turn
 from bot.discord.confirmation import DiscordConfirmer
+from bot.discord.members import member_lookup
 from bot.discord.render import MessageSink, ReplyStreamer, speaker_header
 from bot.discord.render.discord_sink import DiscordSink
 from bot.discord.render.webhook_sink import WebhookSink
@@ -112,7 +113,7 @@ class ChatCog(commands.Cog):
                 if not turn.text and not turn.image_urls:
                     return
                 place = self._place(destination)  # a new thread: created meanwhile, through the budget
-                events = self._reply(destination, place, turn, answering.settings)
+                events = self._reply(destination, place, turn, answering)
                 first = await anext(events)  # the turn takes its place in the conversation's line
         except DatabaseUnavailableError as exc:  # the turn itself reports it as its failure
             log.warning("Message %s not answered: the database is unreachable", message.id)
@@ -183,13 +184,17 @@ class ChatCog(commands.Cog):
         first turn, kept afterwards), or the channel's."""
         assistants = self.services.assistants
         channel = destination.channel
-        if isinstance(channel, discord.DMChannel):
-            return await assistants.for_dm(author_id)
+        if isinstance(channel, discord.DMChannel):  # a pick holds while the person is in its server
+            return await assistants.for_dm(author_id, members=member_lookup(self.bot))
         guild_id = channel.guild.id
         if destination.thread_from is not None:  # a new thread: its id is the message's
-            return await assistants.for_new_thread(settings, guild_id, destination.channel_id, channel.id)
+            return await assistants.for_new_thread(
+                settings, guild_id, destination.channel_id, channel.id, starter_id=author_id
+            )
         if isinstance(channel, discord.Thread):
-            return await assistants.for_thread(settings, guild_id, channel.id, channel.parent_id)
+            return await assistants.for_thread(
+                settings, guild_id, channel.id, channel.parent_id, starter_id=author_id
+            )
         return await assistants.for_channel(settings, channel.id)
 
     async def _is_conversation(self, thread: discord.Thread) -> bool:
@@ -242,17 +247,21 @@ class ChatCog(commands.Cog):
         destination: Destination,
         place: asyncio.Future[ReplyTarget],
         turn: UserTurn,
-        settings: GuildSettings,
+        answering: Resolved,
     ) -> AsyncGenerator[TurnEvent, None]:
+        """The turn under the answering assistant's settings and guild (a DM pick: its server's
+        budgets, usage and knowledge; the conversation stays the DM's)."""
         confirmer = DiscordConfirmer(
             self.bot.channel_writes.question_writes(lambda: _channel_of(place)), self.services.state.questions
         )
         context = TurnContext(
-            guild_id=destination.guild_id,
+            guild_id=answering.guild_for(destination.guild_id),
             channel_id=destination.channel_id,
-            settings=settings,
+            settings=answering.settings,
             confirmer=confirmer,
         )
+        if answering.notice is not None:  # e.g. a DM pick dropped: said once, under this reply
+            turn = replace(turn, notices=(answering.notice, *turn.notices))
         return self.services.engine.reply(destination.key, turn, context)
 
     async def _show(

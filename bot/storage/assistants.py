@@ -45,6 +45,8 @@ class StoredChoice:
     target_id: int
     guild_id: int
     assistant: StoredAssistant | None
+    started_by: int | None = None
+    """A conversation's starter: whose message began it (None: not known, e.g. recorded by `use`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,30 +286,44 @@ class AssistantStore:
                 )
                 await _audit(connection, change)
 
-    async def start_conversation(self, thread_id: int, guild_id: int, parent_id: int | None) -> StoredChoice:
-        """Record a thread's assistant at its first turn: its channel's (or the default); if it has
-        one already (another message came first), that one."""
-        async with self._db.read() as connection:
+    async def start_conversation(
+        self, thread_id: int, guild_id: int, parent_id: int | None, *, started_by: int | None = None
+    ) -> StoredChoice:
+        """Record a thread's assistant at its first turn: its channel's (or the default), and whose
+        message began it; if it has one already (another message came first), that one.
+
+        The channel's choice is read and the thread's row written in one transaction under the
+        guild's lock, as `choose` and `delete` do: a deletion in between would leave the row pointing
+        at an assistant that is gone (a foreign key error on the message's turn)."""
+        async with self._db.transaction() as connection:
+            await connection.lock_key(f"assistants:guild:{guild_id}")
+            existing = await _choice(connection, ChoiceScope.CONVERSATION, thread_id)
+            if existing is not None:
+                return existing
             parent = None if parent_id is None else await _choice(connection, ChoiceScope.CHANNEL, parent_id)
-        assistant = None if parent is None else parent.assistant
-        async with self._db.autocommit() as connection:
-            cursor = await connection.execute(
+            assistant = None if parent is None else parent.assistant
+            await connection.execute(
                 "INSERT INTO assistant_choices (scope, target_id, guild_id, assistant_id, chosen_by,"
-                " chosen_at) VALUES (?, ?, ?, ?, 0, ?) ON CONFLICT (scope, target_id) DO NOTHING",
+                " chosen_at, started_by) VALUES (?, ?, ?, ?, 0, ?, ?)",
                 (
                     ChoiceScope.CONVERSATION.value,
                     thread_id,
                     guild_id,
                     None if assistant is None else assistant.id,
                     time.time(),
+                    started_by,
                 ),
             )
-            if cursor.rowcount == 1:
-                return StoredChoice(ChoiceScope.CONVERSATION, thread_id, guild_id, assistant)
-        async with self._db.read() as connection:
-            existing = await _choice(connection, ChoiceScope.CONVERSATION, thread_id)
-        # Not there although the insert found it: the assistant was deleted in between (default).
-        return existing or StoredChoice(ChoiceScope.CONVERSATION, thread_id, guild_id, None)
+        return StoredChoice(ChoiceScope.CONVERSATION, thread_id, guild_id, assistant, started_by)
+
+    async def forget_dm_pick(self, user_id: int, assistant_id: int) -> bool:
+        """Drop a person's DM pick if it is still `assistant_id` (not a newer pick); whether it was."""
+        async with self._db.autocommit() as connection:
+            cursor = await connection.execute(
+                "DELETE FROM assistant_choices WHERE scope = ? AND target_id = ? AND assistant_id = ?",
+                (ChoiceScope.DM.value, user_id, assistant_id),
+            )
+            return cursor.rowcount == 1
 
     async def channels_using(self, guild_id: int) -> dict[int, str]:
         """The guild's channels with an assistant, and its name."""
@@ -344,7 +360,8 @@ async def _count_choices(connection: Connection, scope: ChoiceScope, assistant_i
 
 async def _choice(connection: Connection, scope: ChoiceScope, target_id: int) -> StoredChoice | None:
     rows = await connection.execute_fetchall(
-        f"{_SELECT_ASSISTANT}, c.guild_id AS c_guild_id FROM assistant_choices c"
+        f"{_SELECT_ASSISTANT}, c.guild_id AS c_guild_id, c.started_by AS c_started_by"
+        " FROM assistant_choices c"
         " LEFT JOIN assistants a ON a.id = c.assistant_id WHERE c.scope = ? AND c.target_id = ?",
         (scope.value, target_id),
     )
@@ -352,7 +369,7 @@ async def _choice(connection: Connection, scope: ChoiceScope, target_id: int) ->
         return None
     row = rows[0]
     assistant = None if row["a_id"] is None else _assistant(row)
-    return StoredChoice(scope, target_id, row["c_guild_id"], assistant)
+    return StoredChoice(scope, target_id, row["c_guild_id"], assistant, row["c_started_by"])
 
 
 async def _audit(connection: Connection, change: AssistantChange) -> None:

@@ -296,6 +296,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             assistant_id     INTEGER REFERENCES assistants (id), -- NULL: the guild's default
             chosen_by        INTEGER NOT NULL,          -- 0: recorded at a thread's first turn
             chosen_at        REAL NOT NULL,
+            started_by       INTEGER,                   -- a conversation's starter (NULL: not known)
             PRIMARY KEY (scope, target_id)
         );
         CREATE INDEX assistant_choices_by_assistant ON assistant_choices (assistant_id);

@@ -41,6 +41,13 @@ FILE_LIFETIME_S = 30 * 24 * 3600
 conversation leaves nothing behind for ever; older files are no longer given to the container."""
 FILE_LIFETIME_MARGIN_S = 3600
 """A file this close to its expiry is left out: it might be gone by the time the model runs."""
+MAX_MESSAGE_FILE_BYTES = 64 * 1024 * 1024
+"""What one message's attachments may add up to when downloaded (or the per-file limit, if larger):
+they are read before the turn is admitted, so ten files at the per-file limit are not held at once."""
+MAX_TEXT_ATTACHMENT_BYTES = 2 * 1024 * 1024
+"""The largest text file inlined as text (without the code interpreter, which reads any size)."""
+PREVIEW_CHARS = 2_000
+"""How much of a text file given to the code interpreter the model also reads in the message."""
 
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 TEXT_SUFFIXES = frozenset(
@@ -98,6 +105,11 @@ class AttachmentPlan:
     routes: tuple[Route, ...]
     refusal: str = ""
 
+    @property
+    def downloads(self) -> bool:
+        """Whether the bot reads the file itself (an image alone goes to the model by its URL)."""
+        return any(route not in ("image", "refused") for route in self.routes)
+
 
 def code_interpreter_on(settings: GuildSettings) -> bool:
     """Whether this turn's files go to the code interpreter (a hosted tool: `responses` only)."""
@@ -105,10 +117,18 @@ def code_interpreter_on(settings: GuildSettings) -> bool:
 
 
 def plan_attachments(
-    attachments: Sequence[AttachmentInfo], settings: GuildSettings, *, max_bytes: int
+    attachments: Sequence[AttachmentInfo],
+    settings: GuildSettings,
+    *,
+    max_bytes: int,
+    max_total_bytes: int = MAX_MESSAGE_FILE_BYTES,
 ) -> list[AttachmentPlan]:
-    """Each attachment's routes, by its type, the backend and the code interpreter, within the limits."""
+    """Each attachment's routes, by its type, the backend and the code interpreter, within the limits:
+    `max_bytes` per file, and `max_total_bytes` (at least `max_bytes`) for all that one message has
+    downloaded; files over it are refused in turn. Of two files of one message with the same name
+    for the code interpreter, only the last is read (both would be /mnt/data/<name>)."""
     limit = min(max_bytes, FILES_API_MAX_BYTES)
+    total_limit = max(max_total_bytes, limit)
     plans: list[AttachmentPlan] = []
     for number, attachment in enumerate(attachments):
         if number >= MAX_FILES_PER_MESSAGE:
@@ -117,28 +137,53 @@ def plan_attachments(
             )
         else:
             plans.append(_plan(attachment, settings, limit))
+    last_by_name = {
+        plan.attachment.filename: number
+        for number, plan in enumerate(plans)
+        if "code_interpreter" in plan.routes
+    }
+    downloaded = 0
+    for number, plan in enumerate(plans):
+        name = plan.attachment.filename
+        if "code_interpreter" in plan.routes and last_by_name[name] != number:
+            plans[number] = _refused(
+                plan.attachment, "a later file of this message has the same name, and only that one is read"
+            )
+        elif plan.downloads:
+            if downloaded + plan.attachment.size_bytes > total_limit:
+                plans[number] = _refused(
+                    plan.attachment,
+                    f"the message's files together are over {megabytes(total_limit)}, the most read from"
+                    " one message",
+                )
+            else:
+                downloaded += plan.attachment.size_bytes
     return plans
 
 
 def _plan(attachment: AttachmentInfo, settings: GuildSettings, limit: int) -> AttachmentPlan:
     as_file = attachment.size_bytes > limit
     too_large = f"it is too large ({megabytes(attachment.size_bytes)}; the limit is {megabytes(limit)})"
+    pdf = attachment.suffix == ".pdf" or attachment.media_type == "application/pdf"
+    document = pdf or attachment.suffix in DOCUMENT_SUFFIXES
     if code_interpreter_on(settings) and attachment.suffix in CODE_INTERPRETER_SUFFIXES:
         if as_file:
             return _refused(attachment, too_large)
-        # The model still sees what it could see without the tool: an image, a text file's text.
-        shown: tuple[Route, ...] = (
-            ("image",) if attachment.is_image else ("text",) if attachment.is_text else ()
+        return AttachmentPlan(
+            attachment, (*_shown_beside_interpreter(attachment, pdf, document), "code_interpreter")
         )
-        return AttachmentPlan(attachment, (*shown, "code_interpreter"))
     if attachment.is_image:
         return AttachmentPlan(attachment, ("image",))
     if attachment.is_text:
+        if attachment.size_bytes > MAX_TEXT_ATTACHMENT_BYTES:
+            text_limit = megabytes(MAX_TEXT_ATTACHMENT_BYTES)
+            return _refused(
+                attachment, f"it is too large ({megabytes(attachment.size_bytes)}; the limit is {text_limit})"
+            )
         return AttachmentPlan(attachment, ("text",))
-    if attachment.suffix in DOCUMENT_SUFFIXES or attachment.media_type == "application/pdf":
+    if document or attachment.media_type == "application/pdf":
         if as_file:
             return _refused(attachment, too_large)
-        pdf = attachment.suffix == ".pdf" or attachment.media_type == "application/pdf"
         if pdf and settings.backend == "responses":
             return AttachmentPlan(attachment, ("input_file",))
         return AttachmentPlan(attachment, ("document_text",))
@@ -149,6 +194,20 @@ def _plan(attachment: AttachmentInfo, settings: GuildSettings, limit: int) -> At
             f"the assistant cannot read {kind} files without the code interpreter, which is off here",
         )
     return _refused(attachment, f"the assistant cannot read {kind} files")
+
+
+def _shown_beside_interpreter(attachment: AttachmentInfo, pdf: bool, document: bool) -> tuple[Route, ...]:
+    """The model still reads what it could read without the code interpreter: an image, a text file's
+    beginning, a PDF as a file (`responses` reads those itself), a DOCX's text."""
+    if attachment.is_image:
+        return ("image",)
+    if attachment.is_text:
+        return ("text",)
+    if pdf:
+        return ("input_file",)
+    if document:
+        return ("document_text",)
+    return ()
 
 
 def _refused(attachment: AttachmentInfo, why: str) -> AttachmentPlan:
@@ -166,18 +225,66 @@ def file_line(file: TurnFile) -> str:
     return f"[Attached {file.filename}: included as a file]"
 
 
-async def document_text(filename: str, content_type: str, data: bytes, budget: int) -> tuple[str, str | None]:
-    """A PDF's or DOCX's text as a block for the message (within `budget` characters), and the
-    sentence for the person when it could not be read (the block then says so to the model)."""
+def text_limit_reached(filename: str) -> tuple[str, str]:
+    """The block and the sentence for a file whose text is not read: the turn's text budget is spent."""
+    return (
+        f"[Attached {filename}: not read, the text limit was reached]",
+        f"{filename} was not read: the message's attachments hold more text than the assistant reads.",
+    )
+
+
+def _fenced(text: str) -> str:
+    return text.replace("```", "` ``")
+
+
+def text_block(filename: str, data: bytes, budget: int, *, preview: bool) -> tuple[str, int, str | None]:
+    """A text file as a fenced block within the remaining character budget: (the block, the characters
+    it used, the sentence for the person if it was not read whole).
+
+    `preview`: the file is in the code interpreter's container as well, so the model reads only its
+    beginning (at most `PREVIEW_CHARS`, whole lines) to know what it holds; nothing is missing then,
+    so there is no sentence, and nothing at all when the budget is spent."""
+    text = data.decode("utf-8", errors="replace")
+    if preview:
+        room = min(budget, PREVIEW_CHARS)
+        if room <= 0:
+            return "", 0, None
+        if len(text) <= room:
+            return f"[Attached {filename}]\n```\n{_fenced(text)}\n```", len(text), None
+        beginning = text[:room]
+        beginning = beginning[: beginning.rfind("\n") + 1] or beginning  # whole lines, if any
+        heading = f"[Attached {filename}, its beginning (the whole file is /mnt/data/{filename})]"
+        block = f"{heading}\n```\n{_fenced(beginning)}\n```"
+        return block, len(beginning), None
+    return _within_budget(filename, "", text, budget)
+
+
+async def document_text(
+    filename: str, content_type: str, data: bytes, budget: int
+) -> tuple[str, int, str | None]:
+    """A PDF's or DOCX's text as a block for the message within the remaining `budget` characters:
+    (the block, the characters it used, the sentence for the person when it was not read whole)."""
+    if budget <= 0:  # not parsed at all: nothing of it would be read
+        return _within_budget(filename, ", its text", "", budget)
     try:
         document = await asyncio.to_thread(parse_document, filename, data, content_type)
     except DocumentError as exc:
-        return f"[Attached {filename}: could not be read]", str(exc)
-    text = document.as_text()
+        return f"[Attached {filename}: could not be read]", 0, str(exc)
+    return _within_budget(filename, ", its text", document.as_text(), budget)
+
+
+def _within_budget(filename: str, label: str, text: str, budget: int) -> tuple[str, int, str | None]:
+    """(the block, the characters used, the sentence when not read whole): the budget spent, the
+    file is not read; over it, only its beginning is."""
+    if budget <= 0:
+        block, not_read = text_limit_reached(filename)
+        return block, 0, not_read
     cut = len(text) > budget
+    text = text[:budget]
     note = " (cut short)" if cut else ""
-    block = f"[Attached {filename}, its text{note}]\n```\n{text[:budget].replace('```', '` ``')}\n```"
-    return block, None
+    block = f"[Attached {filename}{label}{note}]\n```\n{_fenced(text)}\n```"
+    problem = f"Only the beginning of {filename} was read (the text limit)." if cut else None
+    return block, len(text), problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,14 +306,22 @@ class ConversationFiles:
         self._max_files = max_files
 
     async def upload(self, record: ConversationRecord, files: Sequence[TurnFile]) -> UploadedFiles:
-        """Upload the turn's files; code interpreter files are kept with the conversation."""
-        results = await asyncio.gather(*(self._upload_one(file) for file in files))
+        """Upload the turn's files (once each, though a PDF goes both in the message and to the code
+        interpreter); code interpreter files are kept with the conversation."""
+        distinct = list({(file.filename, file.data): file for file in files}.values())
+        uploads = await asyncio.gather(*(self._upload_one(file) for file in distinct))
+        results = dict(zip(((file.filename, file.data) for file in distinct), uploads, strict=True))
+        notices = [
+            f"{file.filename} could not be given to the model: {problem}"
+            for file, (file_id, problem) in zip(distinct, uploads, strict=True)
+            if file_id is None
+        ]
         input_ids: list[str] = []
-        notices: list[str] = []
-        for file, (file_id, problem) in zip(files, results, strict=True):
+        for file in files:
+            file_id, _ = results[(file.filename, file.data)]
             if file_id is None:
-                notices.append(f"{file.filename} could not be given to the model: {problem}")
-            elif file.use == "code_interpreter":
+                continue
+            if file.use == "code_interpreter":
                 await self._store.add(record.key, record.generation, file_id, file.filename, len(file.data))
             else:
                 input_ids.append(file_id)
@@ -259,6 +374,6 @@ class ToolFiles:
         return len(self._outputs.get(conversation_key, ToolOutput()).files)
 
     def take(self, conversation_key: str) -> ToolOutput:
-        """The conversation's files and notes, forgotten here (a failed turn's leftovers go with the
-        next take)."""
+        """The conversation's files and notes, forgotten here (the backend takes them as its turn ends,
+        however it ends)."""
         return self._outputs.pop(conversation_key, ToolOutput())

@@ -8,19 +8,26 @@ the end-to-end tests add the real bot and the stand-in Discord.
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import discord
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.config import GuildSettings
 from bot.conversation_files import (
     MAX_FILES_PER_MESSAGE,
+    PREVIEW_CHARS,
     AttachmentInfo,
     ConversationFiles,
+    document_text,
+    megabytes,
     plan_attachments,
 )
+from bot.discord.attachments import user_turn
 from bot.engine import UserTurn
 from bot.engine.events import Completed, TurnEvent
 from bot.engine.turn import TurnFile
@@ -39,6 +46,7 @@ WAIT_S = 10.0
 CSV = b"month,total\nJan,3\nFeb,5\n"
 MB = 1024 * 1024
 INTERPRETER = settings(enabled_tools=("code_interpreter",))
+DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 
 def info(filename: str, content_type: str = "", size: int = 100) -> AttachmentInfo:
@@ -63,18 +71,23 @@ def test_with_the_code_interpreter_every_file_it_reads_is_uploaded_and_text_and_
     assert [plan.routes for plan in plans] == [
         ("text", "code_interpreter"),
         ("code_interpreter",),
-        ("code_interpreter",),
+        ("input_file", "code_interpreter"),  # the model still reads the PDF itself
         ("image", "code_interpreter"),
         ("refused",),
     ]
     assert plans[-1].refusal == "tool.exe was not read: the assistant cannot read .exe files."
 
 
+def test_with_the_code_interpreter_the_model_still_reads_a_docx_as_text() -> None:
+    [plan] = plan_attachments([info("brief.docx", DOCX_TYPE)], INTERPRETER, max_bytes=25 * MB)
+    assert plan.routes == ("document_text", "code_interpreter")
+
+
 def test_without_it_text_is_inlined_a_pdf_is_a_file_on_responses_and_text_on_chat() -> None:
     attachments = [
         info("notes.md", "text/markdown"),
         info("plan.pdf", "application/pdf"),
-        info("brief.docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+        info("brief.docx", DOCX_TYPE),
         info("cat.jpg", "image/jpeg"),
         info("book.xlsx"),
     ]
@@ -109,6 +122,42 @@ def test_too_large_and_too_many_files_are_refused_with_their_sentence() -> None:
     assert plans[-1].refusal == "f9.csv was not read: at most 10 files of one message are read."
 
 
+def test_a_messages_files_are_downloaded_up_to_a_total_and_the_rest_get_their_sentence() -> None:
+    plans = plan_attachments(
+        [
+            info("a.csv", "text/csv", 20 * MB),
+            info("b.csv", "text/csv", 20 * MB),
+            info("c.csv", "text/csv", 20 * MB),
+            info("d.csv", "text/csv", 5 * MB),
+        ],
+        INTERPRETER,
+        max_bytes=25 * MB,
+        max_total_bytes=45 * MB,
+    )
+    assert [plan.routes for plan in plans] == [
+        ("text", "code_interpreter"),
+        ("text", "code_interpreter"),
+        ("refused",),
+        ("text", "code_interpreter"),
+    ]
+    assert plans[2].refusal == (
+        "c.csv was not read: the message's files together are over 45.0 MB, the most read from one message."
+    )
+    # A single file within the per-file limit is never refused for the total.
+    [alone] = plan_attachments([info("big.csv", "text/csv", 30 * MB)], INTERPRETER, max_bytes=40 * MB)
+    assert alone.routes == ("text", "code_interpreter")
+
+
+def test_two_files_of_one_message_with_the_same_name_for_the_code_interpreter_keep_only_the_last() -> None:
+    plans = plan_attachments(
+        [info("data.csv", "text/csv"), info("data.csv", "text/csv", 200)], INTERPRETER, max_bytes=25 * MB
+    )
+    assert plans[0].refusal == (
+        "data.csv was not read: a later file of this message has the same name, and only that one is read."
+    )
+    assert plans[1].routes == ("text", "code_interpreter")
+
+
 @given(
     names=st.lists(
         st.tuples(
@@ -138,6 +187,118 @@ def test_no_attachment_is_dropped_silently(
         else:
             assert not plan.refusal
             assert "code_interpreter" not in plan.routes or interpreter
+
+
+# ------------------------------------------------------------------------- reading a message's files
+
+
+@dataclass
+class Attachment:
+    """A Discord attachment as `user_turn` reads it; every read waits at `together` (when set), so
+    reads one after the other never get past it, and each read is counted."""
+
+    filename: str
+    data: bytes
+    content_type: str | None = None
+    together: asyncio.Barrier | None = None
+    reads: int = 0
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    @property
+    def url(self) -> str:
+        return f"https://cdn.example/{self.filename}"
+
+    async def read(self) -> bytes:
+        self.reads += 1
+        if self.together is not None:
+            await self.together.wait()
+        return self.data
+
+
+@dataclass
+class Author:
+    id: int = 7
+    display_name: str = "Ada"
+
+
+@dataclass
+class Message:
+    attachments: list[Attachment]
+    author: Author = field(default_factory=Author)
+    id: int = 99
+
+
+async def read_message(
+    guild: GuildSettings, *attachments: Attachment, text_budget: int = 20_000, max_file_mb: int = 25
+) -> UserTurn:
+    message = cast(discord.Message, Message(list(attachments)))
+    async with asyncio.timeout(WAIT_S):  # a safety net: reads one after the other would wait forever
+        return await user_turn(
+            message, "look", guild, text_budget=text_budget, max_file_bytes=max_file_mb * MB
+        )
+
+
+async def test_a_messages_files_are_downloaded_together_each_once() -> None:
+    together = asyncio.Barrier(4)
+    csv = Attachment("sales.csv", CSV, "text/csv", together)
+    pdf = Attachment("plan.pdf", pdf_bytes([["The plan"]]), "application/pdf", together)
+    notes = Attachment("notes.md", b"# Notes", "text/markdown", together)
+    cat = Attachment("cat.png", b"png", "image/png", together)
+    dog = Attachment("dog.png", b"png", "image/png")
+    turn = await read_message(INTERPRETER, csv, pdf, notes, cat)
+    assert [a.reads for a in (csv, pdf, notes, cat)] == [1, 1, 1, 1]
+    assert [(f.filename, f.use) for f in turn.files] == [
+        ("sales.csv", "code_interpreter"),
+        ("plan.pdf", "code_interpreter"),
+        ("plan.pdf", "input_file"),
+        ("notes.md", "code_interpreter"),
+        ("cat.png", "code_interpreter"),
+    ]
+    assert turn.image_urls == ("https://cdn.example/cat.png",)
+    assert turn.notices == ()
+    # Without the code interpreter an image goes to the model by its URL alone: never downloaded.
+    shown = await read_message(settings(), dog)
+    assert dog.reads == 0 and shown.image_urls == ("https://cdn.example/dog.png",) and shown.files == ()
+
+
+async def test_a_csv_for_the_code_interpreter_is_previewed_not_refused_as_too_large() -> None:
+    rows = b"".join(b"%d,%d\n" % (n, n * n) for n in range(200_000))  # over 2 MB of text
+    big = Attachment("squares.csv", b"n,square\n" + rows, "text/csv")
+    turn = await read_message(INTERPRETER, big)
+    assert turn.notices == ()  # the whole file is in the container: nothing is missing
+    [file] = turn.files
+    assert file.data == big.data and big.reads == 1
+    assert "[Attached squares.csv, its beginning (the whole file is /mnt/data/squares.csv)]" in turn.text
+    assert "n,square\n0,0\n1,1\n" in turn.text
+    preview = turn.text.split("```")[1]
+    assert len(preview) <= PREVIEW_CHARS + 2 and preview.endswith("\n\n")  # whole lines only
+    assert "too large" not in turn.text
+    # Without the code interpreter, the same file is too large to read, and says so.
+    alone = await read_message(settings(), Attachment("squares.csv", big.data, "text/csv"))
+    size = megabytes(len(big.data))
+    assert alone.notices == (f"squares.csv was not read: it is too large ({size}; the limit is 2.0 MB).",)
+
+
+async def test_a_second_document_past_the_text_limit_is_said_never_dropped() -> None:
+    first = Attachment("plan.pdf", pdf_bytes([["Ground floor: kitchen and hall. " * 20]]), "application/pdf")
+    second = Attachment("budget.docx", docx_bytes([("Normal", "Ten thousand euros.")]), DOCX_TYPE)
+    turn = await read_message(settings(backend="chat"), first, second, text_budget=100)
+    assert turn.notices == (
+        "Only the beginning of plan.pdf was read (the text limit).",
+        "budget.docx was not read: the message's attachments hold more text than the assistant reads.",
+    )
+    assert "[Attached plan.pdf, its text (cut short)]" in turn.text
+    assert "[Attached budget.docx: not read, the text limit was reached]" in turn.text
+    assert "Ten thousand" not in turn.text
+
+
+async def test_document_text_with_no_budget_left_says_so() -> None:
+    block, used, problem = await document_text("a.pdf", "application/pdf", pdf_bytes([["x"]]), 0)
+    assert (block, used) == ("[Attached a.pdf: not read, the text limit was reached]", 0)
+    assert problem == "a.pdf was not read: the message's attachments hold more text than the assistant reads."
 
 
 # ------------------------------------------------------------------------------ through the engine
@@ -339,6 +500,43 @@ async def test_the_store_keeps_files_per_generation_newest_last_and_prunes_expir
         ("file-2", "part2.csv", 12),
     ]
     assert [f.file_id for f in await files.newest(KEY, 2, 10)] == ["file-new"]
+    await files.add(KEY, 1, "file-again", "part1.csv", 20)  # a newer part1.csv shadows the older one
+    assert [(f.file_id, f.filename) for f in await files.newest(KEY, 1, 10)] == [
+        ("file-0", "part0.csv"),
+        ("file-2", "part2.csv"),
+        ("file-again", "part1.csv"),
+    ]
     assert await files.prune(older_than_s=3600) == 0
-    assert await files.prune(older_than_s=-1) == 5  # everything is older than a moment from now
+    assert await files.prune(older_than_s=-1) == 6  # everything is older than a moment from now
     assert await files.newest(KEY, 1, 10) == []
+
+
+async def test_a_pdf_with_the_code_interpreter_is_uploaded_once_for_the_message_and_the_container(
+    make_services: ServicesFactory, fake_openai: FakeOpenAI
+) -> None:
+    services = await make_services()
+    pdf = pdf_bytes([["The plan"]])
+    both = [TurnFile("plan.pdf", "application/pdf", pdf, use) for use in ("code_interpreter", "input_file")]
+    completed(await run(services, turn_with("chart the plan", *both), INTERPRETER))
+    [uploaded] = fake_openai.files.values()
+    body = fake_openai.requests_to("/v1/responses")[0].json
+    assert body["input"][0]["content"][-1] == {"type": "input_file", "file_id": uploaded.id}
+    assert container_of(body) == {"type": "auto", "file_ids": [uploaded.id]}
+
+
+async def test_a_newer_file_of_the_same_name_replaces_the_older_in_the_container(
+    make_services: ServicesFactory, fake_openai: FakeOpenAI
+) -> None:
+    services = await make_services()
+    first = TurnFile("sales.csv", "text/csv", CSV, "code_interpreter")
+    completed(await run(services, turn_with("plot", first), INTERPRETER))
+    second = TurnFile("sales.csv", "text/csv", CSV + b"Mar,8\n", "code_interpreter")
+    other = TurnFile("costs.csv", "text/csv", CSV, "code_interpreter")
+    completed(await run(services, turn_with("and these", second, other), INTERPRETER))
+    by_data = {(stored.filename, stored.data): stored.id for stored in fake_openai.files.values()}
+    body = fake_openai.requests_to("/v1/responses")[1].json
+    # Only one file may be /mnt/data/sales.csv: the newer one.
+    assert container_of(body)["file_ids"] == [
+        by_data[("sales.csv", second.data)],
+        by_data[("costs.csv", CSV)],
+    ]

@@ -43,11 +43,14 @@ class ConversationFileStore:
             return cursor.rowcount
 
     async def newest(self, key: str, generation: int, limit: int) -> list[ConversationFile]:
-        """The conversation's newest `limit` files, oldest of them first."""
+        """The conversation's newest `limit` files, oldest of them first; of files with the same name
+        only the newest (the container holds each at /mnt/data/<name>: a second would shadow it)."""
         async with self._db.read() as connection:
             rows = await connection.execute_fetchall(
                 "SELECT file_id, filename, size_bytes, uploaded_at FROM conversation_files"
-                " WHERE conversation_key = ? AND generation = ? ORDER BY id DESC LIMIT ?",
+                " WHERE id IN (SELECT MAX(id) FROM conversation_files"
+                " WHERE conversation_key = ? AND generation = ? GROUP BY filename)"
+                " ORDER BY id DESC LIMIT ?",
                 (key, generation, limit),
             )
         files = [

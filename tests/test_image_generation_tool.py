@@ -10,11 +10,12 @@ from typing import Any
 
 from bot.config import GuildSettings
 from bot.engine import TurnContext, UserTurn
-from bot.engine.events import Completed, GeneratedFile, ToolFinished, ToolStarted, TurnEvent
+from bot.engine.events import Completed, Failed, GeneratedFile, ToolFinished, ToolStarted, TurnEvent
 from bot.engine.hosted_outputs import IMAGE_OUTPUT_TOKENS
 from bot.services import Services
 from bot.storage import utc_day
 from standins.openai import FakeOpenAI, FunctionCall, ImageGenerationCall, ImageReply, Reply
+from standins.openai.script import IMAGE_CALL_INPUT_TOKENS, IMAGE_CALL_OUTPUT_TOKENS
 from standins.png import encode_png, read_png
 from tests.command_support import run
 from tests.conftest import ServicesFactory, settings
@@ -74,10 +75,57 @@ async def test_the_hosted_tool_draws_and_the_image_is_on_the_reply_with_its_prom
     done = completed(events)
     assert done.files == (GeneratedFile("drawing-1.png", PLAN),)
     assert done.notes == ("Image drawn from: A floor plan of a two-room flat",)
-    medium = IMAGE_OUTPUT_TOKENS["medium"]
-    assert (done.usage.input_tokens, done.usage.output_tokens) == (50, 20 + medium)
+    # The drawing's cost as the response reports it (`tool_usage.image_gen`), beside the model's own.
+    drawn = (IMAGE_CALL_INPUT_TOKENS, IMAGE_CALL_OUTPUT_TOKENS)
+    assert (done.usage.input_tokens, done.usage.output_tokens) == (50 + drawn[0], 20 + drawn[1])
     used = await services.storage.usage.user_total(GUILD, ALICE, since_day=utc_day())
-    assert (used.input_tokens, used.output_tokens) == (50, 20 + medium)
+    assert (used.input_tokens, used.output_tokens) == (50 + drawn[0], 20 + drawn[1])
+
+
+async def test_the_reported_image_usage_is_counted_not_an_estimate(
+    make_services: ServicesFactory, fake_openai: FakeOpenAI
+) -> None:
+    services = await make_services()
+    high = ImageGenerationCall(image=PLAN, usage=(120, 6240))
+    fake_openai.responses.push(Reply("Two plans.", hosted=[high, ImageGenerationCall()], usage=(50, 20)))
+    done = completed(await draw(services, settings(enabled_tools=("image_generation",))))
+    assert len(done.files) == 2
+    assert (done.usage.input_tokens, done.usage.output_tokens) == (
+        50 + 120 + IMAGE_CALL_INPUT_TOKENS,
+        20 + 6240 + IMAGE_CALL_OUTPUT_TOKENS,
+    )
+
+
+async def test_without_reported_image_usage_the_drawing_is_estimated_by_quality(
+    make_services: ServicesFactory, fake_openai: FakeOpenAI
+) -> None:
+    services = await make_services()
+    fake_openai.responses.push(
+        Reply("Here.", hosted=[ImageGenerationCall(image=PLAN, usage=None)], usage=(50, 20))
+    )
+    done = completed(await draw(services, settings(enabled_tools=("image_generation",))))
+    assert (done.usage.input_tokens, done.usage.output_tokens) == (50, 20 + IMAGE_OUTPUT_TOKENS["medium"])
+
+
+async def test_a_drawing_is_counted_when_the_turn_fails_after_it(
+    make_services: ServicesFactory, fake_openai: FakeOpenAI
+) -> None:
+    services = await make_services()
+    fake_openai.responses.push(
+        Reply(
+            hosted=[ImageGenerationCall(image=PLAN)],
+            calls=[FunctionCall("no_such_tool", {})],
+            usage=(50, 20),
+        ),
+        Reply("broken", status="failed", error_message="boom"),
+    )
+    events = await draw(services, settings(enabled_tools=("image_generation",)))
+    failed = events[-1]
+    assert isinstance(failed, Failed), failed
+    # The failed call reports no usage; the first call's drawing is in the turn's all the same.
+    assert failed.usage.output_tokens == 20 + IMAGE_CALL_OUTPUT_TOKENS
+    used = await services.storage.usage.user_total(GUILD, ALICE, since_day=utc_day())
+    assert used.output_tokens == 20 + IMAGE_CALL_OUTPUT_TOKENS
 
 
 async def test_a_refused_drawing_is_a_failed_step_and_no_file(
@@ -140,6 +188,24 @@ async def test_the_chat_backend_draws_through_the_images_api_and_counts_it(
     assert len(tool_message["content"]) < 200
     used = await services.storage.usage.user_total(GUILD, ALICE, since_day=utc_day())
     assert used.output_tokens >= 1056 + 10  # the stand-in's image tokens and the answer's
+
+
+async def test_a_chat_turn_that_fails_after_drawing_leaves_no_drawing_behind(
+    make_services: ServicesFactory, fake_openai: FakeOpenAI
+) -> None:
+    services = await make_services()
+    register_image_tools(services)
+    fake_openai.chat.push(
+        Reply(calls=[FunctionCall("generate_image", {"prompt": "a plan", "shape": "square"})]),
+        Reply("cut", status="incomplete", incomplete_reason="max_output_tokens"),
+    )
+    fake_openai.images.push(ImageReply(rgb=(1, 2, 3), size=(4, 4)))
+    chat = settings(backend="chat", enabled_tools=("image_generation",))
+    failed = (await draw(services, chat))[-1]
+    assert isinstance(failed, Failed), failed
+    # Taken as the turn ended, not left in the process until this conversation's next turn.
+    assert services.state.tool_files.count(KEY) == 0
+    assert len(fake_openai.requests_to("/v1/images/generations")) == 1
 
 
 async def test_the_drawing_function_refuses_when_images_are_off_even_if_called(

@@ -22,7 +22,7 @@ from openai import AsyncOpenAI, omit
 
 from bot.conversation_files import ToolFiles
 from bot.engine.context_fit import CHARS_PER_TOKEN, ContextSizes, fit_request, schema_tokens
-from bot.engine.events import Completed, TextDelta, TurnEvent, Usage
+from bot.engine.events import Completed, Failed, TextDelta, TurnEvent, Usage
 from bot.engine.inline_images import ImageInliner, InlinedImage
 from bot.engine.openai_errors import context_window_of
 from bot.engine.tool_loop import CONTENT_FILTER, CUT_OFF, LENGTH_LIMIT, RoundResult, ToolLoop, Unfinished
@@ -164,9 +164,15 @@ class ChatBackend:
             self._contexts,
             tool_files=self._tool_files,
         )
-        self._tool_files.take(record.key)  # an earlier, failed turn's leftovers are not this reply's
-        async for event in self._loop.answer(rounds, request):
-            yield event
+        # A turn that fails after drawing leaves no files behind (`complete` takes a finished turn's):
+        # taken with its terminal event (the engine reads no further) or as an error ends it.
+        try:
+            async for event in self._loop.answer(rounds, request):
+                if isinstance(event, Failed):
+                    self._tool_files.take(record.key)
+                yield event
+        finally:
+            self._tool_files.take(record.key)
 
 
 class _ChatRounds:

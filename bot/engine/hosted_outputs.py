@@ -14,12 +14,13 @@ import base64
 import binascii
 import hashlib
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from openai import AsyncOpenAI
 from openai.types.responses import (
+    Response,
     ResponseCodeInterpreterToolCall,
     ResponseFileSearchToolCall,
     ResponseFunctionWebSearch,
@@ -35,7 +36,15 @@ from openai.types.responses.response_output_text import (
     ResponseOutputText,
 )
 
-from bot.engine.events import Citation, CodeRun, GeneratedFile, ToolFinished, ToolStarted, TurnEvent
+from bot.engine.events import (
+    Citation,
+    CodeRun,
+    GeneratedFile,
+    ToolFinished,
+    ToolStarted,
+    TurnEvent,
+    Usage,
+)
 from bot.hosted_tools import CODE_INTERPRETER, FILE_SEARCH, IMAGE_GENERATION, WEB_SEARCH
 
 log = logging.getLogger(__name__)
@@ -48,8 +57,8 @@ MAX_GENERATED_FILES = 10
 IMAGE_SUFFIXES = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/webp": ".webp"}
 DRAWING_SUFFIXES = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "gif": ".gif", "svg": ".svg"}
 IMAGE_OUTPUT_TOKENS = {"low": 272, "medium": 1056, "high": 4160}
-"""Output tokens of one 1024x1024 image by quality (OpenAI's published figures for GPT image models).
-The image generation tool's cost is not in the response's usage, so the turn counts this for it."""
+"""Output tokens of one 1024x1024 image by quality (OpenAI's published figures for GPT image models):
+the estimate for drawings of a response that does not report their usage (`tool_usage.image_gen`)."""
 MAX_REVISED_PROMPT_CHARS = 300
 
 
@@ -93,12 +102,6 @@ class HostedOutputs:
         if isinstance(item, ImageGenerationCall):
             return ToolStarted(item.id, IMAGE_GENERATION.name, IMAGE_GENERATION.activity)
         return None
-
-    def drawing_tokens(self) -> int:
-        """What the turn's drawings cost in output tokens (an estimate by quality; medium if unsaid)."""
-        return sum(
-            IMAGE_OUTPUT_TOKENS.get(d.quality or "", IMAGE_OUTPUT_TOKENS["medium"]) for d in self.drawings
-        )
 
     def drawing_notes(self) -> tuple[str, ...]:
         """The prompt each drawing was made from, when the tool says (one line each)."""
@@ -158,6 +161,17 @@ class HostedOutputs:
                         key,
                         ContainerFileRef(annotation.container_id, annotation.file_id, annotation.filename),
                     )
+
+
+def drawing_usage(response: Response | None, drawings: Sequence[Drawing]) -> Usage:
+    """What one model call's image generation cost (it is not in the response's `usage`): what the
+    response reports in `tool_usage.image_gen`, or, where it reports nothing for the call's
+    `drawings`, an estimate by their quality (medium if unsaid)."""
+    tool_usage = response.tool_usage if response is not None else None
+    if tool_usage is not None and (tool_usage.image_gen.total_tokens or not drawings):
+        return Usage(tool_usage.image_gen.input_tokens, tool_usage.image_gen.output_tokens)
+    medium = IMAGE_OUTPUT_TOKENS["medium"]
+    return Usage(0, sum(IMAGE_OUTPUT_TOKENS.get(d.quality or "", medium) for d in drawings))
 
 
 def drawing_note(revised_prompt: str) -> str:

@@ -38,7 +38,7 @@ from openai.types.responses import (
 from bot.config import IMAGE_TOOL
 from bot.conversation_files import ConversationFiles, UploadedFiles
 from bot.engine.events import Completed, TextDelta, TurnEvent, Usage
-from bot.engine.hosted_outputs import MAX_GENERATED_FILE_BYTES, HostedOutputs, fetch_files
+from bot.engine.hosted_outputs import MAX_GENERATED_FILE_BYTES, HostedOutputs, drawing_usage, fetch_files
 from bot.engine.openai_errors import is_context_length_error
 from bot.engine.response_stream import build_validators, used_events
 from bot.engine.tool_loop import CONTENT_FILTER, CUT_OFF, LENGTH_LIMIT, RoundResult, ToolLoop, Unfinished
@@ -222,6 +222,7 @@ class _ResponsesRounds:
         text = ""
         calls: list[RequestedCall] = []
         response: Response | None = None
+        drawn_before = len(self._hosted.drawings)
 
         def create() -> contextlib.AbstractAsyncContextManager[AsyncAPIResponse[Any]]:
             return self._client.responses.with_streaming_response.create(
@@ -271,11 +272,13 @@ class _ResponsesRounds:
                 record.key, record.generation, self._conversation_id
             )
         if response is None:
-            yield RoundResult(text, calls, Usage(), CUT_OFF)
+            yield RoundResult(text, calls, drawing_usage(None, self._hosted.drawings[drawn_before:]), CUT_OFF)
             return
         if response.status != "failed":
             self._unsent_outputs = []  # the round's input is now part of the conversation
-        yield RoundResult(text, calls, _usage_of(response), _unfinished(response))
+        # Drawings are counted with their call, so a turn that fails later still pays for them.
+        drawn = drawing_usage(response, self._hosted.drawings[drawn_before:])
+        yield RoundResult(text, calls, _usage_of(response) + drawn, _unfinished(response))
 
     async def recover_from_context_error(self, error: openai.APIError, round_number: int) -> Usage | None:
         """Only the first call can move (later ones answer calls of this conversation), once per turn:
@@ -299,7 +302,7 @@ class _ResponsesRounds:
         files = await fetch_files(self._client, self._hosted, max_bytes=self._max_file_bytes)
         return Completed(
             text=text,
-            usage=usage + Usage(0, self._hosted.drawing_tokens()),
+            usage=usage,
             citations=tuple(self._hosted.citations),
             files=files,
             code_runs=tuple(self._hosted.code_runs),

@@ -26,6 +26,8 @@ class Hosted:
     final: Json
     code: str = ""
     partial_images: int = 0
+    image_usage: tuple[int, int] | None = None
+    """An image generation call's (input, output) tokens, for the response's `tool_usage`."""
 
 
 @dataclass
@@ -39,6 +41,26 @@ class Rendered:
     refusal: str | None
     message_id: str
     calls: list[Json]
+
+    def tool_usage(self) -> Json | None:
+        """The response's `tool_usage` in the real shape: image generation's tokens summed over the
+        calls that report them, web searches counted; None (omitted) when no drawing reports usage."""
+        drawn = [hosted.image_usage for hosted in self.hosted if hosted.image_usage is not None]
+        if not drawn:
+            return None
+        input_tokens = sum(usage[0] for usage in drawn)
+        output_tokens = sum(usage[1] for usage in drawn)
+        searches = sum(1 for hosted in self.hosted if hosted.kind == "web_search_call")
+        return {
+            "image_gen": {
+                "input_tokens": input_tokens,
+                "input_tokens_details": {"image_tokens": 0, "text_tokens": input_tokens},
+                "output_tokens": output_tokens,
+                "output_tokens_details": {"image_tokens": output_tokens, "text_tokens": 0},
+                "total_tokens": input_tokens + output_tokens,
+            },
+            "web_search": {"num_requests": searches},
+        }
 
     def message_item(self, status: str) -> Json | None:
         content: list[Json] = []
@@ -248,7 +270,12 @@ def _image_generation(tool: ImageGenerationCall) -> Hosted:
         "quality": "medium",
         "size": f"{width}x{height}",
     }
-    return Hosted("image_generation_call", final, partial_images=0 if tool.failed else tool.partial_images)
+    return Hosted(
+        "image_generation_call",
+        final,
+        partial_images=0 if tool.failed else tool.partial_images,
+        image_usage=None if tool.failed else tool.usage,
+    )
 
 
 def hosted_events(index: int, hosted: Hosted) -> Iterator[Json]:

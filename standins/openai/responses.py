@@ -169,7 +169,9 @@ class ResponsesApi(ContextWindows):
         body, reply = run.body, run.reply
         text_config = body.get("text") or {}
         usage: Json | None = None
+        tool_usage: Json | None = None
         if status in ("completed", "incomplete"):
+            tool_usage = run.rendered.tool_usage()
             if reply.usage is not None:
                 input_tokens, output_tokens = reply.usage
             else:
@@ -215,6 +217,7 @@ class ResponsesApi(ContextWindows):
             "top_p": body.get("top_p", 1.0),
             "truncation": body.get("truncation", "disabled"),
             "usage": usage,
+            **({"tool_usage": tool_usage} if tool_usage is not None else {}),
             "user": body.get("user"),
             "metadata": body.get("metadata") or {},
             "prompt_cache_key": body.get("prompt_cache_key"),

@@ -70,6 +70,11 @@ class CodeInterpreterCall:
     container_id: str | None = None
 
 
+IMAGE_CALL_INPUT_TOKENS = 40
+IMAGE_CALL_OUTPUT_TOKENS = 1056
+"""A medium-quality 1024x1024 drawing's output tokens, as the Images API stand-in counts too."""
+
+
 @dataclass
 class ImageGenerationCall:
     """A hosted image generation (Responses only): an `image_generation_call` item whose `result` is
@@ -77,7 +82,9 @@ class ImageGenerationCall:
 
     Streamed with `response.image_generation_call.in_progress`, `generating`, `partial_image`
     (`partial_images` of them) and `completed`; `failed` ends the call with status `failed` and no
-    result, as a moderation refusal does.
+    result, as a moderation refusal does. `usage`: the (input, output) tokens the call adds to the
+    response's `tool_usage.image_gen`; None: its usage record is missing (a response whose calls all
+    miss theirs has no `tool_usage`).
     """
 
     revised_prompt: str | None = None
@@ -86,6 +93,7 @@ class ImageGenerationCall:
     size: tuple[int, int] = (8, 8)
     partial_images: int = 1
     failed: bool = False
+    usage: tuple[int, int] | None = (IMAGE_CALL_INPUT_TOKENS, IMAGE_CALL_OUTPUT_TOKENS)
 
 
 @dataclass

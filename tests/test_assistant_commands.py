@@ -12,9 +12,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from bot.assistants import AssistantProfile
 from bot.config import DEFAULT_INSTRUCTIONS
-from standins.discord import CALLBACK_MODAL, FakeChannel, FakeDiscord, FakeUser
-from standins.openai import FakeOpenAI
+from bot.storage.assistants import ChoiceScope
+from bot.storage.usage import utc_day
+from cogs.assistants import MAX_FIELD_VALUE_CHARS
+from standins.discord import CALLBACK_DEFERRED_MESSAGE, CALLBACK_MODAL, FakeChannel, FakeDiscord, FakeUser
+from standins.openai import FakeOpenAI, FunctionCall, Reply
 from tests.command_support import WAIT_S, Answer, choices, run, settle
 from tests.harness import FAST_BUCKET, Harness, build_world, running_bot
 
@@ -312,3 +316,153 @@ async def test_a_person_picks_a_shared_servers_assistant_for_their_dms(
         await h.discord.dm_message(h.alice, "And now?")
         assert (await request_after(h, sent))["model"] == DEFAULT_MODEL
         assert h.discord.global_commands["assistant"].get("dm_permission") is not False
+
+
+async def bot_text(h: Harness, channel_id: int, fragment: str) -> str:
+    await h.discord.wait_for(
+        lambda: any(fragment in m.content for m in h.discord.bot_messages(channel_id)), timeout=WAIT_S
+    )
+    return next(m.content for m in h.discord.bot_messages(channel_id) if fragment in m.content)
+
+
+async def test_a_dm_pick_is_its_servers_turn_for_budgets_usage_and_knowledge(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with running_bot(tmp_path, fake_openai) as h:
+        admin, alice, guild_id = h.world.admin, h.alice, h.world.guild.id
+        librarian = {"name": "Librarian", "model": DEFAULT_MODEL, "tools": "none", "knowledge": True}
+        await command(h, "assistant create", librarian, user=admin, channel=h.general)
+        model = (await h.services.settings.effective(guild_id)).embedding_model
+        await h.services.knowledge.remember(
+            guild_id=guild_id, author_id=admin.id, text="The wifi network is Hedgehog.", model=model
+        )
+        dm = h.discord.dm_channel(alice)
+        await command(h, "assistant use", {"name": f"{guild_id}:Librarian"}, user=alice, channel=dm)
+
+        fake_openai.responses.push(
+            Reply(calls=[FunctionCall("search_knowledge", {"query": "wifi network", "count": 1})]),
+            Reply("It is Hedgehog.", usage=(900, 200)),
+        )
+        sent = len(h.openai.requests_to("/v1/responses"))
+        await h.discord.dm_message(alice, "What is the wifi called?")
+        await bot_text(h, dm.id, "It is Hedgehog.")
+        searched = h.openai.requests_to("/v1/responses")[sent + 1].json
+        [output] = [
+            item["output"] for item in searched["input"] if item.get("type") == "function_call_output"
+        ]
+        assert "Hedgehog" in output and "none in DMs" not in output  # the server's knowledge
+        await h.services.engine.wait_idle()
+        usage = h.services.storage.usage
+        assert (await usage.guild_total(guild_id, since_day=utc_day())).total_tokens >= 1100
+        assert (await usage.guild_total(None, since_day=utc_day())).total_tokens == 0  # not the DMs'
+
+        await h.services.settings.set(guild_id, "daily_token_budget_guild", "1000", user_id=admin.id)
+        await h.discord.dm_message(alice, "And the password?")
+        refusal = await bot_text(h, dm.id, "budget")
+        assert "This server has used its daily token budget" in refusal
+        bob_dm = h.discord.dm_channel(h.world.bob)  # no pick: the DMs' own budget (none)
+        await h.discord.dm_message(h.world.bob, "hello")
+        await bot_text(h, bob_dm.id, "echo: bob: hello")
+
+
+async def test_a_dm_pick_finds_servers_this_process_does_not_hold(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with running_bot(tmp_path, fake_openai) as h:
+        alice = h.alice
+        await command(h, "assistant create", TUTOR, user=h.world.admin, channel=h.general)
+        far = h.discord.add_guild("Far Server")  # the bot is in it, on another process's shard
+        h.discord.add_member(far.id, alice)
+        assert h.bot.get_guild(far.id) is None
+        await h.services.assistants.create(
+            far.id, AssistantProfile(name="Far Tutor", model=DEFAULT_MODEL), user_id=h.world.admin.id
+        )
+        away = h.discord.add_guild("Not Alice's")
+        await h.services.assistants.create(
+            away.id, AssistantProfile(name="Tutor Elsewhere", model=DEFAULT_MODEL), user_id=h.world.admin.id
+        )
+        dm = h.discord.dm_channel(alice)
+        record = await h.discord.autocomplete(
+            "assistant use", {"name": "tutor"}, focused="name", user=alice, channel_id=dm.id
+        )
+        await settle(h, record)
+        offered = {c["value"]: c["name"] for c in record.autocomplete_choices or []}
+        assert offered == {
+            f"{far.id}:Far Tutor": "Far Tutor — Far Server",
+            f"{h.world.guild.id}:Math Tutor": "Math Tutor — Test Server",
+        }
+        picked = await command(h, "assistant use", {"name": "far tutor"}, user=alice, channel=dm)
+        assert picked.text == "🔁 Our DMs are now answered by **Far Tutor** of Far Server."
+        refused = await command(h, "assistant use", {"name": "Tutor Elsewhere"}, user=alice, channel=dm)
+        assert refused.text == "No server you share with me has an assistant called `Tutor Elsewhere`."
+
+
+async def test_a_dm_pick_ends_when_the_person_leaves_its_server_and_says_so_once(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with running_bot(tmp_path, fake_openai) as h:
+        bob, guild_id = h.world.bob, h.world.guild.id
+        await command(h, "assistant create", TUTOR, user=h.world.admin, channel=h.general)
+        tutor = await h.services.assistants.get(guild_id, "Math Tutor")
+        await h.services.assistants.use_in_dm(bob.id, tutor)  # picked while a member
+        del h.discord.guilds[guild_id].members[bob.id]  # then left (or was banned)
+
+        dm = h.discord.dm_channel(bob)
+        sent = len(h.openai.requests_to("/v1/responses"))
+        await h.discord.dm_message(bob, "What is a prime?")
+        assert (await request_after(h, sent))["model"] == DEFAULT_MODEL
+        said = await bot_text(h, dm.id, "no longer answers our DMs")
+        assert "**Math Tutor** no longer answers our DMs: you are not in its server any more" in said
+        assert await h.services.assistants.chosen(ChoiceScope.DM, bob.id) is None
+        await h.services.engine.wait_idle()
+        await h.discord.dm_message(bob, "And now?")
+        await bot_text(h, dm.id, "echo: bob: And now?")
+        notes = [m for m in h.discord.bot_messages(dm.id) if "no longer answers" in m.content]
+        assert len(notes) == 1
+
+
+async def test_the_starter_of_a_conversation_in_someone_elses_thread_switches_it(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with FakeDiscord(
+        rate_limits={"message_create": FAST_BUCKET, "message_edit": FAST_BUCKET}
+    ) as server:
+        world = build_world(server)
+        thread = server.add_thread(world.general.id, "alice's thread", owner=world.alice)
+        async with running_bot(tmp_path, fake_openai, discord=server, world=world) as h:
+            await switch_in_someone_elses_thread(h, thread)
+
+
+async def switch_in_someone_elses_thread(h: Harness, thread: FakeChannel) -> None:
+    """Bob begins a conversation in alice's thread: he, not its owner, may switch its assistant."""
+    alice, bob = h.alice, h.world.bob
+    await command(h, "assistant create", TUTOR, user=h.world.admin, channel=h.general)
+    sent = len(h.openai.requests_to("/v1/responses"))
+    await h.discord.user_message(thread.id, bob, f"{h.bot_mention} help me", mentions_bot=True)
+    await request_after(h, sent)
+    await h.services.engine.wait_idle()
+    assert await h.services.assistants.starter_of(thread.id) == bob.id
+
+    refused = await command(h, "assistant use", {"name": "Math Tutor"}, user=alice, channel=thread)
+    assert refused.ephemeral and refused.text.startswith("Only the person who started this conversation")
+    assert refused.record.callbacks[0].type == CALLBACK_DEFERRED_MESSAGE  # acknowledged before any read
+    switched = await command(h, "assistant use", {"name": "Math Tutor"}, user=bob, channel=thread)
+    assert not switched.ephemeral and switched.text == "🔁 bob switched this conversation to **Math Tutor**."
+    assert switched.record.callbacks[0].type == CALLBACK_DEFERRED_MESSAGE
+
+
+async def test_show_lists_the_channels_an_assistant_answers_in_within_discords_limit(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with running_bot(tmp_path, fake_openai) as h:
+        admin, guild_id = h.world.admin, h.world.guild.id
+        await command(h, "assistant create", TUTOR, user=admin, channel=h.general)
+        tutor = await h.services.assistants.get(guild_id, "Math Tutor")
+        channel_ids = [1_100_000_000_000_000_000 + n for n in range(80)]  # 80 mentions: 1,840 characters
+        for channel_id in channel_ids:
+            await h.services.assistants.use_in_channel(guild_id, channel_id, tutor, user_id=admin.id)
+        shown = await command(h, "assistant show", {"name": "Math Tutor"}, user=admin, channel=h.general)
+        where = shown.field("Answers in")
+        assert len(where) <= MAX_FIELD_VALUE_CHARS and where.startswith(f"<#{channel_ids[0]}> ")
+        listed = where.split()
+        assert listed[-2:] == [f"+{80 - len(listed) + 2}", "more"] and len(listed) - 2 > 30

@@ -31,6 +31,7 @@ from bot.features import FeatureOffError
 from bot.storage import KnowledgeEntry, Storage
 from bot.storage.knowledge import DocumentFile, EmbeddingSpace, KnowledgeStore, NewChunk, VectorRows
 from bot.vector_index import DimensionMismatchError, VectorIndex
+from bot.vector_knowledge import FILE_LABEL_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,31 @@ def title_of(text: str) -> str:
         return line
     cut = line[: TITLE_CHARS - 1]
     return (cut.rsplit(" ", 1)[0] if " " in cut else cut) + "…"
+
+
+# ---------------------------------------------------------------------------------------- references
+
+MAX_ENTRY_ID = (1 << 63) - 1  # a database integer
+_ENTRY_REFERENCE = re.compile(rf"#?\s*({FILE_LABEL_PREFIX}?)\s*(\d{{1,19}})", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class EntryReference:
+    """What /forget was given: a local entry ("12", "#12") or a vector-store file ("F3")."""
+
+    entry_id: int
+    in_vector_store: bool
+
+
+def parse_entry_reference(text: str) -> EntryReference:
+    """The entry `text` names, whatever store the guild uses now: the prefix, not the setting, says
+    which (both numberings start at 1, so a bare number must never reach the other store)."""
+    match = _ENTRY_REFERENCE.fullmatch(text.strip())
+    if match is None or not 0 < int(match.group(2)) <= MAX_ENTRY_ID:
+        raise UserFacingError(
+            "Give the entry's number (12 or #12), or a vector-store file's (F3); pick one from the list."
+        )
+    return EntryReference(int(match.group(2)), bool(match.group(1)))
 
 
 # ------------------------------------------------------------------------------------------- service
@@ -471,6 +497,10 @@ class KnowledgeBase:
         return await self._storage.knowledge.entries(
             guild_id, author_id=author_id, matching=matching, limit=limit
         )
+
+    async def entry_count(self, guild_id: int) -> int:
+        """How many entries the guild has, in every embedding space."""
+        return sum(space.entries for space in await self._storage.knowledge.spaces(guild_id))
 
     async def _index(self, key: SpaceKey) -> VectorIndex:
         index = self._indexes.get(key)

@@ -44,6 +44,13 @@ PROCESSING_WAIT_S = 300.0
 """How long /remember waits for OpenAI to process a file before saying it is still being processed."""
 MAX_SEARCH_RESULTS = 10
 MAX_LOST_NAMES_SHOWN = 5
+FILE_LABEL_PREFIX = "F"
+"""A vector-store file is "F3", a local knowledge entry "#3": the two numberings both start at 1."""
+
+
+def file_label(entry_id: int) -> str:
+    """How members see and give a file of the vector store (/forget entry:F3)."""
+    return f"{FILE_LABEL_PREFIX}{entry_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +68,13 @@ class AddedFile:
         entry = self.entry
         text = (
             f"Added **{entry.filename}** ({_size(entry.size_bytes)}) to this server's OpenAI vector store"
-            f" as entry **#{entry.id}**"
+            f" as file **{file_label(entry.id)}**"
         )
         if self.still_processing:
             text += "; OpenAI is still processing it, and conversations can search it once that is done."
         else:
             text += "; conversations can search it now."
-        text += " Find it with /search; remove it with /forget."
+        text += f" Find it with /search; remove it with /forget entry:{file_label(entry.id)}."
         if self.lost:
             names = ", ".join(e.filename for e in self.lost[:MAX_LOST_NAMES_SHOWN])
             more = len(self.lost) - MAX_LOST_NAMES_SHOWN
@@ -182,11 +189,12 @@ class VectorKnowledge:
     ) -> VectorStoreFileEntry:
         """Remove a file from the store and from OpenAI's files; only who added it or an admin may."""
         entry = await self._registry.get_file(guild_id, entry_id)
+        missing = f"There is no file {file_label(entry_id)} in this server's OpenAI vector store."
         if entry is None:
-            raise UserFacingError(f"There is no knowledge entry #{entry_id} in this server.")
+            raise UserFacingError(missing)
         if entry.author_id != user_id and not is_admin:
             raise UserFacingError(
-                f"Entry #{entry_id} was added by someone else; only they or an admin can remove it."
+                f"File {file_label(entry_id)} was added by someone else; only they or an admin can remove it."
             )
         client = self._openai()
         try:
@@ -200,7 +208,7 @@ class VectorKnowledge:
             ) from exc
         removed = await self._registry.remove_file(guild_id, entry_id)
         if removed is None:  # someone else removed it meanwhile
-            raise UserFacingError(f"There is no knowledge entry #{entry_id} in this server.")
+            raise UserFacingError(missing)
         return removed
 
     async def files(
@@ -208,6 +216,9 @@ class VectorKnowledge:
     ) -> list[VectorStoreFileEntry]:
         """The guild's files, newest first (someone's own, or names matching what was typed)."""
         return await self._registry.files(guild_id, author_id=author_id, matching=matching, limit=limit)
+
+    async def file_count(self, guild_id: int) -> int:
+        return await self._registry.file_count(guild_id)
 
     async def search(self, *, guild_id: int, query: str, count: int) -> list[VectorSearchHit]:
         """The store's passages closest to `query`, as OpenAI's vector store search ranks them."""

@@ -26,9 +26,15 @@ from bot.documents import (
     parse_document,
 )
 from bot.errors import UserFacingError
-from bot.knowledge import MAX_QUERY_CHARS, MAX_SEARCH_RESULTS, Remembered, SearchResults
+from bot.knowledge import (
+    MAX_QUERY_CHARS,
+    MAX_SEARCH_RESULTS,
+    Remembered,
+    SearchResults,
+    parse_entry_reference,
+)
 from bot.storage import KnowledgeEntry
-from bot.vector_knowledge import VectorSearchHit, check_file
+from bot.vector_knowledge import FILE_LABEL_PREFIX, VectorSearchHit, check_file, file_label
 from cogs.deferral import public_thinking
 from cogs.embeds import add_fields, cut, field_share
 
@@ -43,18 +49,25 @@ SEARCH_COLOUR = discord.Colour.blurple()
 NO_MENTIONS = discord.AllowedMentions.none()
 JUMP_URL_BASE = "https://discord.com/channels"
 MAX_FIELD_NAME_CHARS = 256  # Discord's limit for an embed field's name
+LOCAL_STORE = "this server's own knowledge"
+OPENAI_STORE = "this server's OpenAI vector store"
 
 
-def search_embed(query: str, results: SearchResults) -> discord.Embed:
-    """The top matches as embed fields: entry, score, source link and the passage itself."""
+def search_embed(query: str, results: SearchResults, vector_files: int = 0) -> discord.Embed:
+    """The top matches as embed fields: entry, score, source link and the passage itself; the footer
+    says the bot's own knowledge was searched (and what was not: `vector_files` in the OpenAI store)."""
     embed = discord.Embed(
         title="Knowledge search",
-        description=cut(f"Closest matches for **{discord.utils.escape_markdown(query)}**", 4000),
+        description=cut(
+            f"Closest matches for **{discord.utils.escape_markdown(query)}** in {LOCAL_STORE}", 4000
+        ),
         colour=SEARCH_COLOUR,
     )
-    footer = f"{results.model} · {results.dims} dimensions"
+    footer = f"Searched {LOCAL_STORE} · {results.model} · {results.dims} dimensions"
     if results.skipped_entries:
         footer += f" · {results.skipped_entries} entries from another embedding model not searched"
+    if vector_files:
+        footer += f" · {_count(vector_files, 'file')} in {OPENAI_STORE} not searched"
     embed.set_footer(text=footer)
     names = [
         cut(f"{rank}. #{hit.entry.id} · {hit.score:.2f} · {hit.citation}", MAX_FIELD_NAME_CHARS)
@@ -71,17 +84,23 @@ def search_embed(query: str, results: SearchResults) -> discord.Embed:
     return add_fields(embed, fields)
 
 
-def vector_search_embed(query: str, hits: list[VectorSearchHit]) -> discord.Embed:
-    """The OpenAI vector store's top passages as embed fields: entry, score, file and the passage."""
+def vector_search_embed(query: str, hits: list[VectorSearchHit], local_entries: int = 0) -> discord.Embed:
+    """The OpenAI vector store's top passages as embed fields: file, score, name and the passage; the
+    footer says the store was searched (and what was not: `local_entries` of the bot's own)."""
     embed = discord.Embed(
         title="Knowledge search",
-        description=cut(f"Closest matches for **{discord.utils.escape_markdown(query)}**", 4000),
+        description=cut(
+            f"Closest matches for **{discord.utils.escape_markdown(query)}** in {OPENAI_STORE}", 4000
+        ),
         colour=SEARCH_COLOUR,
     )
-    embed.set_footer(text="This server's OpenAI vector store")
+    footer = f"Searched {OPENAI_STORE}"
+    if local_entries:
+        footer += f" · {_count(local_entries, 'entry', 'entries')} of {LOCAL_STORE} not searched"
+    embed.set_footer(text=footer)
     names = [
         cut(
-            f"{rank}. {f'#{hit.entry.id} · ' if hit.entry else ''}{hit.score:.2f} · {hit.filename}",
+            f"{rank}. {_file_prefix(hit)}{hit.score:.2f} · {hit.filename}",
             MAX_CHOICE_NAME_CHARS * 2,
         )
         for rank, hit in enumerate(hits, 1)
@@ -215,11 +234,15 @@ class KnowledgeCog(commands.Cog):
             hits = await self.bot.services.vector_knowledge.search(
                 guild_id=guild_id, query=query, count=count
             )
+            local_entries = await self.knowledge.entry_count(guild_id)
             if not hits:
                 raise UserFacingError(
-                    "Nothing in this server's files matches that (add some with /remember)."
+                    f"Nothing in {OPENAI_STORE} matches that (add files with /remember)."
+                    + _not_searched(local_entries, "entry", "entries", LOCAL_STORE)
                 )
-        await interaction.followup.send(embed=vector_search_embed(query, hits), allowed_mentions=NO_MENTIONS)
+        await interaction.followup.send(
+            embed=vector_search_embed(query, hits, local_entries), allowed_mentions=NO_MENTIONS
+        )
 
     async def _forget_vector_file(self, interaction: discord.Interaction, guild_id: int, entry: int) -> None:
         """/forget of a file in the guild's OpenAI vector store (the interaction is acknowledged)."""
@@ -230,8 +253,8 @@ class KnowledgeCog(commands.Cog):
             is_admin=interaction.permissions.manage_guild,
         )
         await interaction.followup.send(
-            f"Forgot entry #{removed.id} ({discord.utils.escape_markdown(removed.filename)}): it is out of"
-            " this server's OpenAI vector store.",
+            f"Forgot file {file_label(removed.id)} ({discord.utils.escape_markdown(removed.filename)}):"
+            f" it is out of {OPENAI_STORE}.",
             ephemeral=True,
             allowed_mentions=NO_MENTIONS,
         )
@@ -261,24 +284,32 @@ class KnowledgeCog(commands.Cog):
                     model=settings.embedding_model,
                     user_id=interaction.user.id,
                 )
+            vector_files = await services.vector_knowledge.file_count(guild_id)
             if not results.hits:
                 raise UserFacingError(
                     "Nothing in this server's knowledge matches that (add some with /remember)."
+                    + _not_searched(vector_files, "file", "files", OPENAI_STORE)
                 )
-        await interaction.followup.send(embed=search_embed(query, results), allowed_mentions=NO_MENTIONS)
+        await interaction.followup.send(
+            embed=search_embed(query, results, vector_files), allowed_mentions=NO_MENTIONS
+        )
 
     @app_commands.guild_only()
     @app_commands.command(name="forget", description="Remove an entry from this server's knowledge")
-    @app_commands.describe(entry="The entry to remove (its number, or start typing its title)")
-    async def forget(self, interaction: discord.Interaction, entry: int) -> None:
+    @app_commands.describe(
+        entry="The entry to remove: its number (#12), a vector-store file's (F3), or start typing its title"
+    )
+    async def forget(self, interaction: discord.Interaction, entry: str) -> None:
+        """Either store's entry, whatever `knowledge_store` says now: the reference names the store."""
         guild_id = _guild_id(interaction)
+        reference = parse_entry_reference(str(entry))
         await interaction.response.defer(ephemeral=True, thinking=True)
-        if await self._keeps_knowledge_at_openai(guild_id):
-            await self._forget_vector_file(interaction, guild_id, entry)
+        if reference.in_vector_store:
+            await self._forget_vector_file(interaction, guild_id, reference.entry_id)
             return
         removed = await self.knowledge.forget(
             guild_id=guild_id,
-            entry_id=entry,
+            entry_id=reference.entry_id,
             user_id=interaction.user.id,
             is_admin=interaction.permissions.manage_guild,
         )
@@ -292,33 +323,29 @@ class KnowledgeCog(commands.Cog):
     @forget.autocomplete("entry")
     async def forget_entry_choices(
         self, interaction: discord.Interaction, current: str
-    ) -> list[app_commands.Choice[int]]:
-        """The caller's own entries (every entry for admins), filtered by what they typed."""
-        if interaction.guild_id is None:
+    ) -> list[app_commands.Choice[str]]:
+        """The caller's own entries (every entry for admins) in both stores, newest first, filtered by
+        what they typed: a guild that changed `knowledge_store` can still forget what the other holds."""
+        guild_id = interaction.guild_id
+        if guild_id is None:
             return []
         author = None if interaction.permissions.manage_guild else interaction.user.id
-        if await self._keeps_knowledge_at_openai(interaction.guild_id):
-            files = await self.bot.services.vector_knowledge.files(
-                interaction.guild_id,
-                author_id=author,
-                matching=current.strip().lstrip("#"),
-                limit=MAX_AUTOCOMPLETE_CHOICES,
-            )
-            return [
-                app_commands.Choice(name=cut(f"#{f.id} · {f.filename}", MAX_CHOICE_NAME_CHARS), value=f.id)
-                for f in files
-            ]
+        typed = current.strip().lstrip("#").strip()
+        file_typed = typed[1:] if typed[:1].upper() == FILE_LABEL_PREFIX and typed[1:].isdigit() else typed
         entries = await self.knowledge.entries(
-            interaction.guild_id,
-            author_id=author,
-            matching=current.strip().lstrip("#"),
-            limit=MAX_AUTOCOMPLETE_CHOICES,
+            guild_id, author_id=author, matching=typed, limit=MAX_AUTOCOMPLETE_CHOICES
         )
+        files = await self.bot.services.vector_knowledge.files(
+            guild_id, author_id=author, matching=file_typed, limit=MAX_AUTOCOMPLETE_CHOICES
+        )
+        choices = [(e.created_at, f"#{e.id} · {e.title} ({_what_it_is(e)})", str(e.id)) for e in entries] + [
+            (f.added_at, f"{file_label(f.id)} · {f.filename} (OpenAI vector store)", file_label(f.id))
+            for f in files
+        ]
+        choices.sort(key=lambda choice: choice[0], reverse=True)
         return [
-            app_commands.Choice(
-                name=cut(f"#{e.id} · {e.title} ({_what_it_is(e)})", MAX_CHOICE_NAME_CHARS), value=e.id
-            )
-            for e in entries
+            app_commands.Choice(name=cut(name, MAX_CHOICE_NAME_CHARS), value=value)
+            for _, name, value in choices[:MAX_AUTOCOMPLETE_CHOICES]
         ]
 
 
@@ -338,6 +365,20 @@ def _remembered_sentence(remembered: Remembered, kind: str | None = None) -> str
         f"Remembered entry **#{entry.id}**: the {kind} **{title}** ({chunks}). "
         f"Find it with /search; remove all of it with /forget entry:{entry.id}."
     )
+
+
+def _file_prefix(hit: VectorSearchHit) -> str:
+    """ "F3 · " for a file the bot added; nothing for one added to the store some other way."""
+    return f"{file_label(hit.entry.id)} · " if hit.entry else ""
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+def _not_searched(n: int, one: str, many: str, store: str) -> str:
+    """The other store's size, when it has anything (the guild changed `knowledge_store`)."""
+    return f" {_count(n, one, many)} in {store} {'was' if n == 1 else 'were'} not searched." if n else ""
 
 
 def _refuse_too_large(file: discord.Attachment, max_bytes: int) -> None:

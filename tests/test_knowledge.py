@@ -405,11 +405,16 @@ COGS = ("cogs.knowledge",)
 async def command(h: Harness, name: str, options: dict[str, object], user: FakeUser) -> StoredMessage:
     """Run a slash command and return the message that answers it (the last one, once it settled)."""
     record = await h.discord.slash_command(name, options, user=user, channel_id=h.general.id)
-    await h.discord.wait_for(
-        lambda: (
-            bool(record.followup_ids) or (record.acknowledged and record.response_type == CALLBACK_MESSAGE)
+
+    def answered() -> bool:  # a followup, an immediate answer, or the placeholder edited into one
+        original = h.discord.messages.get(record.original_message_id or 0)
+        return (
+            bool(record.followup_ids)
+            or (record.acknowledged and record.response_type == CALLBACK_MESSAGE)
+            or (original is not None and not original.deleted and not original.loading)
         )
-    )
+
+    await h.discord.wait_for(answered)
     assert record.ack_latency_s is not None and record.ack_latency_s < 3
     return h.discord.message(
         record.followup_ids[-1] if record.followup_ids else record.original_message_id or 0
@@ -444,7 +449,10 @@ async def test_remember_search_and_forget_through_discord(tmp_path: Path, fake_o
             "forget", {"entry": ""}, focused="entry", user=alice, channel_id=h.general.id
         )
         await h.discord.wait_for(lambda: typing.acknowledged)
-        assert [c["value"] for c in typing.autocomplete_choices or []] == [3, 1]  # alice's own, newest first
+        assert [c["value"] for c in typing.autocomplete_choices or []] == [
+            "3",
+            "1",
+        ]  # alice's own, newest first
         typing = await h.discord.autocomplete(
             "forget", {"entry": "dep"}, focused="entry", user=h.world.admin, channel_id=h.general.id
         )

@@ -352,7 +352,7 @@ async def test_a_guild_on_an_openai_vector_store_gets_the_file_there_not_in_the_
         guild_id = h.general.guild_id or 0
         await h.services.settings.set(guild_id, "knowledge_store", "openai", user_id=h.world.admin.id)
         added = await settled(h, "remember", {"file": Upload("handbook.pdf", handbook())}, h.alice)
-        assert not added.ephemeral and "to this server's OpenAI vector store as entry **#1**" in added.content
+        assert not added.ephemeral and "to this server's OpenAI vector store as file **F1**" in added.content
         assert await h.services.storage.knowledge.entries(guild_id) == []
         assert fake_openai.requests_to("/v1/embeddings") == []
         assert [f.filename for f in await h.services.vector_knowledge.files(guild_id)] == ["handbook.pdf"]
@@ -400,4 +400,4 @@ async def test_a_member_over_their_budget_cannot_add_to_the_vector_store(
         assert h.discord.calls_of("cdn") == []
         assert fake_openai.requests_to("/v1/files") == []
         added = await settled(h, "remember", {"file": Upload("handbook.pdf", handbook())}, h.world.bob)
-        assert "to this server's OpenAI vector store as entry **#1**" in added.content  # Bob has his
+        assert "to this server's OpenAI vector store as file **F1**" in added.content  # Bob has his

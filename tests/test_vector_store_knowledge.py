@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot.config import GuildSettings, load_config
 from bot.discord.render.final_text import DEFAULT_MAX_FILE_BYTES, FinalTextLimits, completed_reply
@@ -22,9 +24,10 @@ from bot.engine.responses_backend import LOST_VECTOR_STORE_NOTE
 from bot.errors import ConfigError, UserFacingError
 from bot.features import OPENAI_KNOWLEDGE_STORE_OFF, Features
 from bot.guild_settings import InvalidSettingError, SettingsCache, SettingsService
+from bot.knowledge import EntryReference, parse_entry_reference
 from bot.services import Services
 from bot.storage import Storage
-from bot.vector_knowledge import VectorKnowledge, VectorStoreGoneError
+from bot.vector_knowledge import VectorKnowledge, VectorStoreGoneError, file_label
 from standins.discord import FakeUser, StoredMessage, Upload
 from standins.openai import FakeOpenAI, FileSearchCall, RecordedRequest, Reply
 from tests import conftest
@@ -87,6 +90,7 @@ def test_a_config_file_with_the_openai_store_on_the_chat_backend_is_refused(tmp_
 HANDBOOK = b"Staff handbook\n\nHoliday leave is 25 days a year.\n\nThe office opens at 9 am."
 MENU = b"Canteen menu\n\nSoup on Mondays, fish on Fridays."
 MEMBER = 31
+SMALL_EMBEDDER = "text-embedding-3-small"
 OTHER = 32
 
 
@@ -122,8 +126,8 @@ async def test_a_file_goes_to_a_store_made_once_and_kept_in_the_database(
         "completed",
     )
     assert added.message == (
-        f"Added **handbook.txt** (75 B) to this server's OpenAI vector store as entry **#{entry.id}**;"
-        " conversations can search it now. Find it with /search; remove it with /forget."
+        f"Added **handbook.txt** (75 B) to this server's OpenAI vector store as file **F{entry.id}**;"
+        f" conversations can search it now. Find it with /search; remove it with /forget entry:F{entry.id}."
     )
     listed = await knowledge.files(GUILD)
     assert [(e.filename, e.status) for e in listed] == [
@@ -210,7 +214,7 @@ async def test_forget_removes_the_file_from_the_store_and_openai(
     [store] = fake.vector_stores.values()
     assert store.files == {} and fake.files == {}
     assert await knowledge.files(GUILD) == []
-    with pytest.raises(UserFacingError, match=f"no knowledge entry #{added.entry.id}"):
+    with pytest.raises(UserFacingError, match=f"no file F{added.entry.id} in"):
         await knowledge.forget(guild_id=GUILD, entry_id=added.entry.id, user_id=MEMBER, is_admin=True)
 
 
@@ -358,7 +362,7 @@ async def test_search_and_forget_use_the_guilds_vector_store(tmp_path: Path, fak
 
         found = await slash(h, "search", {"query": "holiday leave days", "count": 2}, bob)
         [field] = found.data["embeds"][0]["fields"]  # the menu shares no word with the query
-        assert field["name"] == f"1. #{handbook.entry.id} · 1.00 · handbook.pdf"
+        assert field["name"] == f"1. F{handbook.entry.id} · 1.00 · handbook.pdf"
         assert field["value"] == "Holiday leave is 25 days a year."
         assert not fake_openai.requests_to("/v1/embeddings"), "the store searches; nothing is embedded here"
 
@@ -367,22 +371,93 @@ async def test_search_and_forget_use_the_guilds_vector_store(tmp_path: Path, fak
         )
         await h.discord.wait_for(lambda: typing.acknowledged)
         assert [c["name"] for c in typing.autocomplete_choices or []] == [
-            f"#{handbook.entry.id} · handbook.pdf"
+            f"F{handbook.entry.id} · handbook.pdf (OpenAI vector store)"
         ]
 
-        refused = await slash(h, "forget", {"entry": handbook.entry.id}, bob)
+        refused = await slash(h, "forget", {"entry": f"F{handbook.entry.id}"}, bob)
         assert refused.ephemeral and "only they or an admin" in refused.content
-        forgotten = await slash(h, "forget", {"entry": handbook.entry.id}, alice)
+        forgotten = await slash(h, "forget", {"entry": f"F{handbook.entry.id}"}, alice)
         assert forgotten.ephemeral
         assert forgotten.content == (
-            f"Forgot entry #{handbook.entry.id} (handbook.pdf): it is out of this server's OpenAI"
+            f"Forgot file F{handbook.entry.id} (handbook.pdf): it is out of this server's OpenAI"
             " vector store."
         )
         [store] = fake_openai.vector_stores.values()
         assert [fake_openai.files[f].filename for f in store.files] == ["menu.txt"]
         assert handbook.entry.file_id not in fake_openai.files
         nothing = await slash(h, "search", {"query": "holiday leave"}, bob)
-        assert nothing.ephemeral and "Nothing in this server's files matches that" in nothing.content
+        assert (
+            nothing.ephemeral
+            and "Nothing in this server's OpenAI vector store matches that" in nothing.content
+        )
+
+
+@given(entry_id=st.integers(1, (1 << 63) - 1), in_store=st.booleans(), hash_mark=st.booleans())
+def test_an_entry_reference_names_its_store_by_its_prefix(
+    entry_id: int, in_store: bool, hash_mark: bool
+) -> None:
+    label = file_label(entry_id) if in_store else str(entry_id)
+    typed = f"#{label}" if hash_mark else label
+    assert parse_entry_reference(f" {typed.lower()} ") == EntryReference(entry_id, in_store)
+
+
+@given(typed=st.text(max_size=30))
+def test_anything_else_typed_as_an_entry_is_one_sentence(typed: str) -> None:
+    try:
+        reference = parse_entry_reference(typed)
+    except UserFacingError as exc:
+        assert str(exc).startswith("Give the entry's number")
+    else:
+        assert reference.entry_id >= 1
+
+
+async def test_both_stores_entries_stay_reachable_whatever_the_guild_uses_now(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    """Both numberings start at 1: /forget goes by the reference (3 or F3), never by the setting."""
+    async with running_bot(tmp_path, fake_openai, extensions=("cogs.knowledge",)) as h:
+        alice, admin = h.alice, h.world.admin
+        guild_id = h.general.guild_id or 0
+        note = await h.services.knowledge.remember(
+            guild_id=guild_id, author_id=alice.id, text="The canteen soup is leek.", model=SMALL_EMBEDDER
+        )
+        await h.services.settings.set(guild_id, "knowledge_store", "openai", user_id=admin.id)
+        first = await h.services.vector_knowledge.add_file(
+            guild_id=guild_id, user_id=alice.id, filename="handbook.pdf", data=HANDBOOK
+        )
+        second = await h.services.vector_knowledge.add_file(
+            guild_id=guild_id, user_id=alice.id, filename="menu.txt", data=MENU
+        )
+        assert note.entry.id == first.entry.id == 1  # the ambiguity the labels resolve
+
+        typing = await h.discord.autocomplete(
+            "forget", {"entry": ""}, focused="entry", user=alice, channel_id=h.general.id
+        )
+        await h.discord.wait_for(lambda: typing.acknowledged)
+        assert [c["value"] for c in typing.autocomplete_choices or []] == ["F2", "F1", "1"]
+
+        found = await slash(h, "search", {"query": "holiday leave days", "count": 1}, alice)
+        footer = found.data["embeds"][0]["footer"]["text"]
+        assert footer == (
+            "Searched this server's OpenAI vector store · 1 entry of this server's own knowledge not searched"
+        )
+
+        # On the vector store, a bare number is still the local entry, not the store's file #1.
+        forgotten = await slash(h, "forget", {"entry": "1"}, alice)
+        assert forgotten.content.startswith("Forgot entry #1 (The canteen soup is leek.)")
+        assert [f.id for f in await h.services.vector_knowledge.files(guild_id)] == [2, 1]
+        assert await h.services.knowledge.entries(guild_id) == []
+
+        await h.services.settings.set(guild_id, "knowledge_store", "local", user_id=admin.id)
+        forgotten = await slash(h, "forget", {"entry": f"F{second.entry.id}"}, alice)
+        assert forgotten.content.startswith("Forgot file F2 (menu.txt)")
+        [store] = fake_openai.vector_stores.values()
+        assert [fake_openai.files[f].filename for f in store.files] == ["handbook.pdf"]
+        empty = await slash(h, "search", {"query": "holiday"}, alice)
+        assert empty.ephemeral and empty.content == (
+            "Nothing in this server's knowledge matches that (add some with /remember). 1 file in this"
+            " server's OpenAI vector store was not searched."
+        )
 
 
 # ------------------------------------------------------------------------------ end to end

@@ -160,6 +160,14 @@ class VectorStoreRegistry:
             )
         return _entry(rows[0]) if rows else None
 
+    async def file_count(self, guild_id: int) -> int:
+        async with self._db.read() as connection:
+            cursor = await connection.execute(
+                "SELECT COUNT(*) FROM vector_store_files WHERE guild_id = ?", (guild_id,)
+            )
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
     async def files(
         self, guild_id: int, *, author_id: int | None = None, matching: str = "", limit: int = 25
     ) -> list[VectorStoreFileEntry]:

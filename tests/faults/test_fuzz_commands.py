@@ -41,6 +41,7 @@ from standins.discord import (
     FakeDiscord,
     FakeUser,
     InteractionRecord,
+    StoredMessage,
     Upload,
 )
 from standins.openai import FakeOpenAI, HttpError, ImageReply, Reply
@@ -437,15 +438,24 @@ class Answer:
     modal: bool = False
 
 
-def settled(record: InteractionRecord) -> bool:
+def settled(record: InteractionRecord, server: FakeDiscord | None = None) -> bool:
+    """Answered: at once, by a followup, or (given the server) by the placeholder edited into the answer."""
     if any(callback.status >= 300 for callback in record.callbacks):
         return True
     response = record.response
     if response is None:
         return False
-    return response.type in (CALLBACK_MESSAGE, CALLBACK_MODAL, CALLBACK_AUTOCOMPLETE) or bool(
-        record.followup_ids
+    return (
+        response.type in (CALLBACK_MESSAGE, CALLBACK_MODAL, CALLBACK_AUTOCOMPLETE)
+        or bool(record.followup_ids)
+        or (server is not None and _edited_placeholder(server, record) is not None)
     )
+
+
+def _edited_placeholder(server: FakeDiscord, record: InteractionRecord) -> StoredMessage | None:
+    """The deferred "thinking…" message once the bot edited it into its answer."""
+    original = server.messages.get(record.original_message_id or 0)
+    return original if original is not None and not original.deleted and not original.loading else None
 
 
 def answer_of(server: FakeDiscord, record: InteractionRecord) -> Answer:
@@ -457,7 +467,10 @@ def answer_of(server: FakeDiscord, record: InteractionRecord) -> Answer:
     if response.type == CALLBACK_MESSAGE:
         data = response.data
         return Answer(data.get("content") or "", response.ephemeral, len(data.get("embeds") or []))
-    message = server.message(record.followup_ids[0])
+    message = (
+        server.message(record.followup_ids[0]) if record.followup_ids else _edited_placeholder(server, record)
+    )
+    assert message is not None
     return Answer(
         message.content, message.ephemeral, len(message.data["embeds"]), len(message.data["attachments"])
     )
@@ -467,7 +480,7 @@ async def invoke(
     live: Live, name: str, options: Mapping[str, Any], *, user: FakeUser, channel: FakeChannel
 ) -> Answer:
     record = await live.discord.slash_command(name, options, user=user, channel_id=channel.id)
-    await live.discord.wait_for(lambda: settled(record), timeout=WAIT_S)
+    await live.discord.wait_for(lambda: settled(record, live.discord), timeout=WAIT_S)
     return answer_of(live.discord, record)
 
 
@@ -563,7 +576,7 @@ def test_remember_search_and_forget_through_discord(live: Live, data: st.DataObj
         choices = live.run(
             autocomplete(live, "forget", {"entry": typed}, "entry", user=user, channel=general)
         )
-        assert all(isinstance(choice["value"], int) for choice in choices)
+        assert all(isinstance(choice["value"], str) for choice in choices)
     live.assert_no_errors()
 
 

@@ -426,9 +426,9 @@ def test_sources_code_runs_and_files_are_rendered_on_the_last_message() -> None:
 
 def test_buttons_go_on_the_last_message_of_a_finished_reply_only() -> None:
     long_text = "word " * 700  # two messages
-    seen: list[Completed | Failed] = []
+    seen: list[Completed | Failed | Cancelled] = []
 
-    def buttons_for(event: Completed | Failed) -> list[ReplyButton]:
+    def buttons_for(event: Completed | Failed | Cancelled) -> list[ReplyButton]:
         seen.append(event)
         return [ReplyButton("Steps", f"steps:{event.turn_id}", "🧾")] if event.steps else []
 
@@ -450,13 +450,18 @@ def test_buttons_go_on_the_last_message_of_a_finished_reply_only() -> None:
     assert sink.buttons == {result.message_ids[0]: ("steps:7",)}
     result, sink = run_virtual(lambda: main([Started(), TextDelta("Hi"), done("Hi")]))
     assert sink.buttons == {}, "a turn without tools has no steps to show"
-    # A turn that failed after its tools ran shows them too; a stopped one has no buttons.
+    # A turn that failed, was stopped or was cut by a shutdown after its tools ran shows them too.
     failed = Failed("server", "Down.", turn_id=8, steps=1)
     result, sink = run_virtual(lambda: main([Started(), TextDelta("Hi"), failed]))
     assert result.outcome == "failed" and sink.buttons == {result.message_ids[0]: ("steps:8",)}
-    calls = len(seen)
+    stopped = Cancelled("Hi", turn_id=9, steps=1)
+    result, sink = run_virtual(lambda: main([Started(), TextDelta("Hi"), stopped]))
+    assert result.outcome == "cancelled" and sink.buttons == {result.message_ids[0]: ("steps:9",)}
+    cut = Cancelled("Hi", reason="shutdown", turn_id=10, steps=2)
+    result, sink = run_virtual(lambda: main([Started(), TextDelta("Hi"), cut]))
+    assert result.outcome == "interrupted" and sink.buttons == {result.message_ids[0]: ("steps:10",)}
     result, sink = run_virtual(lambda: main([Started(), TextDelta("Hi"), Cancelled("Hi")]))
-    assert result.outcome == "cancelled" and sink.buttons == {} and len(seen) == calls
+    assert result.outcome == "cancelled" and sink.buttons == {}, "stopped before any tool: no steps"
 
 
 async def test_discord_sink_sends_buttons_as_a_view_and_leaves_them_alone_on_plain_edits() -> None:

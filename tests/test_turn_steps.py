@@ -9,11 +9,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import time
+import unicodedata
 from pathlib import Path
 from typing import Any
 
 import discord
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot.discord.render.discord_sink import button_view
 from bot.discord.render.stream import ReplyButton
@@ -24,6 +29,7 @@ from bot.discord.steps import (
     may_see,
     steps_buttons,
     steps_description,
+    steps_embed,
     steps_id,
 )
 from bot.engine.events import (
@@ -40,9 +46,17 @@ from bot.engine.events import (
 from bot.engine.run_steps import CANCELLED_RESULT, StepRecorder
 from bot.services import Services
 from bot.storage import Storage
-from bot.storage.turn_steps import ARGUMENTS_CHARS, RESULT_CHARS, RecordedSteps, TurnStep
+from bot.storage.database import Database
+from bot.storage.turn_steps import (
+    ARGUMENTS_CHARS,
+    RESULT_CHARS,
+    RecordedSteps,
+    TurnStep,
+    TurnStepStore,
+    clip,
+)
 from bot.tooling import ConfirmationOutcome, ConfirmationRequest
-from standins.discord import CALLBACK_MESSAGE, FakeDiscord, StoredMessage
+from standins.discord import CALLBACK_DEFERRED_MESSAGE, FakeDiscord, StoredMessage
 from standins.discord.models import walk_components
 from standins.openai import CodeInterpreterCall, FakeOpenAI, FunctionCall, HttpError, Reply, WebSearchCall
 from tests import conftest
@@ -63,6 +77,7 @@ DATABASE_ENGINES = conftest.DATABASE_ENGINES
 WAIT_S = 10.0
 CODE = "print(sum(x * x for x in range(5)))"
 LOGS = "30\n"
+PERSON_THINKS_S = 0.5
 BOOKING = {"restaurant": "Trattoria Roma", "party_size": 4, "time": "2026-05-05T20:00", "notes": None}
 
 
@@ -94,6 +109,24 @@ def final(events: list[TurnEvent]) -> Completed:
     last = events[-1]
     assert isinstance(last, Completed), last
     return last
+
+
+class HeldSteps(TurnStepStore):
+    """The real store, each write held until the test lets it through: a slow or unreachable database."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.through = asyncio.Event()
+        self.writing = asyncio.Event()
+
+    async def add(self, turn_id: int, ordinal: int, step: TurnStep) -> None:
+        self.writing.set()
+        await self.through.wait()
+        await super().add(turn_id, ordinal, step)
+
+
+def function_finished(call_id: str, summary: str) -> ToolFinished:
+    return ToolFinished(call_id, "find_restaurants", True, summary, duration_s=0.1, function_call=True)
 
 
 # ------------------------------------------------------------------------------ the store
@@ -130,6 +163,70 @@ async def test_a_turn_without_steps_has_no_record_and_old_steps_are_pruned(stora
     assert await storage.turn_steps.prune() == 1
     assert await storage.turn_steps.of_turn(old) is None
     assert await storage.turn_steps.of_turn(recent) is not None
+
+
+@given(st.text(), st.integers(min_value=1, max_value=400))
+def test_a_clipped_text_is_one_short_line_a_database_takes(text: str, limit: int) -> None:
+    clipped = clip(text, limit)
+    assert len(clipped) <= limit
+    assert not any(unicodedata.category(c) in ("Cc", "Cs") and c != " " for c in clipped)
+    assert clipped == clipped.strip() and "  " not in clipped
+    clipped.encode()  # no lone surrogate: PostgreSQL takes it as UTF-8
+
+
+async def test_a_step_the_database_refuses_is_logged_and_the_turn_keeps_the_others(
+    storage: Storage, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Any database error writing a step (here the step's place is taken) leaves that step out."""
+    turn_id = await a_turn(storage)
+    await storage.turn_steps.add(turn_id, 0, step(result="already there"))
+    recorder = StepRecorder(storage.turn_steps, turn_id)
+    recorder.observe(function_finished("c1", "Found 2"))
+    recorder.observe(function_finished("c2", "Found 3"))
+    with caplog.at_level(logging.WARNING, logger="bot.engine.run_steps"):
+        await recorder.close()
+    assert recorder.count == 1  # only what landed: the button promises no step that is not there
+    [refused] = [r for r in caplog.records if "step 0 of turn" in r.getMessage()]
+    assert refused.exc_info is not None
+    recorded = await storage.turn_steps.of_turn(turn_id)
+    assert recorded is not None and [s.result for s in recorded.steps] == ["already there", "Found 3"]
+
+
+async def test_steps_the_database_does_not_take_in_time_are_given_up_at_the_turns_end(
+    storage: Storage, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An outage: observing never waits for the database (it only queues), and the turn's end waits
+    a bounded while, then says how many steps were not kept."""
+    turn_id = await a_turn(storage)
+    held = HeldSteps(storage.db)
+    recorder = StepRecorder(held, turn_id, close_within_s=0.05)
+    recorder.observe(function_finished("c1", "Found 2"))
+    recorder.observe(function_finished("c2", "Found 3"))
+    await asyncio.wait_for(held.writing.wait(), WAIT_S)
+    with caplog.at_level(logging.WARNING, logger="bot.engine.run_steps"):
+        await recorder.close()
+    assert recorder.count == 0
+    assert any("2 step(s) of turn" in r.getMessage() for r in caplog.records)
+    held.through.set()
+    assert await storage.turn_steps.of_turn(turn_id) is None
+
+
+async def test_a_cancel_at_the_turns_end_still_keeps_the_steps_queued(storage: Storage) -> None:
+    turn_id = await a_turn(storage)
+    held = HeldSteps(storage.db)
+    recorder = StepRecorder(held, turn_id)
+    recorder.observe(ToolStarted("c1", "find_restaurants", "Looking…", "{}", function_call=True))
+    recorder.observe(function_finished("c1", "Found 2"))
+    recorder.observe(ToolStarted("c2", "find_restaurants", "Looking…", "{}", function_call=True))
+    closing = asyncio.create_task(recorder.close())
+    await asyncio.wait_for(held.writing.wait(), WAIT_S)
+    closing.cancel()
+    held.through.set()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert recorder.count == 2
+    recorded = await storage.turn_steps.of_turn(turn_id)
+    assert recorded is not None and [s.outcome for s in recorded.steps] == ["ok", "cancelled"]
 
 
 # ------------------------------------------------------------------------------ recorded by the engine
@@ -271,7 +368,10 @@ async def test_steps_are_kept_as_calls_end_and_a_call_cut_short_is_recorded_canc
 
     assert services.engine.cancel(KEY)
     events = await turn
-    assert isinstance(events[-1], Cancelled)
+    stopped = events[-1]
+    assert isinstance(stopped, Cancelled)
+    assert (stopped.turn_id, stopped.steps) == (row["id"], 2)  # a stopped reply shows them too
+    assert [b.custom_id for b in steps_buttons(stopped)] == [steps_id(row["id"])]
     recorded = await services.storage.turn_steps.of_turn(row["id"])
     assert recorded is not None
     found, cut = recorded.steps
@@ -295,10 +395,9 @@ async def test_hosted_calls_take_their_time_from_their_events_and_wait_for_their
         ToolStarted("ci_1", "code_interpreter", "Running code…"),
         ToolFinished("ci_1", "code_interpreter", True, ""),
     ):
-        await recorder.observe(event)
-    assert recorder.count == 2  # the code run waits for its code and logs
-    await recorder.observe(CodeRun("ci_1", CODE, LOGS))
-    await recorder.observe(ToolStarted("ws_2", "web_search", "Searching the web…"))
+        recorder.observe(event)
+    recorder.observe(CodeRun("ci_1", CODE, LOGS))  # the code run waited for its code and logs
+    recorder.observe(ToolStarted("ws_2", "web_search", "Searching the web…"))
     await recorder.close()  # a search the turn never saw end
     assert recorder.count == 4
 
@@ -311,6 +410,64 @@ async def test_hosted_calls_take_their_time_from_their_events_and_wait_for_their
     assert (code.arguments, code.result) == (CODE, "30")
     assert (unfinished.name, unfinished.outcome) == ("web_search", "cancelled")
     assert all(s.duration_s is not None and s.duration_s >= 0 for s in recorded.steps)
+
+
+async def test_a_stop_while_the_last_steps_are_written_still_ends_the_turn(
+    make_services: ServicesFactory, fake_openai: FakeOpenAI, database_location: str
+) -> None:
+    """The answer has ended and its steps are being written when /stop lands: the answer is still
+    shown with its steps and journalled as it ended (a 'running' entry would read as interrupted at
+    the next start)."""
+    services = await make_services(storage={"database": database_location})
+    held = HeldSteps(services.storage.db)
+    services.storage.turn_steps = held
+    fake_openai.responses.push(Reply("", hosted=[WebSearchCall("best pizza in town")]))
+    turn = asyncio.create_task(run_turn(services, "pizza?", turn_context(families=("web_search",))))
+    await asyncio.wait_for(held.writing.wait(), WAIT_S)  # the search's step: kept as the answer ended
+    assert services.engine.cancel(KEY)
+    held.through.set()
+    events = await asyncio.wait_for(turn, WAIT_S)
+    ended = events[-1]
+    assert isinstance(ended, Completed | Failed)
+    assert ended.steps == 1 and [e for e in events if isinstance(e, Cancelled)] == []
+    await asyncio.wait_for(services.engine.wait_idle(), WAIT_S)
+    async with services.storage.db.read() as connection:
+        [row] = await connection.execute_fetchall("SELECT id, status FROM turns")
+    assert (row["id"], row["status"]) == (
+        ended.turn_id,
+        "completed" if isinstance(ended, Completed) else "failed",
+    )
+
+
+async def test_code_logs_with_control_characters_are_recorded_clean(
+    make_services: ServicesFactory, fake_openai: FakeOpenAI, database_location: str
+) -> None:
+    """A NUL in what code printed (PostgreSQL refuses it in text) does not cost the step or the turn."""
+    services = await make_services(storage={"database": database_location})
+    fake_openai.responses.push(
+        Reply("Done.", hosted=[CodeInterpreterCall("print('a\\x00b')", "a\x00b \x1b[1mbold\n")])
+    )
+    done = final(await run_turn(services, "run it", turn_context(families=("code_interpreter",))))
+    [code] = await recorded_steps(services, done)
+    assert code.result == "ab [1mbold"
+
+
+async def test_a_side_effects_duration_leaves_out_the_wait_for_its_confirmation(
+    make_services: ServicesFactory, fake_openai: FakeOpenAI
+) -> None:
+    services = await services_with_tools(make_services, Clock())
+    fake_openai.responses.push(Reply(calls=[FunctionCall("book_restaurant", BOOKING)]), Reply("Booked."))
+
+    class ThinksItOver:
+        async def confirm(self, request: ConfirmationRequest, *, timeout_s: float) -> ConfirmationOutcome:
+            await asyncio.sleep(PERSON_THINKS_S)  # the person reading the question: time passing is the point
+            return ConfirmationOutcome.APPROVED
+
+    context = dataclasses.replace(turn_context(families=("restaurants",)), confirmer=ThinksItOver())
+    done = final(await run_turn(services, "book it", context))
+    [booking] = await recorded_steps(services, done)
+    assert booking.outcome == "ok" and booking.duration_s is not None
+    assert booking.duration_s < PERSON_THINKS_S
 
 
 # ------------------------------------------------------------------------------ how the steps read
@@ -327,6 +484,9 @@ def test_the_steps_read_in_order_and_a_long_list_ends_with_how_many_more() -> No
     assert "**2. book\\_restaurant** · 0.2 s" in text and "⚠️ declined: The user declined" in text
     assert "**3. code\\_interpreter (hosted)** · 4 ms\n`print(ˋ1ˋ)`\n✅ 1" in text
 
+    footer = steps_embed(RecordedSteps(1, GUILD, CHANNEL, tuple(steps))).footer.text
+    assert footer == "3 tool calls, in the order they started"
+
     many = [step(result="r" * 300) for _ in range(40)]
     cut = steps_description(many)
     assert len(cut) <= 4096 and cut.endswith(" more")
@@ -335,8 +495,11 @@ def test_the_steps_read_in_order_and_a_long_list_ends_with_how_many_more() -> No
 
 
 def test_who_may_see_a_turns_steps() -> None:
+    """Only where the reply is: the turn's own thread or channel (or DM); a copy of its button in
+    another channel of the same guild shows nothing."""
     in_guild = RecordedSteps(1, GUILD, CHANNEL, (step(),))
-    assert may_see(in_guild, guild_id=GUILD, channel_id=999)  # anywhere the reply shows in its guild
+    assert may_see(in_guild, guild_id=GUILD, channel_id=CHANNEL)
+    assert not may_see(in_guild, guild_id=GUILD, channel_id=999)
     assert not may_see(in_guild, guild_id=GUILD + 1, channel_id=CHANNEL)
     assert not may_see(in_guild, guild_id=None, channel_id=CHANNEL)
     in_dm = RecordedSteps(2, None, 55, (step(),))
@@ -367,11 +530,17 @@ def steps_custom_ids(message: StoredMessage) -> list[str]:
 
 
 async def press_steps(h: Harness, message: StoredMessage, *, user: Any) -> dict[str, Any]:
-    """Press the message's Steps button as `user`; the bot's answer, which only they see."""
+    """Press the message's Steps button as `user`; the bot's answer, which only they see.
+
+    The press is acknowledged privately first (before the records are read), then answered.
+    """
     [custom_id] = steps_custom_ids(message)
     click = await h.discord.click_button(message.id, custom_id, user=user)
-    answer = await h.discord.wait_for_response(click, timeout=WAIT_S)
-    assert answer.type == CALLBACK_MESSAGE and answer.ephemeral
+    acknowledged = await h.discord.wait_for_response(click, timeout=WAIT_S)
+    assert acknowledged.type == CALLBACK_DEFERRED_MESSAGE and acknowledged.ephemeral
+    await h.discord.wait_for(lambda: bool(click.followup_ids), timeout=WAIT_S)
+    answer = h.discord.message(click.followup_ids[-1])
+    assert answer.ephemeral
     return answer.data
 
 

@@ -4,11 +4,14 @@ the turn did, in order: each tool, its arguments and result in brief, and how lo
 `StepsButton` is a `DynamicItem` registered at start-up, like the confirmation buttons: its custom id
 carries the turn's id, and the answer comes from the turn's records (`bot.storage.turn_steps`), so a
 button answers also after a restart. Anyone who can see the reply may look (it is their channel):
-the press must come from the turn's guild, and a DM turn's only from that DM.
+the press must come from the turn's own channel (its thread, or its DM) in its guild. The press is
+acknowledged (privately) before the records are read, so a slow database does not miss Discord's
+three seconds; the read itself is bounded (`READ_WITHIN_S`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Sequence
@@ -17,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import discord
 
 from bot.discord.render.stream import ReplyButton
-from bot.engine.events import Completed, Failed
+from bot.engine.events import Cancelled, Completed, Failed
 from bot.errors import DatabaseUnavailableError
 from bot.storage.turn_steps import RecordedSteps, TurnStep, TurnStepStore
 
@@ -30,6 +33,8 @@ MAX_DESCRIPTION_CHARS = 4096  # Discord's limit for an embed's description
 NO_STEPS = "There is no record of what this reply did: it ran no tools, or its steps are no longer kept."
 NOT_HERE = "These steps belong to a conversation elsewhere."
 UNREADABLE = "The steps cannot be read right now; please try again in a moment."
+READ_WITHIN_S = 10.0
+"""How long a press waits for the records before it says they cannot be read: a safety net."""
 MARKS = {"ok": "✅", "error": "⚠️", "declined": "⚠️ declined:", "cancelled": "⚠️ cancelled:"}
 
 
@@ -37,8 +42,9 @@ def steps_id(turn_id: int) -> str:
     return f"steps:{turn_id}"
 
 
-def steps_buttons(done: Completed | Failed) -> tuple[ReplyButton, ...]:
-    """The Steps button for a reply whose turn recorded steps (also one that failed after them)."""
+def steps_buttons(done: Completed | Failed | Cancelled) -> tuple[ReplyButton, ...]:
+    """The Steps button for a reply whose turn recorded steps (also one that failed or was stopped
+    after them)."""
     if done.turn_id is None or not done.steps:
         return ()
     return (ReplyButton(STEPS_LABEL, steps_id(done.turn_id), STEPS_EMOJI),)
@@ -95,15 +101,14 @@ def steps_embed(recorded: RecordedSteps) -> discord.Embed:
         description=steps_description(recorded.steps),
         colour=discord.Colour.blurple(),
     )
-    embed.set_footer(text=f"{count} tool call{'s' if count != 1 else ''}, in the order they ended")
+    embed.set_footer(text=f"{count} tool call{'s' if count != 1 else ''}, in the order they started")
     return embed
 
 
 def may_see(recorded: RecordedSteps, *, guild_id: int | None, channel_id: int | None) -> bool:
-    """Whoever sees the reply: in the turn's guild; a DM turn only in that DM."""
-    if recorded.guild_id is None:
-        return guild_id is None and channel_id == recorded.channel_id
-    return guild_id == recorded.guild_id
+    """Whoever sees the reply where it is: the turn's own channel (its thread, or its DM) in its guild;
+    a copy of the button elsewhere shows nothing."""
+    return guild_id == recorded.guild_id and channel_id == recorded.channel_id
 
 
 @runtime_checkable
@@ -135,13 +140,15 @@ class StepsButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=STEPS
         return cls(int(match["turn"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
         client = interaction.client
         if not isinstance(client, KeepsTurnSteps):
             await _tell(interaction, NO_STEPS)
             return
         try:
-            recorded = await client.turn_steps.of_turn(self.turn_id)
-        except DatabaseUnavailableError:
+            async with asyncio.timeout(READ_WITHIN_S):
+                recorded = await client.turn_steps.of_turn(self.turn_id)
+        except (DatabaseUnavailableError, TimeoutError):
             log.warning("Could not read the steps of turn %d", self.turn_id)
             await _tell(interaction, UNREADABLE)
             return
@@ -150,15 +157,14 @@ class StepsButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=STEPS
         elif not may_see(recorded, guild_id=interaction.guild_id, channel_id=interaction.channel_id):
             await _tell(interaction, NOT_HERE)
         else:
-            await interaction.response.send_message(
+            await interaction.followup.send(
                 embed=steps_embed(recorded), ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
             )
 
 
 async def _tell(interaction: discord.Interaction, sentence: str) -> None:
-    await interaction.response.send_message(
-        sentence, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
-    )
+    """One sentence for the presser only, after the press was acknowledged."""
+    await interaction.followup.send(sentence, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
 
 
 def _in_code(text: str) -> str:

@@ -288,24 +288,38 @@ class ConversationEngine:
             return
         steps = StepRecorder(self._storage.turn_steps, request.turn_id)
         final = await self._answer(admitted, request, emit, started_at, steps)
-        await asyncio.shield(steps.close())  # before the answer ends: its Steps button finds them all
-        if isinstance(final, Completed | Failed):
+        # From here the turn's ending always happens (shown, counted, journalled), even if a /stop or a
+        # shutdown lands meanwhile: the answer had already ended; the task ends cancelled after it.
+        cancelled: asyncio.CancelledError | None = None
+        try:
+            await steps.close()  # before the answer ends: its Steps button finds them all (bounded)
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+        if isinstance(final, Completed | Failed | Cancelled):
             final = replace(final, turn_id=request.turn_id, steps=steps.count)
         self._count_ending(final)
         usage = final.usage if isinstance(final, Completed | Failed) else Usage()
         emit(final)  # first: the reply's last writes need not wait for the journal's transaction
+        journal = asyncio.ensure_future(self._journal_end(request.turn_id, final, usage))
+        while not journal.done():
+            try:
+                await asyncio.shield(journal)
+            except asyncio.CancelledError as exc:  # bounded by the database's own reconnection
+                cancelled = exc
+        if cancelled is not None:
+            raise cancelled
+
+    async def _journal_end(self, turn_id: int, final: TurnEvent, usage: Usage) -> None:
         try:
-            await asyncio.shield(
-                self._storage.turns.finish(
-                    request.turn_id,
-                    _status_of(final),
-                    input_tokens=usage.input_tokens,
-                    output_tokens=usage.output_tokens,
-                )
+            await self._storage.turns.finish(
+                turn_id,
+                _status_of(final),
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
             )
         except DatabaseUnavailableError:
             # The reply was shown; its journal entry stays 'running' until a later start reports it.
-            log.warning("Turn %d ended but the database was unreachable to journal it", request.turn_id)
+            log.warning("Turn %d ended but the database was unreachable to journal it", turn_id)
 
     async def _admit(self, turn: UserTurn, context: TurnContext, emit: _Emit) -> Backend | Failed:
         """The backend that may answer the turn, or why nothing goes to a model: the budget, moderation
@@ -386,7 +400,7 @@ class ConversationEngine:
                             self._metrics.time_to_first_token_s.observe(time.monotonic() - started_at)
                         text += event.text
                     emit(event)
-                    await steps.observe(event)
+                    steps.observe(event)
         except asyncio.CancelledError:
             final = Cancelled(text, reason=self._cancel_reason(asyncio.current_task()))
         except TimeoutError:

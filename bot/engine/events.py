@@ -198,6 +198,9 @@ class Cancelled:
 
     partial_text: str = ""
     reason: CancelReason = "stopped"
+    turn_id: int | None = None
+    """As on `Completed`: a turn stopped after its tools ran shows what they did too."""
+    steps: int = 0
 
 
 TurnEvent = (

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 
 from bot.engine.events import ToolFinished, ToolStarted, TurnEvent
 from bot.engine.turn import TurnRequest
-from bot.tooling import ToolContext, ToolRegistry, ToolResult
+from bot.tooling import (
+    ConfirmationOutcome,
+    ConfirmationRequest,
+    Confirmer,
+    ToolContext,
+    ToolRegistry,
+    ToolResult,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +70,14 @@ async def run_tool_round(
         )
 
     async def call_tool(call: RequestedCall) -> tuple[ToolResult, float]:
-        """The call's result and how long it took (each its own: read-only calls run together)."""
+        """The call's result and how long it ran (each its own: read-only calls run together); a side
+        effect's run starts once the person answered, so their wait is not counted as the tool's."""
         began = time.monotonic()
-        result = await registry.call(call.name, call.arguments, context_for(call), request.context.confirmer)
+        confirmer = request.context.confirmer
+        timed = None if confirmer is None else _TimedConfirmer(confirmer)
+        result = await registry.call(call.name, call.arguments, context_for(call), timed)
+        if timed is not None and timed.answered_at is not None:
+            began = timed.answered_at
         return result, time.monotonic() - began
 
     def has_side_effect(call: RequestedCall) -> bool:
@@ -89,6 +101,19 @@ async def run_tool_round(
             call.call_id, call.name, registry.activity(call.name), call.arguments, function_call=True
         )
         yield finished(call, await call_tool(call))
+
+
+class _TimedConfirmer:
+    """A call's confirmer that notes when the person answered (monotonic)."""
+
+    def __init__(self, confirmer: Confirmer) -> None:
+        self._confirmer = confirmer
+        self.answered_at: float | None = None
+
+    async def confirm(self, request: ConfirmationRequest, *, timeout_s: float) -> ConfirmationOutcome:
+        outcome = await self._confirmer.confirm(request, timeout_s=timeout_s)
+        self.answered_at = time.monotonic()
+        return outcome
 
 
 def result_in_brief(result: ToolResult) -> str:

@@ -7,6 +7,7 @@ are clipped here, the one place that writes them: a step is a glance, not an aud
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -45,9 +46,15 @@ class RecordedSteps:
     steps: tuple[TurnStep, ...]
 
 
+_UNSTORABLE = re.compile(r"[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\ud800-\udfff]")
+"""Control characters that are not whitespace (which becomes one space), and lone surrogates: unreadable
+in a glance, and PostgreSQL refuses a NUL."""
+
+
 def clip(text: str, limit: int) -> str:
-    """`text` on one line, at most `limit` characters (an ellipsis marks a cut)."""
-    text = " ".join(text.split())
+    """`text` on one line without control characters, at most `limit` characters (an ellipsis marks
+    a cut)."""
+    text = " ".join(_UNSTORABLE.sub("", text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -254,9 +254,10 @@ class ReplyStreamer:
         *,
         config: StreamConfig | None = None,
         reply_key: Hashable | None = None,
-        buttons_for: Callable[[Completed | Failed], Sequence[ReplyButton]] | None = None,
+        buttons_for: Callable[[Completed | Failed | Cancelled], Sequence[ReplyButton]] | None = None,
     ) -> None:
-        """``buttons_for``: the buttons a completed or failed reply carries on its last message."""
+        """``buttons_for``: the buttons a completed, failed or cancelled reply carries on its last
+        message."""
         self._sink = sink
         self._buttons_for = buttons_for
         self._buttons: tuple[ReplyButton, ...] = ()
@@ -329,6 +330,8 @@ class ReplyStreamer:
             self._finish(text, f"⚠️ {one_line(event.reason)}", "failed", event)
         elif isinstance(event, Cancelled):
             text = self._kept_text(event.partial_text)
+            if self._buttons_for is not None:  # also after a shutdown: the records outlive the process
+                self._buttons = tuple(self._buttons_for(event))
             if event.reason == "shutdown":
                 self._finish(text, SHUTDOWN_NOTE, "interrupted", event)
             else:

@@ -163,7 +163,7 @@ def plan_attachments(
 
 def _plan(attachment: AttachmentInfo, settings: GuildSettings, limit: int) -> AttachmentPlan:
     as_file = attachment.size_bytes > limit
-    too_large = f"it is too large ({megabytes(attachment.size_bytes)}; the limit is {megabytes(limit)})"
+    too_large = _too_large(attachment, limit)
     pdf = attachment.suffix == ".pdf" or attachment.media_type == "application/pdf"
     document = pdf or attachment.suffix in DOCUMENT_SUFFIXES
     if code_interpreter_on(settings) and attachment.suffix in CODE_INTERPRETER_SUFFIXES:
@@ -176,12 +176,9 @@ def _plan(attachment: AttachmentInfo, settings: GuildSettings, limit: int) -> At
         return AttachmentPlan(attachment, ("image",))
     if attachment.is_text:
         if attachment.size_bytes > MAX_TEXT_ATTACHMENT_BYTES:
-            text_limit = megabytes(MAX_TEXT_ATTACHMENT_BYTES)
-            return _refused(
-                attachment, f"it is too large ({megabytes(attachment.size_bytes)}; the limit is {text_limit})"
-            )
+            return _refused(attachment, _too_large(attachment, MAX_TEXT_ATTACHMENT_BYTES))
         return AttachmentPlan(attachment, ("text",))
-    if document or attachment.media_type == "application/pdf":
+    if document:
         if as_file:
             return _refused(attachment, too_large)
         if pdf and settings.backend == "responses":
@@ -208,6 +205,10 @@ def _shown_beside_interpreter(attachment: AttachmentInfo, pdf: bool, document: b
     if document:
         return ("document_text",)
     return ()
+
+
+def _too_large(attachment: AttachmentInfo, limit: int) -> str:
+    return f"it is too large ({megabytes(attachment.size_bytes)}; the limit is {megabytes(limit)})"
 
 
 def _refused(attachment: AttachmentInfo, why: str) -> AttachmentPlan:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Hashable, Sequence
 from dataclasses import dataclass
 
 import discord
@@ -18,18 +18,24 @@ from hypothesis import strategies as st
 
 from bot.discord.logs import REDACT_WEBHOOK_TOKENS
 from bot.discord.render.scheduler import (
+    EDIT_ROUTE,
     POST_ROUTE,
+    TYPING_ROUTE,
     WEBHOOK_DELETE_ROUTE,
     WEBHOOK_EDIT_ROUTE,
     WEBHOOK_POST_ROUTE,
+    WriteKind,
     WriteScheduler,
     parse_rate_limit,
 )
+from bot.discord.render.scheduler.core import Job
 from bot.discord.render.split import MAX_MESSAGE_CHARS, split_message
 from bot.discord.render.stream import (
+    CHANNEL_ROUTES,
     WEBHOOK_ROUTES,
     ReplyButton,
     ReplyStreamer,
+    SentMessage,
     StreamConfig,
     StreamResult,
     WriteOutcome,
@@ -37,7 +43,7 @@ from bot.discord.render.stream import (
     speaker_header,
 )
 from bot.discord.render.webhook_sink import WebhookSink
-from bot.discord.webhooks import ChannelWebhooks, may_use_webhooks, webhook_username
+from bot.discord.webhooks import WEBHOOK_ROUTE, ChannelWebhooks, may_use_webhooks, webhook_username
 from bot.engine.events import Completed, GeneratedFile, Started, TextDelta, ToolStarted, TurnEvent, Usage
 from bot.engine.turn import Speaker
 from standins.discord import FakeChannel, FakeDiscord, FakeUser, permission_bits
@@ -139,11 +145,42 @@ def test_webhook_responses_are_learnt_per_webhook() -> None:
 
 @dataclass
 class WebhookFakeSink(FakeSink):
-    """A recording sink whose writes use a webhook's buckets, as ``WebhookSink``'s do."""
+    """A recording sink in a thread (``channel_id``) whose writes use a webhook's buckets, as
+    ``WebhookSink``'s do; ``bucket`` can be changed during a reply, as a fallback changes it."""
 
-    @property
-    def write_routes(self) -> WriteRoutes:
-        return WEBHOOK_ROUTES
+    bucket: tuple[Hashable, WriteRoutes] = (500, WEBHOOK_ROUTES)
+
+    def write_bucket(self, message: SentMessage | None) -> tuple[Hashable, WriteRoutes]:
+        return self.bucket
+
+
+class RecordingScheduler(WriteScheduler):
+    """The scheduler, noting the channel key and route of each write submitted and each cancel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.submitted: list[tuple[Hashable, str]] = []
+        self.cancelled: list[Hashable] = []
+
+    def submit(
+        self,
+        kind: WriteKind,
+        channel: Hashable,
+        job: Job,
+        *,
+        route: str,
+        target: Hashable | None = None,
+        reply: Hashable | None = None,
+        delay_s: float = 0.0,
+    ) -> asyncio.Future[object]:
+        self.submitted.append((channel, route))
+        return super().submit(kind, channel, job, route=route, target=target, reply=reply, delay_s=delay_s)
+
+    def cancel(self, target: Hashable) -> bool:
+        cancelled = super().cancel(target)
+        if cancelled:
+            self.cancelled.append(target)
+        return cancelled
 
 
 def test_replies_through_one_webhook_share_its_buckets_of_5_per_2_seconds() -> None:
@@ -151,7 +188,7 @@ def test_replies_through_one_webhook_share_its_buckets_of_5_per_2_seconds() -> N
 
     async def main() -> list[Call]:
         scheduler = WriteScheduler()
-        sinks = [WebhookFakeSink(channel_id=500) for _ in range(4)]  # four threads, one webhook
+        sinks = [WebhookFakeSink(channel_id=600 + i) for i in range(4)]  # four threads, one webhook
         try:
             await asyncio.gather(
                 *(
@@ -175,6 +212,37 @@ def test_replies_through_one_webhook_share_its_buckets_of_5_per_2_seconds() -> N
     assert busiest_5s > 5, "paced by the webhook's bucket, not a channel's 5 per 5 s"
 
 
+def test_typing_is_the_threads_and_a_write_queued_in_a_bucket_that_changed_is_queued_anew() -> None:
+    sink = WebhookFakeSink(channel_id=601)
+
+    async def events() -> AsyncIterator[TurnEvent]:
+        yield Started()
+        yield TextDelta("First words")
+        await asyncio.sleep(0.3)  # posted; the next refresh waits for the edit interval
+        yield TextDelta(", more words")
+        await asyncio.sleep(0.1)
+        sink.bucket = (601, CHANNEL_ROUTES)  # as a fallback to the bot's own messages does
+        yield done("First words, more words, the end.")
+
+    async def main() -> tuple[StreamResult, RecordingScheduler]:
+        scheduler = RecordingScheduler()
+        config = StreamConfig(typing_delay_s=0.0)
+        try:
+            result = await ReplyStreamer(sink, scheduler, config=config).render(events())
+        finally:
+            await scheduler.close()
+        return result, scheduler
+
+    result, scheduler = run_virtual(main)
+    assert result.outcome == "completed" and result.delivered
+    assert sink.messages() == ["First words, more words, the end."]
+    assert (601, TYPING_ROUTE) in scheduler.submitted, "typing is the thread's, not the webhook's"
+    assert not any(route == TYPING_ROUTE and channel != 601 for channel, route in scheduler.submitted)
+    assert scheduler.submitted[-1] == (601, EDIT_ROUTE) and scheduler.cancelled, (
+        "the refresh queued in the webhook's bucket was taken back and the final edit queued in the new one"
+    )
+
+
 # -- the webhook sink against the stand-in ----------------------------------------------------------
 
 
@@ -186,7 +254,7 @@ class Place:
     no_webhooks: FakeChannel
     thread: FakeChannel
     alice: FakeUser
-    scheduler: WriteScheduler
+    scheduler: RecordingScheduler
     webhooks: ChannelWebhooks
 
     def channel(self, fake: FakeChannel) -> discord.TextChannel | discord.Thread:
@@ -218,7 +286,7 @@ async def place() -> AsyncIterator[Place]:
         no_webhooks = server.add_text_channel(guild.id, "plain", deny={"manage_webhooks"})
         alice = server.add_user("alice", guilds=[guild.id])
         thread = server.add_thread(general.id, "alice's question", owner=alice)
-        scheduler = WriteScheduler()
+        scheduler = RecordingScheduler()
         try:
             async with running(StandInBot(server.base_url), server) as bot:
                 webhooks = ChannelWebhooks(bot, scheduler)
@@ -324,6 +392,36 @@ async def test_a_fallback_in_a_channel_stays_a_reply_to_the_question(place: Plac
     [shown] = server.bot_messages(place.general.id)
     assert shown.content == f"{HEADER}\n42."
     assert shown.data["message_reference"]["message_id"] == str(question.id)
+
+
+async def test_after_a_fallback_the_bots_own_writes_are_paced_in_the_threads_buckets(place: Place) -> None:
+    server = place.server
+    sink = await place.sink(place.thread)
+    [old] = server.webhooks_in(place.general.id)
+    thread_id = place.thread.id
+    assert sink.channel_id == thread_id and sink.write_bucket(None) == (old.id, WEBHOOK_ROUTES)
+    server.delete_webhook(old.id)
+    place.general.deny.add("manage_webhooks")  # refused: the reply goes on as the bot's own messages
+    events: list[TurnEvent | float] = [
+        Started(),
+        TextDelta("First words"),
+        0.3,
+        TextDelta(", more words"),
+        done("First words, more."),
+    ]
+    streamer = ReplyStreamer(sink, place.scheduler, config=StreamConfig(typing_delay_s=0.0))
+    result = await asyncio.wait_for(streamer.render(model(events)), 20.0)
+    assert result.delivered and sink.falling_back
+    [shown] = server.bot_messages(thread_id)
+    assert shown.content == f"{HEADER}\nFirst words, more." and shown.edit_count > 0
+    writes = [(key, route) for key, route in place.scheduler.submitted if route != WEBHOOK_ROUTE]
+    assert all(key == thread_id for key, route in writes if route == TYPING_ROUTE)
+    assert (thread_id, TYPING_ROUTE) in writes, "typing is keyed by the thread, not the channel's webhook"
+    assert writes.count((old.id, WEBHOOK_POST_ROUTE)) == 1  # the attempt through the webhook
+    after = writes[writes.index((old.id, WEBHOOK_POST_ROUTE)) + 1 :]
+    assert (thread_id, EDIT_ROUTE) in after
+    assert all(key == thread_id and route in (EDIT_ROUTE, POST_ROUTE, TYPING_ROUTE) for key, route in after)
+    assert sink.write_bucket(None) == (thread_id, CHANNEL_ROUTES)
 
 
 async def test_a_failed_post_that_landed_is_adopted_not_posted_twice(place: Place) -> None:

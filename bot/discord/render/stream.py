@@ -131,7 +131,8 @@ class MessageSink(Protocol):
 
     @property
     def channel_id(self) -> int:
-        """The channel whose rate-limit buckets the writes use."""
+        """The channel the reply is written in: the bucket of its typing, and of its writes unless the
+        sink is a ``RoutedSink``."""
         ...
 
     @property
@@ -176,15 +177,19 @@ class WriteRoutes:
 CHANNEL_ROUTES = WriteRoutes(POST_ROUTE, EDIT_ROUTE, DELETE_ROUTE)
 """The bot's own messages: the channel's buckets."""
 WEBHOOK_ROUTES = WriteRoutes(WEBHOOK_POST_ROUTE, WEBHOOK_EDIT_ROUTE, WEBHOOK_DELETE_ROUTE)
-"""Messages through a webhook: the webhook's buckets (its sink's ``channel_id`` is the webhook's id)."""
+"""Messages through a webhook: the webhook's buckets, keyed by the webhook's id."""
 
 
 @runtime_checkable
 class RoutedSink(Protocol):
-    """A sink whose writes use other buckets than a channel's (a webhook's); others use CHANNEL_ROUTES."""
+    """A sink whose writes use other buckets than its channel's (a webhook's), which may differ from
+    message to message and change during a reply (a webhook refused: the rest is the bot's own). The
+    streamer asks at every write; other sinks' writes use ``channel_id`` and CHANNEL_ROUTES."""
 
-    @property
-    def write_routes(self) -> WriteRoutes: ...
+    def write_bucket(self, message: SentMessage | None) -> tuple[Hashable, WriteRoutes]:
+        """The bucket key and routes of the next post (``message`` None), or of an edit or delete of
+        ``message``."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +243,8 @@ class _Slot:
     deleted: bool = False
     nonce: str = field(default_factory=lambda: secrets.token_hex(NONCE_BYTES))
     """Sent with every post of this slot: a retried post that Discord had stored is not stored twice."""
+    bucket: tuple[Hashable, str] | None = None
+    """The channel key and route of the slot's last submitted write."""
 
 
 class ReplyStreamer:
@@ -265,7 +272,8 @@ class ReplyStreamer:
         self._config = config or StreamConfig()
         self._key: Hashable = reply_key if reply_key is not None else object()
         self._channel = sink.channel_id
-        self._routes = sink.write_routes if isinstance(sink, RoutedSink) else CHANNEL_ROUTES
+        """The reply's channel: its typing's bucket, and its writes' unless the sink routes them."""
+        self._routed = sink if isinstance(sink, RoutedSink) else None
         self._splitter = StreamSplitter(self._config.max_message_chars)
         self._chunks: list[str] = []
         self._has_text = False
@@ -517,21 +525,32 @@ class ReplyStreamer:
         self._check_settled()
 
     def _submit(self, slot: _Slot, kind: WriteKind, *, delay_s: float) -> None:
+        channel, routes = self._write_bucket(slot)
+        route = routes.post if slot.handle is None else routes.edit
+        if self._final_parts is not None and slot.index >= len(self._final_parts):
+            route = routes.delete
+        if slot.queued is not None and slot.bucket != (channel, route):
+            self._scheduler.cancel(slot.target)  # its bucket changed meanwhile: queued anew in the new one
+        slot.bucket = (channel, route)
         slot.queued = kind
         slot.generation += 1
         generation = slot.generation
-        route = self._routes.post if slot.handle is None else self._routes.edit
-        if self._final_parts is not None and slot.index >= len(self._final_parts):
-            route = self._routes.delete
         self._scheduler.submit(
             kind,
-            self._channel,
+            channel,
             lambda: self._write(slot, generation),
             route=route,
             target=slot.target,
             reply=self._key,
             delay_s=delay_s,
         )
+
+    def _write_bucket(self, slot: _Slot) -> tuple[Hashable, WriteRoutes]:
+        """Where the slot's next write is paced: asked of a routing sink each time, since a webhook's
+        reply can go on as the bot's own messages (another bucket) after the webhook was refused."""
+        if self._routed is None:
+            return self._channel, CHANNEL_ROUTES
+        return self._routed.write_bucket(slot.handle)
 
     async def _write(self, slot: _Slot, generation: int) -> object:
         """The job of a slot's write: send what the slot should hold now (or nothing)."""

@@ -13,7 +13,9 @@ with a 5xx, and a copy would then stay; the look costs a read only after a failu
 
 Falling back. A post Discord refuses for the webhook (403, or 404 Unknown Webhook after it was made
 again once) sends the rest of the reply as the bot's own messages, the first one under the header line,
-and marks the channel so the next replies there use the header line; a warning says why.
+and marks the channel so the next replies there use the header line; a warning says why. The streamer
+asks ``write_bucket`` at each write, so from then on the bot's own messages are paced in the thread's
+buckets while the webhook's earlier messages stay in the webhook's; typing is always the thread's.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +35,7 @@ from bot.discord.render.discord_sink import DiscordSink, button_view, outcome_of
 from bot.discord.render.final_text import DEFAULT_MAX_FILE_BYTES
 from bot.discord.render.split import MAX_MESSAGE_CHARS
 from bot.discord.render.stream import (
+    CHANNEL_ROUTES,
     WEBHOOK_ROUTES,
     PostResult,
     ReplyButton,
@@ -85,7 +88,6 @@ class WebhookSink:
         self._reply_to = reply_to
         self._thread: Any = channel if isinstance(channel, discord.Thread) else MISSING
         self._webhook = webhook
-        self._bucket = webhook.id
         self._webhooks = webhooks
         self._speaker = speaker
         self._username = webhook_username(speaker.name)
@@ -101,13 +103,20 @@ class WebhookSink:
 
     @property
     def channel_id(self) -> int:
-        """The webhook's id: Discord's buckets for its writes are the webhook's own, not the channel's."""
-        return self._bucket
+        """The thread's or channel's id: the bucket of typing (the bot's), and of the fallback's writes."""
+        return self._channel.id
 
-    @property
-    def write_routes(self) -> WriteRoutes:
-        """The webhook's buckets, not the channel's: the scheduler paces this reply by them."""
-        return WEBHOOK_ROUTES
+    def write_bucket(self, message: SentMessage | None) -> tuple[Hashable, WriteRoutes]:
+        """The webhook's buckets (keyed by its id, shared by its channel's threads) for its posts and
+        the messages it posted; the channel's for the bot's own after a fallback."""
+        if message is None:
+            if self._fallback is not None:
+                return self._channel.id, CHANNEL_ROUTES
+            return self._webhook.id, WEBHOOK_ROUTES
+        owner = self._owners.get(message.id)
+        if owner is None:
+            return self._channel.id, CHANNEL_ROUTES
+        return owner.id, WEBHOOK_ROUTES
 
     @property
     def max_file_bytes(self) -> int:

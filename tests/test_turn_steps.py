@@ -20,12 +20,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.discord import steps as steps_module
 from bot.discord.render.discord_sink import button_view
 from bot.discord.render.stream import ReplyButton
 from bot.discord.steps import (
     NO_STEPS,
     NOT_HERE,
     STEPS_ID,
+    UNREADABLE,
     may_see,
     steps_buttons,
     steps_description,
@@ -123,6 +125,10 @@ class HeldSteps(TurnStepStore):
         self.writing.set()
         await self.through.wait()
         await super().add(turn_id, ordinal, step)
+
+    async def of_turn(self, turn_id: int) -> RecordedSteps | None:
+        await self.through.wait()
+        return await super().of_turn(turn_id)
 
 
 def function_finished(call_id: str, summary: str) -> ToolFinished:
@@ -594,3 +600,19 @@ async def test_a_reply_that_ran_tools_shows_its_steps_also_after_a_restart(
             await other.send("Copied", view=button_view([ReplyButton("Steps", answer_id)]))
             copied = await server.wait_for_message(lambda m: m.content == "Copied", timeout=WAIT_S)
             assert (await press_steps(h, copied, user=world.alice))["content"] == NOT_HERE
+
+
+async def test_a_press_is_acknowledged_before_a_database_too_slow_to_answer_is_read(
+    tmp_path: Path, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Discord wants an answer to a press within 3 s: it is acknowledged (privately) first, and a
+    database that does not answer within the read's bound gets the "cannot be read" sentence."""
+    monkeypatch.setattr(steps_module, "READ_WITHIN_S", 0.05)
+    async with running_bot(tmp_path, fake_openai) as h:
+        held = HeldSteps(h.services.storage.db)
+        h.services.storage.turn_steps = held
+        channel = h.bot.get_channel(h.general.id)
+        assert isinstance(channel, discord.TextChannel)
+        await channel.send("A reply", view=button_view([ReplyButton("Steps", steps_id(1))]))
+        reply = await h.discord.wait_for_message(lambda m: m.content == "A reply", timeout=WAIT_S)
+        assert (await press_steps(h, reply, user=h.alice))["content"] == UNREADABLE

@@ -340,13 +340,19 @@ class AssistantDirectory:
     """The one way assistants are made, changed, chosen and resolved, so rows and audit agree."""
 
     def __init__(
-        self, store: AssistantStore, settings: SettingsService, *, models: ModelCatalog | None = None
+        self,
+        store: AssistantStore,
+        settings: SettingsService,
+        *,
+        models: ModelCatalog | None = None,
+        members: MembershipCache | None = None,
     ) -> None:
-        """`models` checks a new model name against OpenAI (on the responses backend)."""
+        """`models` checks a new model name against OpenAI (on the responses backend); `members`
+        keeps Discord's answers about who is in which server (this process's own by default)."""
         self._store = store
         self._settings = settings
         self._models = models
-        self._members = MembershipCache()
+        self._members = members or MembershipCache()
 
     # -- the guild's assistants ------------------------------------------------------------------
 

@@ -12,11 +12,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from bot.assistants import AssistantProfile
 from bot.config import DEFAULT_INSTRUCTIONS
 from bot.storage.assistants import ChoiceScope
 from bot.storage.usage import utc_day
-from cogs.assistants import MAX_FIELD_VALUE_CHARS
+from cogs.assistants import MAX_FIELD_VALUE_CHARS, mentions_within
 from standins.discord import CALLBACK_DEFERRED_MESSAGE, CALLBACK_MODAL, FakeChannel, FakeDiscord, FakeUser
 from standins.openai import FakeOpenAI, FunctionCall, Reply
 from tests.command_support import WAIT_S, Answer, choices, run, settle
@@ -466,3 +469,17 @@ async def test_show_lists_the_channels_an_assistant_answers_in_within_discords_l
         assert len(where) <= MAX_FIELD_VALUE_CHARS and where.startswith(f"<#{channel_ids[0]}> ")
         listed = where.split()
         assert listed[-2:] == [f"+{80 - len(listed) + 2}", "more"] and len(listed) - 2 > 30
+
+
+@given(
+    st.lists(st.integers(min_value=10**16, max_value=2**63), unique=True, max_size=200),
+    st.integers(min_value=30, max_value=MAX_FIELD_VALUE_CHARS),
+)
+def test_channel_mentions_fit_their_field_and_count_the_rest(channel_ids: list[int], limit: int) -> None:
+    text = mentions_within(channel_ids, limit)
+    assert len(text) <= limit
+    parts = text.split()
+    shown = [part for part in parts if part.startswith("<#")]
+    assert shown == [f"<#{channel_id}>" for channel_id in channel_ids[: len(shown)]]
+    rest = len(channel_ids) - len(shown)
+    assert parts[len(shown) :] == ([f"+{rest}", "more"] if rest else [])

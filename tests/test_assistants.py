@@ -3,6 +3,8 @@ and the audit."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -10,9 +12,14 @@ from hypothesis import strategies as st
 from bot.assistants import (
     KNOWLEDGE_TOOL,
     MAX_NAME_CHARS,
+    MEMBERSHIP_TTL_S,
+    Assistant,
     AssistantDirectory,
     AssistantError,
     AssistantProfile,
+    MembershipCache,
+    Removed,
+    Resolved,
     check_avatar_url,
     check_name,
     effective,
@@ -22,7 +29,7 @@ from bot.config import ALL_TOOLS, GuildSettings
 from bot.engine.turn import Speaker
 from bot.guild_settings import SettingsCache, SettingsService
 from bot.storage import Storage
-from bot.storage.assistants import ChoiceScope
+from bot.storage.assistants import ChoiceScope, StoredChoice
 from tests.conftest import DATABASE_ENGINES as DATABASE_ENGINES  # the stores run on both engines
 
 GUILD = 42
@@ -266,3 +273,130 @@ def test_any_typed_options_make_a_profile_or_one_short_sentence(
     assert profile.name == check_name(name) and 1 <= len(profile.model) <= 100
     assert profile.enabled_tools is None or set(profile.enabled_tools) <= set(ALL_TOOLS) - {KNOWLEDGE_TOOL}
     effective(GuildSettings(), profile)  # always usable as settings
+
+
+# ------------------------------------------------------------------------------ review fixes
+
+
+async def test_a_threads_first_turn_and_a_deletion_at_once_leave_no_dangling_choice(storage: Storage) -> None:
+    """The channel's choice is read and the thread's row written under the guild's lock: a deletion
+    in between used to make the insert fail on its foreign key (and the message go unanswered)."""
+    assistants = directory(storage)
+    for round_ in range(4):
+        tutor = await assistants.create(GUILD, TUTOR, user_id=ADMIN)
+        await assistants.use_in_channel(GUILD, CHANNEL_1, tutor, user_id=ADMIN)
+        threads = [THREAD + 100 * round_ + n for n in range(8)]
+        starts = [
+            storage.assistants.start_conversation(t, GUILD, CHANNEL_1, started_by=MEMBER) for t in threads
+        ]
+        removed, *started = await asyncio.gather(  # the deletion first, the threads' reads meanwhile
+            assistants.delete(GUILD, TUTOR.name, user_id=ADMIN), *starts
+        )
+        assert isinstance(removed, Removed)
+        choices = [choice for choice in started if isinstance(choice, StoredChoice)]
+        assert len(choices) == len(threads)
+        on_tutor = [choice for choice in choices if choice.assistant is not None]
+        assert removed.threads == len(on_tutor)  # those recorded first, moved to the default by it
+        for thread in threads:
+            choice = await storage.assistants.choice(ChoiceScope.CONVERSATION, thread)
+            assert choice is not None and choice.assistant is None and choice.started_by == MEMBER
+
+
+async def test_a_threads_starter_is_recorded_with_its_first_choice_and_kept(storage: Storage) -> None:
+    assistants = directory(storage)
+    tutor = await assistants.create(GUILD, TUTOR, user_id=ADMIN)
+    await assistants.for_new_thread(GuildSettings(), GUILD, THREAD, CHANNEL_1, starter_id=MEMBER)
+    await assistants.for_thread(GuildSettings(), GUILD, THREAD, CHANNEL_1, starter_id=ADMIN)  # a reply
+    await assistants.use_in_thread(GUILD, THREAD, tutor, user_id=ADMIN)
+    assert await assistants.starter_of(THREAD) == MEMBER
+    await assistants.for_thread(GuildSettings(), GUILD, THREAD + 1, CHANNEL_1, starter_id=ADMIN)
+    assert await assistants.starter_of(THREAD + 1) == ADMIN
+    await assistants.use_in_thread(GUILD, THREAD + 2, tutor, user_id=ADMIN)  # never had a turn
+    assert await assistants.starter_of(THREAD + 2) is None
+
+
+def test_a_dm_picks_turn_runs_as_the_assistants_guild() -> None:
+    tutor = Assistant(1, GUILD, TUTOR)
+    assert Resolved(tutor, GuildSettings()).guild_for(None) == GUILD  # a DM pick: its server's turn
+    assert Resolved(None, GuildSettings()).guild_for(None) is None
+    assert Resolved(None, GuildSettings()).guild_for(OTHER_GUILD) == OTHER_GUILD
+
+
+class Members:
+    """Discord's answers about membership, as a test sets them; counts the questions."""
+
+    def __init__(self) -> None:
+        self.answers: dict[tuple[int, int], bool | None] = {}
+        self.asked: list[int] = []
+
+    async def __call__(self, guild_id: int, user_id: int) -> bool | None:
+        self.asked.append(guild_id)
+        return self.answers.get((guild_id, user_id), False)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_dm_pick_holds_while_the_person_is_in_its_server_and_is_dropped_once(
+    storage: Storage,
+) -> None:
+    clock = Clock()
+    settings = SettingsService(storage, SettingsCache(), GuildSettings())
+    assistants = AssistantDirectory(
+        storage.assistants, settings, members=MembershipCache(ttl_s=MEMBERSHIP_TTL_S, clock=clock)
+    )
+    tutor = await assistants.create(GUILD, TUTOR, user_id=ADMIN)
+    await assistants.use_in_dm(MEMBER, tutor)
+    members = Members()
+    members.answers[(GUILD, MEMBER)] = True
+    assert (await assistants.for_dm(MEMBER, members=members)).name == "Math Tutor"
+    members.answers[(GUILD, MEMBER)] = False  # left the server (or was banned, or the bot left)
+    assert (await assistants.for_dm(MEMBER, members=members)).name == "Math Tutor"  # answer kept
+    assert members.asked == [GUILD]
+
+    clock.now += MEMBERSHIP_TTL_S
+    dropped = await assistants.for_dm(MEMBER, members=members)
+    assert dropped.assistant is None and dropped.settings == GuildSettings()
+    assert dropped.notice is not None and "**Math Tutor** no longer answers our DMs" in dropped.notice
+    again = await assistants.for_dm(MEMBER, members=members)
+    assert again.assistant is None and again.notice is None  # said once
+    assert await assistants.chosen(ChoiceScope.DM, MEMBER) is None
+
+
+async def test_discord_not_answering_keeps_a_dm_pick_and_is_not_remembered(storage: Storage) -> None:
+    assistants = directory(storage)
+    tutor = await assistants.create(GUILD, TUTOR, user_id=ADMIN)
+    await assistants.use_in_dm(MEMBER, tutor)
+    members = Members()
+    members.answers[(GUILD, MEMBER)] = None
+    assert (await assistants.for_dm(MEMBER, members=members)).name == "Math Tutor"
+    assert (await assistants.for_dm(MEMBER, members=members)).name == "Math Tutor"
+    assert members.asked == [GUILD, GUILD]
+
+
+async def test_shared_guilds_asks_a_bounded_number_of_servers_and_reuses_answers(storage: Storage) -> None:
+    assistants = directory(storage)
+    members = Members()
+    guilds = list(range(100, 130))
+    members.answers.update({(g, MEMBER): True for g in (101, 105, 125)})
+    first = await assistants.shared_guilds(MEMBER, guilds, members, max_lookups=10)
+    assert first == {101, 105} and members.asked == guilds[:10]  # in the order given, at most 10
+    second = await assistants.shared_guilds(MEMBER, [*guilds, 101], members, max_lookups=10)
+    assert second == {101, 105} and members.asked[10:] == guilds[10:20]  # kept answers cost nothing
+    third = await assistants.shared_guilds(MEMBER, guilds, members, max_lookups=10)
+    assert third == {101, 105, 125}
+
+
+async def test_the_membership_cache_forgets_after_its_time_and_stays_bounded() -> None:
+    clock = Clock()
+    cache = MembershipCache(ttl_s=60, max_answers=3, clock=clock)
+    for guild_id in range(4):
+        await cache.is_member(guild_id, MEMBER, Members())
+    assert [cache.known(guild_id, MEMBER) for guild_id in range(4)] == [None, False, False, False]
+    clock.now += 60
+    assert cache.known(3, MEMBER) is None

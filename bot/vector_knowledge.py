@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -44,6 +44,9 @@ PROCESSING_WAIT_S = 300.0
 """How long /remember waits for OpenAI to process a file before saying it is still being processed."""
 MAX_SEARCH_RESULTS = 10
 MAX_LOST_NAMES_SHOWN = 5
+STORE_GONE = (
+    "This server's OpenAI vector store was deleted at OpenAI; adding a file with /remember makes a new one."
+)
 FILE_LABEL_PREFIX = "F"
 """A vector-store file is "F3", a local knowledge entry "#3": the two numberings both start at 1."""
 
@@ -137,7 +140,7 @@ class VectorKnowledge:
         filename = PurePosixPath(filename.replace("\\", "/")).name.strip() or "file"
         check_file(filename, len(data))
         client = self._openai()
-        store_id = await self._store_for(guild_id)
+        store_id, lost = await self._store_for(guild_id)
         try:
             uploaded = await client.files.create(file=(filename, data), purpose="assistants")
         except openai.APIError as exc:
@@ -150,14 +153,14 @@ class VectorKnowledge:
             size_bytes=len(data),
             author_id=user_id,
         )
-        lost: tuple[VectorStoreFileEntry, ...] = ()
         try:
             try:
                 attached = await self._attach(client, uploaded.id, store_id)
             except openai.NotFoundError:
                 if await self._store_exists(client, store_id):
                     raise
-                store_id, lost = await self._replace_store(client, guild_id, store_id, entry)
+                store_id, replaced = await self._replace_store(client, guild_id, store_id, entry)
+                lost += replaced
                 entry = await self._registry.add_file(
                     guild_id=guild_id,
                     store_id=store_id,
@@ -227,16 +230,17 @@ class VectorKnowledge:
             raise UserFacingError("Give something to search for.")
         store_id = await self._registry.store_id(guild_id)
         if store_id is None:
+            if await self._registry.file_count(guild_id):  # its store was marked lost
+                raise VectorStoreGoneError(STORE_GONE)
             return []
         client = self._openai()
         count = max(1, min(count, MAX_SEARCH_RESULTS))
         try:
             page = await client.vector_stores.search(store_id, query=query, max_num_results=count)
         except openai.NotFoundError as exc:
-            raise VectorStoreGoneError(
-                "This server's OpenAI vector store was deleted at OpenAI; adding a file with /remember"
-                " makes a new one."
-            ) from exc
+            if not await self._store_exists(client, store_id):
+                await self._registry.mark_lost(guild_id, store_id)
+            raise VectorStoreGoneError(STORE_GONE) from exc
         except openai.APIError as exc:
             raise UserFacingError(f"OpenAI could not search this server's files: {_reason(exc)}") from exc
         hits: list[VectorSearchHit] = []
@@ -246,20 +250,25 @@ class VectorKnowledge:
             hits.append(VectorSearchHit(result.filename, result.score, text, entry))
         return hits
 
-    async def _store_for(self, guild_id: int) -> str:
-        """The guild's store, created at OpenAI (once, even with several processes) if it has none."""
+    async def _store_for(self, guild_id: int) -> tuple[str, tuple[VectorStoreFileEntry, ...]]:
+        """The guild's store, created at OpenAI (once, even with several processes) if it has none;
+        with the files of a store marked lost before (they must be added again)."""
         existing = await self._registry.store_id(guild_id)
         if existing is not None:
-            return existing
+            return existing, ()
+        client = self._openai()
         async with self._creating.setdefault(guild_id, asyncio.Lock()):
             existing = await self._registry.store_id(guild_id)
             if existing is not None:
-                return existing
-            created = await self._create_store(self._openai(), guild_id)
+                return existing, ()
+            created = await self._create_store(client, guild_id)
             kept = await self._registry.claim_store(guild_id, created)
         if kept != created:  # another process made one first: use theirs
-            await _gone_is_fine(self._openai().vector_stores.delete(created))
-        return kept
+            await _gone_is_fine(client.vector_stores.delete(created))
+            return kept, ()
+        lost = tuple(await self._registry.take_files_of_other_stores(guild_id, kept))
+        await _delete_copies(client, lost)
+        return kept, lost
 
     async def _create_store(self, client: AsyncOpenAI, guild_id: int) -> str:
         try:
@@ -301,11 +310,7 @@ class VectorKnowledge:
             "Vector store %s of guild %s was gone at OpenAI; made %s", old_store_id, guild_id, created
         )
         earlier = tuple(e for e in lost if e.id != adding.id)
-        for entry in earlier:
-            try:
-                await _gone_is_fine(client.files.delete(entry.file_id))
-            except openai.APIError:
-                log.warning("Could not delete file %s of a lost vector store", entry.file_id, exc_info=True)
+        await _delete_copies(client, earlier)
         return created, earlier
 
     async def _discard(self, client: AsyncOpenAI, entry: VectorStoreFileEntry) -> None:
@@ -334,6 +339,15 @@ def check_file(filename: str, size_bytes: int) -> None:
         raise UserFacingError(
             f"{filename} is too large for OpenAI ({_size(size_bytes)}; at most {_size(MAX_FILE_BYTES)})."
         )
+
+
+async def _delete_copies(client: AsyncOpenAI, lost: Sequence[VectorStoreFileEntry]) -> None:
+    """The Files API copies of a lost store's files: nothing can search them any more."""
+    for entry in lost:
+        try:
+            await _gone_is_fine(client.files.delete(entry.file_id))
+        except openai.APIError:
+            log.warning("Could not delete file %s of a lost vector store", entry.file_id, exc_info=True)
 
 
 async def _gone_is_fine(call: Awaitable[object]) -> None:

@@ -29,7 +29,7 @@ from bot.services import Services
 from bot.storage import Storage
 from bot.vector_knowledge import VectorKnowledge, VectorStoreGoneError, file_label
 from standins.discord import FakeUser, StoredMessage, Upload
-from standins.openai import FakeOpenAI, FileSearchCall, RecordedRequest, Reply
+from standins.openai import FakeOpenAI, FileSearchCall, HttpError, RecordedRequest, Reply
 from tests import conftest
 from tests.conftest import ServicesFactory, fake_secrets, make_config
 from tests.harness import Harness, running_bot
@@ -159,6 +159,24 @@ async def test_the_first_process_to_record_a_store_keeps_it(storage: Storage) ->
     assert await storage.vector_stores.claim_store(GUILD, "vs_second") == "vs_first"
     assert await storage.vector_stores.store_id(GUILD) == "vs_first"
     assert await storage.vector_stores.store_id(GUILD + 1) is None
+
+
+async def test_a_store_marked_lost_leaves_its_files_for_the_next_store_to_name(storage: Storage) -> None:
+    registry = storage.vector_stores
+    await registry.claim_store(GUILD, "vs_old")
+    kept = await registry.add_file(
+        guild_id=GUILD, store_id="vs_old", file_id="file-a", filename="a.txt", size_bytes=1, author_id=MEMBER
+    )
+    assert not await registry.mark_lost(GUILD, "vs_other")  # not the guild's store: nothing changes
+    assert await registry.store_id(GUILD) == "vs_old"
+    assert await registry.mark_lost(GUILD, "vs_old")
+    assert await registry.store_id(GUILD) is None and await registry.file_count(GUILD) == 1
+    assert await registry.claim_store(GUILD, "vs_new") == "vs_new"
+    added = await registry.add_file(
+        guild_id=GUILD, store_id="vs_new", file_id="file-b", filename="b.txt", size_bytes=1, author_id=MEMBER
+    )
+    assert await registry.take_files_of_other_stores(GUILD, "vs_new") == [kept]
+    assert [e.id for e in await registry.files(GUILD)] == [added.id]
 
 
 async def test_a_file_openai_cannot_process_is_one_sentence_and_leaves_nothing(
@@ -489,22 +507,58 @@ async def test_a_remembered_file_is_searched_in_a_conversation_and_cited(
         assert not function_names(fake_openai.requests_to("/v1/responses")[-1]) & {"search_knowledge"}
 
 
+@pytest.mark.parametrize("refused_with", [400, 404])
 async def test_a_store_deleted_at_openai_leaves_conversations_answering_with_a_note(
-    make_services: ServicesFactory, fake_openai: FakeOpenAI
+    make_services: ServicesFactory, fake_openai: FakeOpenAI, refused_with: int
 ) -> None:
     services = await knowledge_services(make_services)
     await services.vector_knowledge.add_file(guild_id=GUILD, user_id=MEMBER, filename="menu.txt", data=MENU)
     store_id = await services.vector_knowledge.store_id(GUILD)
     assert store_id is not None
-    del fake_openai.vector_stores[store_id]  # deleted in OpenAI's dashboard
+
+    def deleted_in_the_dashboard(body: dict[str, object]) -> HttpError:
+        """OpenAI may answer a missing store with a 404 rather than the stand-in's 400."""
+        del fake_openai.vector_stores[store_id]
+        return HttpError(404, f"Vector store with id '{store_id}' not found.", type="invalid_request_error")
+
+    if refused_with == 400:
+        del fake_openai.vector_stores[store_id]  # the stand-in refuses the unknown store itself
+    else:
+        fake_openai.responses.push(deleted_in_the_dashboard)
     fake_openai.responses.push(Reply("I could not look that up."))
-    events = await run_turn(
-        services, "what is on Friday?", turn_context(families=("knowledge",), knowledge_store="openai")
-    )
+    context = turn_context(families=("knowledge",), knowledge_store="openai")
+    events = await run_turn(services, "what is on Friday?", context)
     completed = events[-1]
     assert isinstance(completed, Completed), completed
     assert completed.text == "I could not look that up."
     assert completed.notes == (LOST_VECTOR_STORE_NOTE,)
     refused, answered = fake_openai.requests_to("/v1/responses")
-    assert refused.status == 400 and answered.status == 200
+    assert refused.status == refused_with and answered.status == 200
     assert "tools" not in answered.json and "include" not in answered.json
+
+    def store_checks() -> int:
+        return sum(r.path == f"/v1/vector_stores/{store_id}" for r in fake_openai.requests_to("/v1/", "GET"))
+
+    assert store_checks() == 1  # confirmed gone
+
+    # Marked lost: the next turn neither names the store nor pays for a refusal and a check again.
+    assert await services.storage.vector_stores.store_id(GUILD) is None
+    fake_openai.responses.push(Reply("Soup on Mondays."))
+    events = await run_turn(services, "and on Monday?", context)
+    assert isinstance(events[-1], Completed) and events[-1].notes == ()
+    [later] = fake_openai.requests_to("/v1/responses")[2:]
+    assert later.status == 200 and "tools" not in later.json
+    assert store_checks() == 1
+    with pytest.raises(VectorStoreGoneError):  # /search says so too, without asking OpenAI
+        await services.vector_knowledge.search(guild_id=GUILD, query="soup", count=3)
+
+    # The next file makes a new store and names the files that were lost with the old one.
+    added = await services.vector_knowledge.add_file(
+        guild_id=GUILD, user_id=MEMBER, filename="handbook.txt", data=HANDBOOK
+    )
+    assert [e.filename for e in added.lost] == ["menu.txt"]
+    assert "the 1 file added before (menu.txt) must be added again" in added.message
+    new_store = await services.storage.vector_stores.store_id(GUILD)
+    assert new_store is not None and new_store != store_id
+    assert [e.filename for e in await services.vector_knowledge.files(GUILD)] == ["handbook.txt"]
+    assert [stored.filename for stored in fake_openai.files.values()] == ["handbook.txt"]

@@ -241,9 +241,13 @@ class _ResponsesRounds:
         async with contextlib.AsyncExitStack() as stack:
             try:
                 stream = await stack.enter_async_context(create())
-            except openai.BadRequestError as exc:
+            except (openai.BadRequestError, openai.NotFoundError) as exc:
+                # A deleted vector store is refused with a 404 or a 400; dangling calls with a 400.
                 if not await self._without_lost_vector_store() and (
-                    not repair or is_context_length_error(exc) or not await self._answer_dangling_calls()
+                    isinstance(exc, openai.NotFoundError)
+                    or not repair
+                    or is_context_length_error(exc)
+                    or not await self._answer_dangling_calls()
                 ):
                     raise
                 stream = await stack.enter_async_context(create())
@@ -311,8 +315,9 @@ class _ResponsesRounds:
         )
 
     async def _without_lost_vector_store(self) -> bool:
-        """After a 400: if a vector store file_search names is gone at OpenAI (deleted in its dashboard),
-        the turn goes on without file search and the answer says so; False if none is gone."""
+        """After a 400 or 404: if a vector store file_search names is gone at OpenAI (deleted in its
+        dashboard), the turn goes on without file search and the answer says so, and the store is marked
+        lost so later turns do not search it (nor pay for this again); False if none is gone."""
         searched = [tool for tool in self._tools if tool.get("type") == "file_search"]
         if not searched or self._store_notes:
             return False
@@ -324,6 +329,9 @@ class _ResponsesRounds:
                 self._tools = [tool for tool in self._tools if tool.get("type") != "file_search"]
                 self._include = [name for name in self._include if name not in FILE_SEARCH.include]
                 self._store_notes = (LOST_VECTOR_STORE_NOTE,)
+                guild_id = self._request.context.guild_id
+                if guild_id is not None:
+                    await self._storage.vector_stores.mark_lost(guild_id, store_id)
                 return True
         return False
 

@@ -103,6 +103,30 @@ class VectorStoreRegistry:
             )
         return [_entry(row) for row in lost]
 
+    async def mark_lost(self, guild_id: int, store_id: str) -> bool:
+        """The guild's store `store_id` is confirmed gone at OpenAI: the guild has no store from now on
+        (conversations stop asking file search to read it); its file entries stay as the record of
+        what was lost, until `take_files_of_other_stores` hands them to the next store's first file.
+        False if the guild's store is another one by now (replaced meanwhile)."""
+        async with self._db.transaction() as connection:
+            await connection.lock_key(f"vector_store:{guild_id}")
+            cursor = await connection.execute(
+                "DELETE FROM vector_stores WHERE guild_id = ? AND store_id = ?", (guild_id, store_id)
+            )
+            return bool(cursor.rowcount)
+
+    async def take_files_of_other_stores(self, guild_id: int, store_id: str) -> list[VectorStoreFileEntry]:
+        """Remove and return the guild's file entries that are not in `store_id` (the files of a store
+        marked lost), oldest first."""
+        async with self._db.transaction() as connection:
+            await connection.lock_key(f"vector_store:{guild_id}")
+            rows = await connection.execute_fetchall(
+                "DELETE FROM vector_store_files WHERE guild_id = ? AND store_id <> ?"
+                f" RETURNING {_FILE_COLUMNS}",
+                (guild_id, store_id),
+            )
+        return sorted((_entry(row) for row in rows), key=lambda entry: entry.id)
+
     async def add_file(
         self,
         *,

@@ -67,6 +67,13 @@ def shown(h: Harness, thread: FakeChannel) -> list[StoredMessage]:
     return [*h.discord.bot_messages(thread.id), *h.discord.webhook_messages(thread.id)]
 
 
+async def answer_in_general(h: Harness, text: str) -> StoredMessage:
+    """The bot's answer in #general that shows ``text``, its own message or its webhook's."""
+    await h.discord.wait_for(lambda: any(text in m.content for m in shown(h, h.general)), timeout=WAIT_S)
+    [answer] = [m for m in shown(h, h.general) if text in m.content]
+    return answer
+
+
 async def test_two_assistants_in_one_channels_threads_answer_under_their_own_names(
     tmp_path: Path, fake_openai: FakeOpenAI
 ) -> None:
@@ -118,14 +125,30 @@ async def test_a_reply_in_the_channel_is_the_bots_own_reply_to_the_question_unde
         sent = await h.discord.user_message(
             h.general.id, h.alice, f"{h.bot_mention} What is 6 times 7?", mentions_bot=True
         )
-        reply = await h.discord.wait_for_message(
-            lambda m: m.channel_id == h.general.id and "6 times 7" in m.content, timeout=WAIT_S
-        )
+        reply = await answer_in_general(h, "6 times 7")
         # a webhook's message cannot be a reply: the bot's own keeps the link to the question
         assert reply.webhook_id is None and reply.content.startswith(speaker_header("Math Tutor") + "\n")
         assert reply.data["message_reference"]["message_id"] == str(sent["id"])
         assert h.discord.threads_in(h.general.id) == [] and h.discord.webhook_messages(h.general.id) == []
         assert h.discord.calls_of("webhooks_list") == h.discord.calls_of("webhook_create") == []
+
+
+async def test_a_reply_whose_thread_discord_refused_is_a_reply_to_the_question_under_the_header(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with bot_with(tmp_path, fake_openai, permissions=WEBHOOK_PERMISSIONS) as h:
+        await setup_assistant(h, TUTOR)
+        async with h.discord.holding("thread_create_from_message"):
+            sent = await h.discord.user_message(
+                h.general.id, h.alice, f"{h.bot_mention} What is 6 times 7?", mentions_bot=True
+            )
+            await h.discord.wait_for(lambda: len(h.discord.held) == 1, timeout=WAIT_S)
+            await h.discord.set_denied(h.general.id, ["create_threads", "create_public_threads"])
+        reply = await answer_in_general(h, "6 times 7")
+        assert [c.status for c in h.discord.calls_of("thread_create_from_message")] == [403]
+        assert reply.webhook_id is None and reply.content.startswith(speaker_header("Math Tutor") + "\n")
+        assert reply.data["message_reference"]["message_id"] == str(sent["id"])
+        assert h.discord.webhook_messages(h.general.id) == []
 
 
 async def test_the_default_assistant_is_the_bot_itself(tmp_path: Path, fake_openai: FakeOpenAI) -> None:

@@ -40,6 +40,7 @@ MAX_DOCUMENT_PAGES = 1000
 MAX_DOCUMENT_CHARS = 1_000_000
 MAX_UNPACKED_DOCX_BYTES = 200 * 1024 * 1024  # a DOCX is a zip: refuse one that unpacks to more
 HEADING_SEPARATOR = " › "
+MAX_PAGE_LABEL_CHARS = 40  # a label is a prefix and a number ("A-12"); a longer one is cut
 
 KIND_NAMES: dict[DocumentKind, str] = {
     "pdf": "PDF",
@@ -109,11 +110,18 @@ class DocumentTooLargeError(DocumentError):
 
 @dataclass(frozen=True, slots=True)
 class Section:
-    """Text under one heading path, on one page when the format has pages (1-based)."""
+    """Text under one heading path, on one page when the format has pages (1-based, as the file orders
+    them); `page_label` is the number printed on that page where the PDF says ("viii", "A-3")."""
 
     text: str
     headings: tuple[str, ...] = ()
     page: int | None = None
+    page_label: str | None = None
+
+    @property
+    def page_shown(self) -> str | None:
+        """The page as a reader finds it: its printed label, else its number."""
+        return self.page_label or (None if self.page is None else str(self.page))
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +143,7 @@ class ParsedDocument:
         page: int | None = None
         for section in self.sections:
             if section.page is not None and section.page != page:
-                parts.append(f"[page {section.page}]")
+                parts.append(f"[page {section.page_shown}]")
                 page = section.page
             if section.headings != headings:
                 common = _common_prefix(headings, section.headings)
@@ -560,6 +568,7 @@ def _pdf_sections(filename: str, data: bytes, *, max_pages: int, max_chars: int)
             f"{filename} has {page_count:,} pages; the bot reads at most {max_pages:,} at once: split it."
         )
     marks = _pdf_outline(reader)
+    labels = _pdf_page_labels(reader, filename)
     pages: list[_PageText] = []
     chars = 0
     for number, page in enumerate(reader.pages):
@@ -580,7 +589,21 @@ def _pdf_sections(filename: str, data: bytes, *, max_pages: int, max_chars: int)
     for mark in marks:
         if 0 <= mark.page < len(pages):
             pages[mark.page].marks.append(mark)
-    return _pages_to_sections(pages), page_count
+    return _pages_to_sections(pages, labels), page_count
+
+
+def _pdf_page_labels(reader: PdfReader, filename: str) -> list[str] | None:
+    """The printed page numbers ("i", "ii", ..., "1", "2") where the PDF defines them (its
+    /PageLabels), so "p. 12" is the page a reader finds as 12; None where it does not (or they are
+    broken): the pages are then cited by their position."""
+    try:
+        if "/PageLabels" not in reader.root_object:
+            return None
+        labels = reader.page_labels
+    except Exception:  # a broken label tree costs the labels, not the text
+        log.info("Could not read the page labels of %s", filename, exc_info=True)
+        return None
+    return labels if len(labels) == len(reader.pages) else None
 
 
 def _pdf_outline(reader: PdfReader) -> list[_OutlineMark]:
@@ -607,10 +630,11 @@ def _pdf_outline(reader: PdfReader) -> list[_OutlineMark]:
     return sorted(marks, key=lambda mark: mark.page)  # stable: outline order within a page
 
 
-def _pages_to_sections(pages: Sequence[_PageText]) -> list[Section]:
+def _pages_to_sections(pages: Sequence[_PageText], labels: Sequence[str] | None = None) -> list[Section]:
     sections: list[Section] = []
     path: tuple[str, ...] = ()
     for number, page in enumerate(pages, start=1):
+        label = " ".join(labels[number - 1].split())[:MAX_PAGE_LABEL_CHARS] or None if labels else None
         text = page.text
         cut = 0  # where the current path's text on this page starts
         for mark in page.marks:
@@ -618,11 +642,11 @@ def _pages_to_sections(pages: Sequence[_PageText]) -> list[Section]:
             at = found if found is not None else cut
             piece = text[cut:at].strip()
             if piece:
-                sections.append(Section(piece, path, number))
+                sections.append(Section(piece, path, number, label))
             path, cut = mark.path, at
         piece = text[cut:].strip()
         if piece:
-            sections.append(Section(piece, path, number))
+            sections.append(Section(piece, path, number, label))
     return sections
 
 

@@ -162,6 +162,7 @@ class DocumentChunk:
     text: str
     page: int | None = None
     headings: tuple[str, ...] = ()
+    page_label: str | None = None  # the page's printed number, where the PDF has labels
 
     def embedding_input(self) -> str:
         """What is embedded: the headings give a passage the context its words may lack."""
@@ -174,15 +175,19 @@ def chunk_document(
     """`chunk_text` within each section: chunks keep their section's page and headings, and the overlap
     never reaches back into another page or heading."""
     return [
-        DocumentChunk(chunk.text, section.page, section.headings)
+        DocumentChunk(chunk.text, section.page, section.headings, section.page_label)
         for section in document.sections
         for chunk in chunk_text(section.text, max_chars=max_chars, overlap_chars=overlap_chars)
     ]
 
 
-def citation(source: str, page: int | None = None, headings: Sequence[str] = ()) -> str:
-    """How a passage is cited: "handbook.pdf, p. 12 (Safety › Fire exits)"."""
-    cited = source if page is None else f"{source}, p. {page}"
+def citation(
+    source: str, page: int | None = None, headings: Sequence[str] = (), page_label: str | None = None
+) -> str:
+    """How a passage is cited: "handbook.pdf, p. 12 (Safety › Fire exits)", by the page's printed
+    label where it has one (front matter numbered i, ii, ... puts printed p. 12 at the 16th page)."""
+    shown = page_label or (None if page is None else str(page))
+    cited = source if shown is None else f"{source}, p. {shown}"
     return f"{cited} ({heading_path(headings)})" if headings else cited
 
 
@@ -239,13 +244,14 @@ class SearchHit:
     score: float
     page: int | None = None
     headings: tuple[str, ...] = ()
+    page_label: str | None = None
 
     @property
     def citation(self) -> str:
         """The file with the page and headings, or the note's title."""
         if self.entry.file_type is None:
             return self.entry.title
-        return citation(self.entry.source, self.page, self.headings)
+        return citation(self.entry.source, self.page, self.headings, self.page_label)
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,7 +423,9 @@ class KnowledgeBase:
                 model=space,
                 dims=embedded.dims,
                 chunks=[
-                    NewChunk(chunk.text, row.astype("<f4").tobytes(), chunk.page, chunk.headings)
+                    NewChunk(
+                        chunk.text, row.astype("<f4").tobytes(), chunk.page, chunk.headings, chunk.page_label
+                    )
                     for chunk, row in zip(chunks, embedded.vectors, strict=True)
                 ],
                 document=document,
@@ -461,7 +469,14 @@ class KnowledgeBase:
         chunks = await self._storage.knowledge.chunks([match.chunk_id for match in matches])
         hits = [
             SearchHit(
-                chunk.entry, chunk.id, chunk.ordinal, chunk.text, match.score, chunk.page, chunk.headings
+                chunk.entry,
+                chunk.id,
+                chunk.ordinal,
+                chunk.text,
+                match.score,
+                chunk.page,
+                chunk.headings,
+                chunk.page_label,
             )
             for match in matches
             if (chunk := chunks.get(match.chunk_id)) is not None

@@ -19,9 +19,11 @@ def pdf_bytes(
     *,
     outline: Sequence[tuple[str, int, str | None]] = (),
     user_password: str | None = None,
+    page_labels: Sequence[tuple[int, int, str, str | None]] = (),
 ) -> bytes:
     """A PDF with one page per item of `pages` (its lines of text) and bookmarks (title, 0-based page,
-    parent title or None), encrypted when `user_password` is given ("" opens without one)."""
+    parent title or None), encrypted when `user_password` is given ("" opens without one); printed page
+    numbers from `page_labels` (first and last 0-based page, style such as "/r" or "/D", prefix)."""
     writer = PdfWriter()
     font = writer._add_object(
         DictionaryObject(
@@ -52,6 +54,8 @@ def pdf_bytes(
             page_number=page_number,
             parent=items[parent] if parent else None,  # type: ignore[arg-type]
         )
+    for first, last, style, prefix in page_labels:
+        writer.set_page_label(first, last, style, prefix, 1)  # type: ignore[arg-type]
     if user_password is not None:
         writer.encrypt(user_password=user_password, owner_password="owner", algorithm="RC4-128")
     out = io.BytesIO()

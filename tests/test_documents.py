@@ -53,6 +53,29 @@ def test_pdf_text_per_page_with_the_outline_as_headings() -> None:
     assert "[page 3]" in document.as_text() and "## Ladders" in document.as_text()
 
 
+def test_pdf_pages_are_cited_by_their_printed_labels_where_the_pdf_defines_them() -> None:
+    """Four pages of front matter numbered i-iv: the 16th page is printed p. 12, and is cited so."""
+    pages = [[f"Front matter {n}."] for n in range(4)] + [[f"Body page {n}."] for n in range(1, 13)]
+    data = pdf_bytes(pages, page_labels=[(0, 3, "/r", None), (4, 15, "/D", None)])
+    document = parse_document("handbook.pdf", data, "application/pdf")
+    last = document.sections[-1]
+    assert (last.text, last.page, last.page_label, last.page_shown) == ("Body page 12.", 16, "12", "12")
+    assert [s.page_label for s in document.sections[:4]] == ["i", "ii", "iii", "iv"]
+    assert "[page iv]" in document.as_text() and "[page 16]" not in document.as_text()
+    [chunk] = [c for c in chunk_document(document) if c.text == "Body page 12."]
+    assert citation("handbook.pdf", chunk.page, chunk.headings, chunk.page_label) == "handbook.pdf, p. 12"
+    appendix = pdf_bytes([["Intro."], ["Table."]], page_labels=[(0, 0, "/D", None), (1, 1, "/D", "A-")])
+    assert [s.page_shown for s in parse_document("a.pdf", appendix, None).sections] == ["1", "A-1"]
+
+
+def test_a_pdf_without_page_labels_is_cited_by_page_position() -> None:
+    document = parse_document("plain.pdf", pdf_bytes([["one"], ["two"]]), None)
+    assert [(s.page, s.page_label, s.page_shown) for s in document.sections] == [
+        (1, None, "1"),
+        (2, None, "2"),
+    ]
+
+
 def test_pdf_without_an_outline_has_pages_but_no_headings() -> None:
     document = parse_document("plain.pdf", pdf_bytes([["one"], [], ["three"]]), None)
     assert [(s.page, s.headings, s.text) for s in document.sections] == [(1, (), "one"), (3, (), "three")]

@@ -59,17 +59,17 @@ async def test_a_file_entry_keeps_its_type_size_pages_and_each_chunk_its_place(s
         dims=2,
         chunks=[
             NewChunk("intro", vector, 1, ()),
-            NewChunk("drill", vector, 12, ("Safety", "Fire › drill")),  # the separator inside a title
+            NewChunk("drill", vector, 16, ("Safety", "Fire › drill"), "12"),  # separator in a title; label
             ("a plain chunk", vector),
         ],
         document=DocumentFile("pdf", 123_456, 14),
     )
     assert (entry.file_type, entry.file_bytes, entry.page_count) == ("pdf", 123_456, 14)
     stored = await storage.knowledge.chunks(chunk_ids)
-    assert [(stored[i].page, stored[i].headings) for i in chunk_ids] == [
-        (1, ()),
-        (12, ("Safety", "Fire › drill")),
-        (None, ()),
+    assert [(stored[i].page, stored[i].headings, stored[i].page_label) for i in chunk_ids] == [
+        (1, (), None),
+        (16, ("Safety", "Fire › drill"), "12"),
+        (None, (), None),
     ]
     again = await storage.knowledge.get(GUILD, entry.id)
     assert again is not None and (again.file_type, again.file_bytes, again.page_count) == ("pdf", 123_456, 14)
@@ -118,6 +118,23 @@ async def test_a_document_is_one_entry_found_with_its_page_and_forgotten_whole(
     assert await services.storage.knowledge.vector_count(GUILD, SMALL, 1536) == 0
     after = await knowledge.search(guild_id=GUILD, query="fire drill assembly point", count=3, model=SMALL)
     assert after.hits == []
+
+
+async def test_a_pdf_with_printed_page_numbers_is_cited_by_them_after_storage(
+    make_services: ServicesFactory, database_location: str
+) -> None:
+    """Front matter numbered i-iv: the drill is on the 16th page, printed (and cited as) p. 12."""
+    services = await make_services(storage={"database": database_location})
+    knowledge = KnowledgeBase(services.openai, services.storage, services.state.knowledge)
+    pages = [[f"Preface part {n}."] for n in range(1, 5)] + [[f"Chapter page {n}."] for n in range(1, 12)]
+    pages.append([DRILL])
+    data = pdf_bytes(pages, page_labels=[(0, 3, "/r", None), (4, 15, "/D", None)])
+    document = parse_document("handbook.pdf", data, "application/pdf")
+    await knowledge.remember_document(document, guild_id=GUILD, author_id=ALICE, model=SMALL)
+    results = await knowledge.search(guild_id=GUILD, query="fire drill assembly point", count=1, model=SMALL)
+    [top] = results.hits
+    assert (top.text, top.page, top.page_label) == (DRILL, 16, "12")
+    assert top.citation == "handbook.pdf, p. 12"
 
 
 async def test_a_file_that_fails_part_way_stores_nothing_but_counts_the_batches_paid_for(

@@ -3,7 +3,8 @@
 Vectors are stored as little-endian float32 BLOBs next to their text, tagged through their entry with
 the embedding model and dimensions, so vectors of different spaces are never loaded together. An entry
 made from a file keeps the file's type, size and page count; each of its chunks its page and headings,
-so a passage is cited as "handbook.pdf, p. 12 (Safety › Fire exits)".
+so a passage is cited as "handbook.pdf, p. 12 (Safety › Fire exits)" (by the page's printed label where
+the PDF has labels).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class NewChunk(NamedTuple):
     vector: bytes
     page: int | None = None
     headings: tuple[str, ...] = ()
+    page_label: str | None = None  # the page's printed number ("viii"), where the PDF has labels
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,7 @@ class StoredChunk:
     entry: KnowledgeEntry
     page: int | None = None
     headings: tuple[str, ...] = ()
+    page_label: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,8 +160,8 @@ class KnowledgeStore:
                 ),
             )
             await connection.executemany(
-                "INSERT INTO knowledge_chunks (entry_id, ordinal, text, vector, page, headings)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO knowledge_chunks (entry_id, ordinal, text, vector, page, headings, page_label)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         entry_id,
@@ -167,6 +170,7 @@ class KnowledgeStore:
                         row.vector,
                         row.page,
                         json.dumps(list(row.headings), ensure_ascii=False) if row.headings else None,
+                        row.page_label,
                     )
                     for ordinal, row in enumerate(rows)
                 ],
@@ -299,7 +303,8 @@ class KnowledgeStore:
         columns = ", ".join(f"e.{name.strip()} AS {name.strip()}" for name in _ENTRY_COLUMNS.split(","))
         async with self._db.read() as connection:
             cursor = await connection.execute(
-                f"SELECT c.id AS chunk_id, c.ordinal, c.text, c.page, c.headings AS chunk_headings, {columns}"
+                "SELECT c.id AS chunk_id, c.ordinal, c.text, c.page, c.page_label,"
+                f" c.headings AS chunk_headings, {columns}"
                 " FROM knowledge_chunks AS c"
                 f" JOIN knowledge_entries AS e ON e.id = c.entry_id WHERE c.id IN ({marks})",
                 tuple(chunk_ids),
@@ -313,6 +318,7 @@ class KnowledgeStore:
                 _entry(row),
                 row["page"],
                 _headings(row["chunk_headings"]),
+                row["page_label"],
             )
             for row in rows
         }

@@ -326,6 +326,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE knowledge_entries ADD COLUMN page_count INTEGER;
         ALTER TABLE knowledge_chunks ADD COLUMN page INTEGER;           -- 1-based; a chunk never spans two
         ALTER TABLE knowledge_chunks ADD COLUMN headings TEXT;          -- JSON list, outermost first
+        ALTER TABLE knowledge_chunks ADD COLUMN page_label TEXT;        -- printed ("viii"); NULL: cite `page`
         """,
     ),
     Migration(

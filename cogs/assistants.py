@@ -399,31 +399,28 @@ class AssistantsCog(commands.Cog):
             return
         guild_id = interaction.guild_id
         channel = interaction.channel
+        if not isinstance(channel, discord.Thread):
+            _require_manage_guild(interaction, "choose a channel's assistant")
+        # Acknowledged before any read (Discord's three seconds), privately: a refusal is the person's
+        # alone; the switch itself is then said in the channel, for everyone.
+        await interaction.response.defer(ephemeral=True, thinking=True)
         if isinstance(channel, discord.Thread):
-            # Acknowledged before the reads (three seconds), privately: a refusal is the person's alone.
-            await interaction.response.defer(ephemeral=True, thinking=True)
             await self._check_thread_switch(interaction, channel)
             assistant = await self._named(guild_id, name)
             await self.assistants.use_in_thread(guild_id, channel.id, assistant, user_id=interaction.user.id)
             who = "the server's default assistant" if assistant is None else f"**{_md(assistant.name)}**"
-            await interaction.delete_original_response()  # the switch is said in the thread, for all
-            await self._say(
-                interaction,
-                f"🔁 {_md(interaction.user.display_name)} switched this conversation to {who}.",
-                ephemeral=False,
+            said = f"🔁 {_md(interaction.user.display_name)} switched this conversation to {who}."
+        else:
+            assistant = await self._named(guild_id, name)
+            channel_id = interaction.channel_id or 0
+            await self.assistants.use_in_channel(guild_id, channel_id, assistant, user_id=interaction.user.id)
+            who = "the server's default assistant" if assistant is None else f"**{_md(assistant.name)}**"
+            said = (
+                f"🔁 New conversations in this channel are answered by {who}; threads already open keep "
+                "theirs."
             )
-            return
-        _require_manage_guild(interaction, "choose a channel's assistant")
-        assistant = await self._named(guild_id, name)
-        await interaction.response.defer(thinking=True)
-        channel_id = interaction.channel_id or 0
-        await self.assistants.use_in_channel(guild_id, channel_id, assistant, user_id=interaction.user.id)
-        who = "the server's default assistant" if assistant is None else f"**{_md(assistant.name)}**"
-        await self._say(
-            interaction,
-            f"🔁 New conversations in this channel are answered by {who}; threads already open keep theirs.",
-            ephemeral=False,
-        )
+        await interaction.delete_original_response()
+        await self._say(interaction, said, ephemeral=False)
 
     async def _named(self, guild_id: int, name: str) -> Assistant | None:
         """The assistant called `name` here, or None for `default`."""

@@ -107,6 +107,7 @@ async def test_an_assistant_answers_in_its_channel_and_the_other_channel_keeps_t
         assert not used.ephemeral and used.text.startswith(
             "🔁 New conversations in this channel are answered by **Math Tutor**"
         )
+        assert used.record.callbacks[0].type == CALLBACK_DEFERRED_MESSAGE  # before any read
 
         request = await ask(h, maths(h), "What is 6 times 7?")
         assert (request["model"], request["instructions"]) == ("gpt-5.4-mini", TUTOR_INSTRUCTIONS)

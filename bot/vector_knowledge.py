@@ -6,10 +6,11 @@ it are in the database (`bot.storage.vector_stores`). A file goes through the Fi
 conversations then search the store with OpenAI's hosted `file_search` tool, and /search asks the
 store directly. Every refusal is one sentence for the member.
 
-A store deleted at OpenAI (by someone in the organisation's dashboard) is made again the next time a
-file is added, and the member is told which earlier files were in the old store and must be added
-again: the bot keeps no copy of them, and re-attaching files the dashboard user may have deleted on
-purpose would be a surprise of its own.
+A store deleted at OpenAI (by someone in the organisation's dashboard) is marked lost once a turn or a
+search confirms it gone (`VectorStoreRegistry.mark_lost`), and made again the next time a file is
+added, and the member is told which earlier files were in the old store and must be added again: the
+bot keeps no copy of them, and re-attaching files the dashboard user may have deleted on purpose would
+be a surprise of its own.
 """
 
 from __future__ import annotations

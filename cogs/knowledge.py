@@ -1,8 +1,12 @@
 """/remember, /search and /forget: the server's knowledge, kept by the core's `KnowledgeBase`.
 
 `/remember file:` reads a document (`bot/documents.py`) and indexes it with a message that counts the
-chunks while they are embedded; the file is one entry, cited by name and page in /search and in
-conversations, and forgotten whole.
+chunks while they are embedded, then becomes the answer; the file is one entry, cited by name and page
+in /search and in conversations, and forgotten whole.
+
+A guild may keep its knowledge in an OpenAI vector store instead (`knowledge_store`). Its files are
+numbered F1, F2, ... and the bot's own entries 1, 2, ...: /forget takes either whatever the setting is
+now (a guild that changed it can still clear out the other store), and /search says which it searched.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 OpenAI holds the files and their vectors; this table is what the bot needs to show, list and forget
 them without asking OpenAI: the entry number members see, the file's name, size, who added it, when,
-and whether OpenAI has finished processing it.
+and whether OpenAI has finished processing it. A store found deleted at OpenAI is marked lost by
+dropping the guild's row (conversations then stop searching it); its file rows stay until the guild's
+next store is made, which names them as files to add again.
 """
 
 from __future__ import annotations

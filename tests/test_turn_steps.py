@@ -35,6 +35,7 @@ from bot.discord.steps import (
     steps_id,
 )
 from bot.engine.events import (
+    TERMINAL_EVENTS,
     Cancelled,
     CodeRun,
     Completed,
@@ -46,6 +47,7 @@ from bot.engine.events import (
     Usage,
 )
 from bot.engine.run_steps import CANCELLED_RESULT, StepRecorder
+from bot.engine.turn import UserTurn
 from bot.services import Services
 from bot.storage import Storage
 from bot.storage.database import Database
@@ -60,10 +62,18 @@ from bot.storage.turn_steps import (
 from bot.tooling import ConfirmationOutcome, ConfirmationRequest
 from standins.discord import CALLBACK_DEFERRED_MESSAGE, FakeDiscord, StoredMessage
 from standins.discord.models import walk_components
-from standins.openai import CodeInterpreterCall, FakeOpenAI, FunctionCall, HttpError, Reply, WebSearchCall
+from standins.openai import (
+    CodeInterpreterCall,
+    FakeOpenAI,
+    FunctionCall,
+    HttpError,
+    Reply,
+    WebSearchCall,
+)
 from tests import conftest
 from tests.conftest import ServicesFactory
 from tests.harness import FAST_BUCKET, Harness, build_world, running_bot
+from tests.postgres_server import PostgresServer
 from tests.tool_support import (
     CHANNEL,
     GUILD,
@@ -507,11 +517,14 @@ def test_who_may_see_a_turns_steps() -> None:
     assert may_see(in_guild, guild_id=GUILD, channel_id=CHANNEL)
     assert not may_see(in_guild, guild_id=GUILD, channel_id=999)
     assert not may_see(in_guild, guild_id=GUILD + 1, channel_id=CHANNEL)
-    assert not may_see(in_guild, guild_id=None, channel_id=CHANNEL)
+    assert not may_see(in_guild, guild_id=None, channel_id=55)  # from a DM
     in_dm = RecordedSteps(2, None, 55, (step(),))
     assert may_see(in_dm, guild_id=None, channel_id=55)
     assert not may_see(in_dm, guild_id=None, channel_id=56)
     assert not may_see(in_dm, guild_id=GUILD, channel_id=55)
+    dm_pick = RecordedSteps(3, GUILD, 55, (step(),))  # a DM on a server's assistant: the server's turn
+    assert may_see(dm_pick, guild_id=None, channel_id=55)
+    assert not may_see(dm_pick, guild_id=None, channel_id=56)
 
 
 def test_steps_ids_fit_discord_and_parse_back() -> None:
@@ -616,3 +629,31 @@ async def test_a_press_is_acknowledged_before_a_database_too_slow_to_answer_is_r
         await channel.send("A reply", view=button_view([ReplyButton("Steps", steps_id(1))]))
         reply = await h.discord.wait_for_message(lambda m: m.content == "A reply", timeout=WAIT_S)
         assert (await press_steps(h, reply, user=h.alice))["content"] == UNREADABLE
+
+
+async def test_a_database_outage_does_not_hold_up_the_reply_for_its_steps(
+    make_services: ServicesFactory, fake_openai: FakeOpenAI, postgres_server: PostgresServer
+) -> None:
+    """PostgreSQL goes down as the model answers: writing a step would wait for the reconnection
+    (30 s, from the second write on); the reply streams and ends without them, promising none."""
+    services = await make_services(storage={"database": postgres_server.new_database()})
+
+    async def answer_as_the_database_goes_down(body: dict[str, Any]) -> Reply:
+        await asyncio.to_thread(postgres_server.stop)
+        return Reply(
+            "Pizza is popular.", hosted=[WebSearchCall("best pizza in town"), WebSearchCall("pizza near me")]
+        )
+
+    fake_openai.responses.push(answer_as_the_database_goes_down)
+    user_turn = UserTurn(text="pizza?", author_id=7, author_name="Ada")
+    events = services.engine.reply(KEY, user_turn, turn_context(families=("web_search",)))
+    try:
+        async with asyncio.timeout(WAIT_S):  # a safety net: the second step's write alone waits 30 s
+            async for event in events:
+                if isinstance(event, TERMINAL_EVENTS):
+                    break
+    finally:
+        await asyncio.to_thread(postgres_server.start)
+    assert isinstance(event, Completed) and event.text == "Pizza is popular."
+    assert event.steps == 0 and steps_buttons(event) == ()
+    await events.aclose()

@@ -6,9 +6,12 @@ moderation, backend) stays the guild's. `AssistantProfile` is the one schema of 
 rows, slash options and the edit modal are all validated by it.
 
 Which assistant answers: a channel may have one (`/assistant use` there); a thread keeps the one it
-started with (recorded at its first turn, changed only by `/assistant use` in it); a DM uses the
-default unless the person picks one of a server they share with the bot. Every message resolves its
-assistant with one or two indexed queries: nothing is cached, so several processes always agree.
+started with (recorded at its first turn, with who started it, changed only by `/assistant use` in
+it); a DM uses the default unless the person picks one of a server they share with the bot. A DM
+pick's turns are that server's (its settings, budgets, usage, knowledge and tools; `Resolved.guild_for`)
+while the conversation stays the DM's, and the pick holds only while the person is in the server.
+Every message resolves its assistant with one or two indexed queries: no choice is cached, so several
+processes always agree; only Discord's answers about membership are kept a few minutes per process.
 """
 
 from __future__ import annotations

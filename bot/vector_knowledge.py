@@ -302,11 +302,13 @@ class VectorKnowledge:
         (their Files API copies deleted) and returned, but for the file being added."""
         created = await self._create_store(client, guild_id)
         lost = await self._registry.replace_store(guild_id, old_store_id, created)
-        if not lost:  # another process replaced it first: use theirs
-            await _gone_is_fine(client.vector_stores.delete(created))
-            current = await self._registry.store_id(guild_id)
-            await self._registry.remove_file(guild_id, adding.id)
-            return current or created, ()
+        if not lost:  # replaced by another process meanwhile, or marked lost (the guild has no store)
+            current = await self._registry.claim_store(guild_id, created)
+            if current != created:  # another process's store: use theirs
+                await _gone_is_fine(client.vector_stores.delete(created))
+                await self._registry.remove_file(guild_id, adding.id)
+                return current, ()
+            lost = await self._registry.take_files_of_other_stores(guild_id, created)
         log.warning(
             "Vector store %s of guild %s was gone at OpenAI; made %s", old_store_id, guild_id, created
         )

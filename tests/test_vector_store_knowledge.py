@@ -278,6 +278,32 @@ async def test_a_store_deleted_at_openai_is_made_again_and_the_lost_files_named(
     assert [stored.filename for stored in fake.files.values()] == ["menu.txt"]
 
 
+async def test_a_file_added_while_a_turn_marks_the_store_lost_gets_a_new_store(
+    vector_knowledge: tuple[VectorKnowledge, FakeOpenAI], storage: Storage
+) -> None:
+    """The file read the old store's id, then a conversation found the store gone and marked it lost
+    before the file's attach failed: the file still gets a store of its own, and the lost files named."""
+    knowledge, fake = vector_knowledge
+    await knowledge.add_file(guild_id=GUILD, user_id=MEMBER, filename="handbook.txt", data=HANDBOOK)
+    old_store = await storage.vector_stores.store_id(GUILD)
+    assert old_store is not None
+    del fake.vector_stores[old_store]
+    adding = await storage.vector_stores.add_file(
+        guild_id=GUILD,
+        store_id=old_store,
+        file_id="file-new",
+        filename="menu.txt",
+        size_bytes=1,
+        author_id=MEMBER,
+    )
+    assert await storage.vector_stores.mark_lost(GUILD, old_store)  # the turn, meanwhile
+    async with fake.client() as client:
+        new_store, lost = await knowledge._replace_store(client, GUILD, old_store, adding)
+    assert await storage.vector_stores.store_id(GUILD) == new_store and new_store in fake.vector_stores
+    assert [e.filename for e in lost] == ["handbook.txt"]
+    assert await knowledge.files(GUILD) == []  # the caller records the file again, in the new store
+
+
 # ------------------------------------------------------------------------------ in conversations
 
 

@@ -107,8 +107,10 @@ def steps_embed(recorded: RecordedSteps) -> discord.Embed:
 
 def may_see(recorded: RecordedSteps, *, guild_id: int | None, channel_id: int | None) -> bool:
     """Whoever sees the reply where it is: the turn's own channel (its thread, or its DM) in its guild;
-    a copy of the button elsewhere shows nothing."""
-    return guild_id == recorded.guild_id and channel_id == recorded.channel_id
+    a copy of the button elsewhere shows nothing. A DM whose person picked a server's assistant runs
+    its turns as that server's (`guild_id` recorded), so a press in a DM goes by its channel alone."""
+    in_guild = guild_id is None or guild_id == recorded.guild_id
+    return in_guild and channel_id == recorded.channel_id
 
 
 @runtime_checkable

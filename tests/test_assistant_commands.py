@@ -24,6 +24,7 @@ from standins.discord import CALLBACK_DEFERRED_MESSAGE, CALLBACK_MODAL, FakeChan
 from standins.openai import FakeOpenAI, FunctionCall, Reply
 from tests.command_support import WAIT_S, Answer, choices, run, settle
 from tests.harness import FAST_BUCKET, Harness, build_world, running_bot
+from tests.test_turn_steps import press_steps
 
 TUTOR_INSTRUCTIONS = "You are Math Tutor: teach mathematics step by step."
 TUTOR: dict[str, Any] = {
@@ -350,6 +351,11 @@ async def test_a_dm_pick_is_its_servers_turn_for_budgets_usage_and_knowledge(
         sent = len(h.openai.requests_to("/v1/responses"))
         await h.discord.dm_message(alice, "What is the wifi called?")
         await bot_text(h, dm.id, "It is Hedgehog.")
+        replied = next(m for m in h.discord.bot_messages(dm.id) if "It is Hedgehog." in m.content)
+        await h.discord.wait_for(lambda: bool(h.discord.message(replied.id).components), timeout=WAIT_S)
+        steps = await press_steps(h, h.discord.message(replied.id), user=alice)  # the server's turn, here
+        [shown] = steps["embeds"]
+        assert "search\\_knowledge" in shown["description"] and "Found 1 passage" in shown["description"]
         searched = h.openai.requests_to("/v1/responses")[sent + 1].json
         [output] = [
             item["output"] for item in searched["input"] if item.get("type") == "function_call_output"

@@ -7,7 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from standins.discord import CALLBACK_MESSAGE, FakeChannel, FakeDiscord, StoredMessage, permission_bits
+from standins.discord import (
+    CALLBACK_DEFERRED_MESSAGE,
+    FakeChannel,
+    FakeDiscord,
+    StoredMessage,
+    permission_bits,
+)
 from standins.discord.constants import DEFAULT_BOT_PERMISSIONS
 from standins.discord.models import walk_components
 from standins.openai import FakeOpenAI, FunctionCall, Reply
@@ -113,9 +119,11 @@ async def test_two_assistants_for_two_channels_set_up_from_discord(
                 if str(c.get("custom_id", "")).startswith("steps:")
             ]
             click = await server.click_button(concierge.id, steps, user=bob)
-            shown = await server.wait_for_response(click, timeout=WAIT_S)
-            assert shown.type == CALLBACK_MESSAGE and shown.ephemeral
-            assert "find\\_restaurants" in shown.data["embeds"][0]["description"]
+            acknowledged = await server.wait_for_response(click, timeout=WAIT_S)
+            assert acknowledged.type == CALLBACK_DEFERRED_MESSAGE and acknowledged.ephemeral
+            await server.wait_for(lambda: bool(click.followup_ids), timeout=WAIT_S)
+            shown = server.message(click.followup_ids[-1])
+            assert shown.ephemeral and "find\\_restaurants" in shown.data["embeds"][0]["description"]
 
             # The rest of the server keeps the default: the bot itself, the server's settings.
             request, general_thread = await mention(h, world.general, "hello", bob)

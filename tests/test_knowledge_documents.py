@@ -23,7 +23,7 @@ from tests.conftest import ServicesFactory
 from tests.conftest import settings as guild_settings
 from tests.document_files import docx_bytes, pdf_bytes
 from tests.harness import Harness, running_bot
-from tools.knowledge import search_knowledge_tool
+from tools.knowledge import hit_json, search_knowledge_tool
 
 DATABASE_ENGINES = conftest.DATABASE_ENGINES
 GUILD = 42
@@ -135,6 +135,8 @@ async def test_a_pdf_with_printed_page_numbers_is_cited_by_them_after_storage(
     [top] = results.hits
     assert (top.text, top.page, top.page_label) == (DRILL, 16, "12")
     assert top.citation == "handbook.pdf, p. 12"
+    # The model reads the same page the citation names, never the 16th's position.
+    assert hit_json(top)["page"] == "12" and hit_json(top)["cite"] == "handbook.pdf, p. 12"
 
 
 async def test_a_file_that_fails_part_way_stores_nothing_but_counts_the_batches_paid_for(

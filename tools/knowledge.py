@@ -49,7 +49,7 @@ def hit_json(hit: SearchHit) -> dict[str, object]:
         "text": hit.text,
     }
     if hit.entry.file_type is not None:  # a document: where in it the passage is
-        data.update(page=hit.page, section=list(hit.headings), cite=hit.citation)
+        data.update(page=hit.page_label or hit.page, section=list(hit.headings), cite=hit.citation)
     return data
 
 

@@ -124,7 +124,7 @@ class ChatCog(commands.Cog):
                 destination,
                 place,
                 message,
-                self._report_flags(message, settings, _prepend(first, events)),
+                self._report_flags(message, answering.settings, _prepend(first, events)),
                 taken_at=taken_at,
                 speaker=answering.speaker,
             )

@@ -20,6 +20,7 @@ from bot.moderation import describe_categories
 from bot.services import Services
 from standins.discord import FakeChannel, FakeDiscord, StoredMessage
 from standins.openai import FakeOpenAI, HttpError, ModerationResult
+from tests.command_support import run
 from tests.conftest import ServicesFactory, settings
 from tests.harness import FAST_BUCKET, Harness, build_world, running_bot
 
@@ -214,6 +215,26 @@ async def test_flag_answers_and_posts_a_note_to_the_mod_log(tmp_path: Path, fake
         assert note.data["mentions"] == []  # names alice without pinging her
         create = next(c for c in h.discord.calls_of("message_create") if c.channel_id == mod_log.id)
         assert create.allowed_mentions is not None and create.allowed_mentions.get("parse") == []
+
+
+async def test_a_flag_in_a_dm_on_a_servers_assistant_goes_to_that_servers_mod_log(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    """A DM pick runs as its server's turn: the server's moderation checks it, its moderators hear."""
+    async with bot_with_mod_log(tmp_path, fake_openai) as (h, mod_log):
+        admin, guild_id = h.world.admin, h.world.guild.id
+        for name, value in (("moderation", "flag"), ("mod_log_channel", str(mod_log.id))):
+            await h.services.settings.set(guild_id, name, value, user_id=admin.id)
+        tutor = {"name": "Tutor", "model": "gpt-5.5"}
+        await run(h, "assistant create", tutor, user=admin, channel_id=h.general.id)
+        dm = h.discord.dm_channel(h.alice)
+        await run(h, "assistant use", {"name": f"{guild_id}:Tutor"}, user=h.alice, channel_id=dm.id)
+        fake_openai.moderations.push(ModerationResult(["harassment"]))
+        await h.discord.dm_message(h.alice, "rude but answerable")
+        await h.discord.wait_for(lambda: bool(h.discord.bot_messages(mod_log.id)), timeout=WAIT_S)
+        [note] = h.discord.bot_messages(mod_log.id)
+        assert "harassment" in note.content and "a direct message" in note.content
+        assert len(fake_openai.requests_to("/v1/moderations")) == 1
 
 
 async def test_flag_without_a_mod_log_channel_posts_nothing_more(

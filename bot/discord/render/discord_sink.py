@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+WRITE_ERRORS = (discord.DiscordException, aiohttp.ClientError, OSError)  # OSError covers TimeoutError
+"""What a write to Discord raises when it fails: each becomes a `WriteOutcome`, never an exception."""
+
 
 def outcome_of(error: Exception) -> WriteOutcome:
     """What a failed write means for the streamer (see ``WriteOutcome``)."""
@@ -82,7 +85,7 @@ class DiscordSink:
         try:
             message = await self._channel.send(
                 content=text,
-                files=_files(files) if files else None,  # type: ignore[arg-type]
+                files=message_files(files) if files else None,  # type: ignore[arg-type]
                 allowed_mentions=self._no_mentions,
                 reference=reference,  # type: ignore[arg-type]
                 mention_author=False,
@@ -90,7 +93,7 @@ class DiscordSink:
                 nonce=nonce,  # type: ignore[arg-type]  # None: discord.py picks one
                 view=button_view(buttons) if buttons else None,  # type: ignore[arg-type]  # None: none
             )
-        except (discord.DiscordException, aiohttp.ClientError, OSError) as error:
+        except WRITE_ERRORS as error:
             return PostResult(None, self._failed("post", error))
         self._reply_to = None  # continuations are plain messages
         if message.content.strip() != text.strip() or len(message.attachments) != len(files):
@@ -108,28 +111,23 @@ class DiscordSink:
         buttons: Sequence[ReplyButton] = (),
     ) -> WriteOutcome:
         target = self._editable(message)
-        extra: dict[str, Any] = {}  # only what is given: an absent view keeps the buttons it has
-        if files:
-            extra["attachments"] = _files(files)
-        if buttons:
-            extra["view"] = button_view(buttons)
         try:
-            await target.edit(content=text, allowed_mentions=self._no_mentions, **extra)
-        except (discord.DiscordException, aiohttp.ClientError, OSError) as error:
+            await target.edit(content=text, allowed_mentions=self._no_mentions, **edit_fields(files, buttons))
+        except WRITE_ERRORS as error:
             return self._failed("edit", error)
         return WriteOutcome.OK
 
     async def typing(self) -> WriteOutcome:
         try:
             await self._channel.typing()
-        except (discord.DiscordException, aiohttp.ClientError, OSError) as error:
+        except WRITE_ERRORS as error:
             return self._failed("typing", error)
         return WriteOutcome.OK
 
     async def delete(self, message: SentMessage) -> WriteOutcome:
         try:
             await self._editable(message).delete()
-        except (discord.DiscordException, aiohttp.ClientError, OSError) as error:
+        except WRITE_ERRORS as error:
             return self._failed("delete", error)
         return WriteOutcome.OK
 
@@ -176,5 +174,16 @@ def button_view(buttons: Sequence[ReplyButton]) -> discord.ui.View:
     return view
 
 
-def _files(files: Sequence[GeneratedFile]) -> list[discord.File]:
+def edit_fields(files: Sequence[GeneratedFile], buttons: Sequence[ReplyButton]) -> dict[str, Any]:
+    """What an edit changes besides its text, only what is given: files replace the attachments, and
+    an absent view keeps the buttons the message has."""
+    fields: dict[str, Any] = {}
+    if files:
+        fields["attachments"] = message_files(files)
+    if buttons:
+        fields["view"] = button_view(buttons)
+    return fields
+
+
+def message_files(files: Sequence[GeneratedFile]) -> list[discord.File]:
     return [discord.File(io.BytesIO(f.data), filename=f.filename) for f in files]

@@ -21,7 +21,6 @@ buckets while the webhook's earlier messages stay in the webhook's; typing is al
 from __future__ import annotations
 
 import datetime as dt
-import io
 import logging
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +30,14 @@ import aiohttp
 import discord
 from discord.utils import MISSING
 
-from bot.discord.render.discord_sink import DiscordSink, button_view, outcome_of
+from bot.discord.render.discord_sink import (
+    WRITE_ERRORS,
+    DiscordSink,
+    button_view,
+    edit_fields,
+    message_files,
+    outcome_of,
+)
 from bot.discord.render.final_text import DEFAULT_MAX_FILE_BYTES
 from bot.discord.render.split import MAX_MESSAGE_CHARS
 from bot.discord.render.stream import (
@@ -163,7 +169,7 @@ class WebhookSink:
                 return PostResult(None, self._failed("post", error))
             except discord.Forbidden as error:
                 return await self._fall_back(error, text, files, nonce, buttons)
-            except (discord.DiscordException, aiohttp.ClientError, OSError, TimeoutError) as error:
+            except WRITE_ERRORS as error:
                 if nonce is not None and _may_have_landed(error):
                     attempts = self._uncertain.setdefault(nonce, _Attempts(started))
                     attempts.texts.add(text.strip())
@@ -187,23 +193,22 @@ class WebhookSink:
             if message.id in self._headed:
                 text = _under_header(self._header(), text)
             return await self._fallback.edit(message, text, files, buttons=buttons)
-        extra: dict[str, Any] = {}  # only what is given: an absent view keeps the buttons it has
-        if files:
-            extra["attachments"] = _files(files)
-        if buttons:
-            extra["view"] = button_view(buttons)
         try:
             await owner.edit_message(
-                message.id, content=text, allowed_mentions=self._no_mentions, thread=self._thread, **extra
+                message.id,
+                content=text,
+                allowed_mentions=self._no_mentions,
+                thread=self._thread,
+                **edit_fields(files, buttons),
             )
-        except (discord.DiscordException, aiohttp.ClientError, OSError, TimeoutError) as error:
+        except WRITE_ERRORS as error:
             return self._failed("edit", error)
         return WriteOutcome.OK
 
     async def typing(self) -> WriteOutcome:
         try:
             await self._channel.typing()
-        except (discord.DiscordException, aiohttp.ClientError, OSError, TimeoutError) as error:
+        except WRITE_ERRORS as error:
             return self._failed("typing", error)
         return WriteOutcome.OK
 
@@ -214,7 +219,7 @@ class WebhookSink:
             return await self._fallback.delete(message)
         try:
             await owner.delete_message(message.id, thread=self._thread)
-        except (discord.DiscordException, aiohttp.ClientError, OSError, TimeoutError) as error:
+        except WRITE_ERRORS as error:
             return self._failed("delete", error)
         return WriteOutcome.OK
 
@@ -225,7 +230,7 @@ class WebhookSink:
     ) -> discord.WebhookMessage:
         extra: dict[str, Any] = {}
         if files:
-            extra["files"] = _files(files)
+            extra["files"] = message_files(files)
         if buttons:
             extra["view"] = button_view(buttons)
         if self._speaker.avatar_url:
@@ -254,7 +259,7 @@ class WebhookSink:
                     and message.content.strip() in attempts.texts
                 ):
                     return message
-        except (discord.DiscordException, aiohttp.ClientError, OSError, TimeoutError) as error:
+        except WRITE_ERRORS as error:
             log.warning(
                 "Could not look for a post that may have landed in channel %s: %r", self._channel.id, error
             )
@@ -330,7 +335,3 @@ def _under_header(header: str, text: str) -> str:
         return text
     joined = f"{header}\n{text}"
     return joined if len(joined) <= MAX_MESSAGE_CHARS else text
-
-
-def _files(files: Sequence[GeneratedFile]) -> list[discord.File]:
-    return [discord.File(io.BytesIO(f.data), filename=f.filename) for f in files]

@@ -416,6 +416,55 @@ async def test_cancel_stops_the_reply_and_the_conversation_stays_usable(
     assert isinstance((await collect(services, turn("again"), context()))[-1], Completed)
 
 
+async def test_a_turn_that_breaks_after_a_model_call_still_counts_its_tokens(
+    make_services: ServicesFactory, fake_openai: FakeOpenAI
+) -> None:
+    services = await make_services(openai={"max_retries": 0})
+    register_test_tools(services, [])
+    ctx = context(settings(enabled_tools=("knowledge",)))
+    fake_openai.responses.push(
+        Reply("Checking.", calls=[FunctionCall("get_weather", {"city": "Paris"})], usage=(900, 200)),
+        HttpError(500, "The server had an error while processing your request."),
+    )
+    final = (await collect(services, turn("weather in Paris?"), ctx))[-1]
+    assert isinstance(final, Failed) and final.kind == "server"
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (900, 200)  # the call that ended
+    spent = await services.storage.usage.user_total(GUILD, 7, since_day="2000-01-01")
+    assert (spent.input_tokens, spent.output_tokens, spent.turns) == (900, 200, 1)
+
+
+async def test_a_turn_stopped_while_its_tool_waits_counts_the_model_call_before(
+    make_services: ServicesFactory, fake_openai: FakeOpenAI
+) -> None:
+    """/stop while a booking waits for its Confirm: the model call that asked for it was paid for."""
+    services = await make_services()
+    register_test_tools(services, [])
+    asked = asyncio.Event()
+
+    class NeverAnswers:
+        async def confirm(self, request: ConfirmationRequest, *, timeout_s: float) -> ConfirmationOutcome:
+            asked.set()
+            await asyncio.Event().wait()  # the person never clicks; /stop ends the wait
+            raise AssertionError("unreachable")
+
+    fake_openai.responses.push(
+        Reply(calls=[FunctionCall("book", {"thing": "table"})], usage=(700, 50)),
+    )
+    ctx = context(settings(enabled_tools=("restaurants",)), confirmer=NeverAnswers())
+
+    async def stop_when_asked() -> None:
+        await asked.wait()
+        assert services.engine.cancel(KEY)
+
+    stopper = asyncio.create_task(stop_when_asked())
+    final = (await collect(services, turn("book a table"), ctx))[-1]
+    await stopper
+    assert isinstance(final, Cancelled) and final.reason == "stopped"
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (700, 50)
+    spent = await services.storage.usage.user_total(GUILD, 7, since_day="2000-01-01")
+    assert (spent.input_tokens, spent.output_tokens) == (700, 50)
+
+
 async def test_turn_timeout(make_services: ServicesFactory, fake_openai: FakeOpenAI) -> None:
     services = await make_services(engine={"turn_timeout_s": 0.2})
     fake_openai.responses.push(Reply("late", delay_s=2))

@@ -27,6 +27,7 @@ from bot.engine.events import (
     Failed,
     Flagged,
     Queued,
+    RoundSpent,
     Started,
     TextDelta,
     TurnEvent,
@@ -298,7 +299,7 @@ class ConversationEngine:
         if isinstance(final, Completed | Failed | Cancelled):
             final = replace(final, turn_id=request.turn_id, steps=steps.count)
         self._count_ending(final)
-        usage = final.usage if isinstance(final, Completed | Failed) else Usage()
+        usage = final.usage if isinstance(final, Completed | Failed | Cancelled) else Usage()
         emit(final)  # first: the reply's last writes need not wait for the journal's transaction
         journal = asyncio.ensure_future(self._journal_end(request.turn_id, final, usage))
         while not journal.done():
@@ -386,6 +387,7 @@ class ConversationEngine:
         recorded as they end (`steps`)."""
         final: TurnEvent
         text = ""
+        spent = Usage()  # the model calls that ended: what a turn that breaks or stops still cost
         first_token = True
         try:
             async with asyncio.timeout(self._config.turn_timeout_s):
@@ -394,6 +396,9 @@ class ConversationEngine:
                     if isinstance(event, TERMINAL_EVENTS):
                         final = event
                         break
+                    if isinstance(event, RoundSpent):
+                        spent = spent + event.usage
+                        continue
                     if isinstance(event, TextDelta):
                         if first_token and event.text:
                             first_token = False
@@ -402,13 +407,13 @@ class ConversationEngine:
                     emit(event)
                     steps.observe(event)
         except asyncio.CancelledError:
-            final = Cancelled(text, reason=self._cancel_reason(asyncio.current_task()))
+            final = Cancelled(text, reason=self._cancel_reason(asyncio.current_task()), usage=spent)
         except TimeoutError:
-            final = Failed("timeout", "The answer took too long, so I stopped it.", text)
+            final = Failed("timeout", "The answer took too long, so I stopped it.", text, spent)
         except GateFullError:
             final = Busy("The bot is very busy right now; please try again in a minute.")
         except DatabaseUnavailableError as exc:  # the backend's history or a tool's records
-            final = Failed("connection", str(exc), text)
+            final = Failed("connection", str(exc), text, spent)
         except Exception as exc:
             kind, reason = describe_error(exc, model=request.context.settings.model)
             if isinstance(exc, openai.APIError) and kind != "internal":
@@ -425,7 +430,7 @@ class ConversationEngine:
                     kind,
                     exc_info=exc,
                 )
-            final = Failed(kind, reason, text)
+            final = Failed(kind, reason, text, spent)
         return final
 
 

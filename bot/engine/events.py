@@ -201,11 +201,22 @@ class Cancelled:
     turn_id: int | None = None
     """As on `Completed`: a turn stopped after its tools ran shows what they did too."""
     steps: int = 0
+    usage: Usage = field(default_factory=Usage)
+    """The tokens of the model calls that ended before the stop: they were paid for."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoundSpent:
+    """One model call ended and cost this (`usage`): the engine adds it up, so a turn that breaks or
+    is stopped after some calls still counts them. Never shown; a finished turn reports its total."""
+
+    usage: Usage
 
 
 TurnEvent = (
     Queued
     | Started
+    | RoundSpent
     | TextDelta
     | ToolStarted
     | ToolFinished

@@ -16,7 +16,7 @@ from typing import Protocol
 
 import openai
 
-from bot.engine.events import Completed, Failed, FailureKind, TextDelta, TurnEvent, Usage
+from bot.engine.events import Completed, Failed, FailureKind, RoundSpent, TextDelta, TurnEvent, Usage
 from bot.engine.openai_errors import is_context_length_error
 from bot.engine.tool_round import RequestedCall, run_tool_round
 from bot.engine.turn import TurnRequest
@@ -123,9 +123,11 @@ class ToolLoop:
                     if cost is None:
                         raise
                     usage = usage + cost
+                    yield RoundSpent(cost)
             if result is None:
                 raise RuntimeError("a model call's stream ended without its result")
             usage = usage + result.usage
+            yield RoundSpent(result.usage)
             if result.unfinished is not None:
                 yield Failed(result.unfinished.kind, result.unfinished.reason, text, usage)
                 return

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
@@ -146,14 +147,15 @@ class VectorKnowledge:
             uploaded = await client.files.create(file=(filename, data), purpose="assistants")
         except openai.APIError as exc:
             raise UserFacingError(_upload_error(exc, filename)) from exc
-        entry = await self._registry.add_file(
+        record = functools.partial(
+            self._registry.add_file,
             guild_id=guild_id,
-            store_id=store_id,
             file_id=uploaded.id,
             filename=filename,
             size_bytes=len(data),
             author_id=user_id,
         )
+        entry = await record(store_id=store_id)
         try:
             try:
                 attached = await self._attach(client, uploaded.id, store_id)
@@ -162,14 +164,7 @@ class VectorKnowledge:
                     raise
                 store_id, replaced = await self._replace_store(client, guild_id, store_id, entry)
                 lost += replaced
-                entry = await self._registry.add_file(
-                    guild_id=guild_id,
-                    store_id=store_id,
-                    file_id=uploaded.id,
-                    filename=filename,
-                    size_bytes=len(data),
-                    author_id=user_id,
-                )
+                entry = await record(store_id=store_id)  # the same file, in the store made anew
                 attached = await self._attach(client, uploaded.id, store_id)
         except TimeoutError:
             log.info("File %s of guild %s is still being processed", uploaded.id, guild_id)

@@ -234,12 +234,7 @@ async def fetch_files(
         seen.add(digest)
         images += 1
         name = f"image-{images}{IMAGE_SUFFIXES.get(mime, '.png')}"
-        if len(fetched) >= max_files:
-            fetched.append(GeneratedFile(name, b"", "too_many"))
-        elif len(data) > max_bytes:
-            fetched.append(GeneratedFile(name, b"", "too_large", size_bytes=len(data)))
-        else:
-            fetched.append(GeneratedFile(name, data))
+        fetched.append(_kept(name, data, already=len(fetched), max_files=max_files, max_bytes=max_bytes))
     for number, drawing in enumerate(outputs.drawings, start=1):
         name = f"drawing-{number}{DRAWING_SUFFIXES.get(drawing.output_format, '.png')}"
         try:
@@ -248,13 +243,18 @@ async def fetch_files(
             log.warning("Skipping a drawing with broken base64")
             fetched.append(GeneratedFile(name, b"", "unavailable"))
             continue
-        if len(fetched) >= max_files:
-            fetched.append(GeneratedFile(name, b"", "too_many"))
-        elif len(data) > max_bytes:
-            fetched.append(GeneratedFile(name, b"", "too_large", size_bytes=len(data)))
-        else:
-            fetched.append(GeneratedFile(name, data))
+        fetched.append(_kept(name, data, already=len(fetched), max_files=max_files, max_bytes=max_bytes))
     return tuple(fetched)
+
+
+def _kept(name: str, data: bytes, *, already: int, max_files: int, max_bytes: int) -> GeneratedFile:
+    """A file the model made, within the reply's limits: the number of files it may carry (`already`
+    taken) and the size of one; past either, only its name and why."""
+    if already >= max_files:
+        return GeneratedFile(name, b"", "too_many")
+    if len(data) > max_bytes:
+        return GeneratedFile(name, b"", "too_large", size_bytes=len(data))
+    return GeneratedFile(name, data)
 
 
 async def _download(client: AsyncOpenAI, ref: ContainerFileRef, max_bytes: int) -> GeneratedFile:

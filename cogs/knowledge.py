@@ -57,16 +57,19 @@ LOCAL_STORE = "this server's own knowledge"
 OPENAI_STORE = "this server's OpenAI vector store"
 
 
+def _search_head(query: str, store: str) -> discord.Embed:
+    """A search's embed before its results: what was asked, and in which store."""
+    return discord.Embed(
+        title="Knowledge search",
+        description=cut(f"Closest matches for **{discord.utils.escape_markdown(query)}** in {store}", 4000),
+        colour=SEARCH_COLOUR,
+    )
+
+
 def search_embed(query: str, results: SearchResults, vector_files: int = 0) -> discord.Embed:
     """The top matches as embed fields: entry, score, source link and the passage itself; the footer
     says the bot's own knowledge was searched (and what was not: `vector_files` in the OpenAI store)."""
-    embed = discord.Embed(
-        title="Knowledge search",
-        description=cut(
-            f"Closest matches for **{discord.utils.escape_markdown(query)}** in {LOCAL_STORE}", 4000
-        ),
-        colour=SEARCH_COLOUR,
-    )
+    embed = _search_head(query, LOCAL_STORE)
     footer = f"Searched {LOCAL_STORE} · {results.model} · {results.dims} dimensions"
     if results.skipped_entries:
         footer += f" · {results.skipped_entries} entries from another embedding model not searched"
@@ -91,13 +94,7 @@ def search_embed(query: str, results: SearchResults, vector_files: int = 0) -> d
 def vector_search_embed(query: str, hits: list[VectorSearchHit], local_entries: int = 0) -> discord.Embed:
     """The OpenAI vector store's top passages as embed fields: file, score, name and the passage; the
     footer says the store was searched (and what was not: `local_entries` of the bot's own)."""
-    embed = discord.Embed(
-        title="Knowledge search",
-        description=cut(
-            f"Closest matches for **{discord.utils.escape_markdown(query)}** in {OPENAI_STORE}", 4000
-        ),
-        colour=SEARCH_COLOUR,
-    )
+    embed = _search_head(query, OPENAI_STORE)
     footer = f"Searched {OPENAI_STORE}"
     if local_entries:
         footer += f" · {_count(local_entries, 'entry', 'entries')} of {LOCAL_STORE} not searched"
